@@ -1,0 +1,1 @@
+"""Ingestion of CUR/FOCUS exports, GPU usage rollups and training runs into the warehouse."""

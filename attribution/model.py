@@ -1,0 +1,96 @@
+"""The plain data that crosses module boundaries in attribution: money results and flags.
+
+Money is `Decimal` until presentation (STYLE §7). `allocate.py` is the only place that builds an
+`Allocation`; the CLI, the explorer and the weekly report read it and never re-aggregate cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+from gpulens.errors import GpulensError
+
+Basis = Literal["amortized", "billed"]
+IdleMode = Literal["separate", "share"]
+Category = Literal["direct", "shared_gpu", "shared_other", "idle", "unallocated"]
+AnomalyKind = Literal["nan", "spike", "divergence"]
+
+CENT = Decimal("0.01")
+
+
+class InvariantViolation(GpulensError):
+    """teams + idle + unallocated differs from the period's total by a cent or more."""
+
+
+@dataclass(frozen=True)
+class TeamCost:
+    team: str
+    direct: Decimal
+    shared: Decimal
+    gpu_hours: Decimal
+    waste: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.direct + self.shared
+
+
+@dataclass(frozen=True)
+class UnallocatedLine:
+    """Unallocated spend of one resource (or of a line type where there is no resource id)."""
+
+    resource_id: str | None
+    line_item_type: str
+    product_code: str | None
+    cost: Decimal
+
+
+@dataclass(frozen=True)
+class Allocation:
+    period: str
+    currency: str
+    basis: Basis
+    teams: tuple[TeamCost, ...]
+    idle: Decimal
+    unallocated: Decimal
+    total: Decimal
+    billed_total: Decimal
+    unallocated_lines: tuple[UnallocatedLine, ...] = ()
+
+    def __post_init__(self) -> None:
+        allocated = sum((t.total for t in self.teams), Decimal(0)) + self.idle + self.unallocated
+        if abs(allocated - self.total) >= CENT:
+            raise InvariantViolation(
+                f"allocation for {self.period} does not reconcile: teams + idle + unallocated = "
+                f"{allocated} but the total {self.basis} cost is {self.total}; this is a bug, please report it"
+            )
+
+
+@dataclass(frozen=True)
+class UnderutilizedGpu:
+    node: str | None
+    instance_id: str | None
+    gpu: int | None
+    team: str | None
+    job_id: str | None
+    hours: float
+    sm_active: float
+    waste: Decimal
+    measure: Literal["sm_active", "utilization"] = "sm_active"
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class DivergentRun:
+    job_id: str
+    team: str | None
+    kind: AnomalyKind
+    step: int
+
+
+@dataclass(frozen=True)
+class Flags:
+    underutilized: tuple[UnderutilizedGpu, ...]
+    divergent_runs: tuple[DivergentRun, ...]

@@ -1,0 +1,76 @@
+-- The warehouse (SPEC §5). One DuckDB file locally; the same tables as Parquet on S3 at scale.
+-- Money is DECIMAL(38, 10) until presentation: sub-cent CUR lines must sum exactly.
+
+CREATE TABLE IF NOT EXISTS cost_line_items (
+    billing_period   VARCHAR NOT NULL,          -- YYYY-MM
+    payer_account_id VARCHAR NOT NULL,          -- the replacement key with billing_period (SPEC §5)
+    usage_start      TIMESTAMP NOT NULL,        -- UTC
+    usage_end        TIMESTAMP NOT NULL,        -- UTC
+    account_id       VARCHAR,
+    line_item_type   VARCHAR NOT NULL,
+    product_code     VARCHAR,
+    usage_type       VARCHAR,
+    resource_id      VARCHAR,
+    instance_type    VARCHAR,
+    usage_amount     DOUBLE,
+    unblended_cost   DECIMAL(38, 10) NOT NULL,
+    amortized_cost   DECIMAL(38, 10) NOT NULL,
+    currency         VARCHAR NOT NULL,
+    tags             MAP(VARCHAR, VARCHAR),     -- keys as delivered (user:team, user_team, team)
+    source           VARCHAR NOT NULL,          -- cur2 | legacy | focus, and the file it came from
+    ingested_at      TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS gpu_usage_hourly (
+    hour        TIMESTAMP NOT NULL,             -- UTC start of the hour
+    node        VARCHAR,
+    instance_id VARCHAR,
+    cluster     VARCHAR,
+    gpu         INTEGER,
+    gpu_uuid    VARCHAR,
+    model       VARCHAR,
+    job_id      VARCHAR,
+    team        VARCHAR,
+    gpu_seconds DOUBLE NOT NULL,                -- seconds of that hour the GPU was held by the job
+    sm_active   DOUBLE,                         -- mean over those seconds; NULL where unmeasured
+    utilization DOUBLE                          -- coarse NVML utilization mean: the fallback where sm_active is NULL
+);
+
+CREATE TABLE IF NOT EXISTS train_metrics (
+    job_id       VARCHAR NOT NULL,
+    team         VARCHAR,
+    rank         INTEGER,
+    step         BIGINT NOT NULL,
+    ts           TIMESTAMP,
+    loss         DOUBLE,
+    step_seconds DOUBLE,
+    tokens       BIGINT,
+    mfu          DOUBLE
+);
+
+-- SPEC §6 results, per period, day, team and category. `category` is explicit: direct, shared_gpu,
+-- shared_other, idle, unallocated. `team` is NULL for idle and unallocated.
+CREATE TABLE IF NOT EXISTS allocations (
+    period      VARCHAR NOT NULL,
+    basis       VARCHAR NOT NULL,               -- amortized | billed
+    day         DATE NOT NULL,
+    team        VARCHAR,
+    category    VARCHAR NOT NULL,
+    job_id      VARCHAR,
+    resource_id VARCHAR,
+    cost        DECIMAL(38, 10) NOT NULL,
+    waste       DECIMAL(38, 10) NOT NULL DEFAULT 0,
+    gpu_seconds DOUBLE NOT NULL DEFAULT 0,
+    currency    VARCHAR NOT NULL,
+    computed_at TIMESTAMP NOT NULL
+);
+
+-- One row per `gpulens ingest cur` delivery, for data freshness in the report and the explorer.
+CREATE TABLE IF NOT EXISTS deliveries (
+    billing_period   VARCHAR NOT NULL,
+    payer_account_id VARCHAR NOT NULL,
+    source_format    VARCHAR NOT NULL,
+    files            VARCHAR[] NOT NULL,
+    line_items       BIGINT NOT NULL,
+    ingested_at      TIMESTAMP NOT NULL
+);

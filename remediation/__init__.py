@@ -1,0 +1,1 @@
+"""remediation: from GPU and training alerts to safe, audited actions."""
