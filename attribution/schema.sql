@@ -74,3 +74,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
     line_items       BIGINT NOT NULL,
     ingested_at      TIMESTAMP NOT NULL
 );
+
+-- Loss anomalies per run (SPEC §7), found by the one detector (gpulens.trainer.health) when runs are
+-- ingested, or reported online by the trainer (kind=anomaly records). `flags` and the explorer read it.
+CREATE TABLE IF NOT EXISTS train_anomalies (
+    job_id VARCHAR NOT NULL,
+    team   VARCHAR,
+    rank   INTEGER,
+    step   BIGINT NOT NULL,
+    kind   VARCHAR NOT NULL,                   -- nan | spike | divergence
+    loss   DOUBLE
+);
