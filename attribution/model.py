@@ -7,6 +7,7 @@ Money is `Decimal` until presentation (STYLE §7). `allocate.py` is the only pla
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Literal
 
@@ -94,3 +95,18 @@ class DivergentRun:
 class Flags:
     underutilized: tuple[UnderutilizedGpu, ...]
     divergent_runs: tuple[DivergentRun, ...]
+
+
+@dataclass(frozen=True)
+class DailyAllocation:
+    """One row of the allocation: money (billing currency) and GPU-seconds per UTC day, team,
+    category, job and resource. `team` is None for idle and unallocated."""
+
+    day: date
+    team: str | None
+    category: Category
+    job_id: str | None
+    resource_id: str | None
+    cost: Decimal
+    waste: Decimal
+    gpu_seconds: float

@@ -39,7 +39,7 @@ GPU_DRAM_ACTIVE = _gpu("gpulens_gpu_dram_active_ratio", "gauge", "ratio", "Mean 
 GPU_MEMORY_USED = _gpu("gpulens_gpu_memory_used_bytes", "gauge", "bytes", "Device memory in use.", "nvmlDeviceGetMemoryInfo.used")
 GPU_MEMORY_TOTAL = _gpu("gpulens_gpu_memory_total_bytes", "gauge", "bytes", "Device memory installed.", "nvmlDeviceGetMemoryInfo.total")
 GPU_POWER = _gpu("gpulens_gpu_power_watts", "gauge", "watts", "Board power draw (NVML reports milliwatts).", "nvmlDeviceGetPowerUsage")
-GPU_ENERGY = _gpu("gpulens_gpu_energy_joules_total", "counter", "joules", "Energy consumed since the driver loaded (NVML reports millijoules).", "nvmlDeviceGetTotalEnergyConsumption")
+GPU_ENERGY = _gpu("gpulens_gpu_energy_joules_total", "counter", "joules", "Energy consumed while the agent watched, per job holding the GPU (NVML reports millijoules).", "nvmlDeviceGetTotalEnergyConsumption deltas")
 GPU_TEMPERATURE = _gpu("gpulens_gpu_temperature_celsius", "gauge", "celsius", "GPU die temperature.", "nvmlDeviceGetTemperature(NVML_TEMPERATURE_GPU)")
 GPU_SM_CLOCK = _gpu("gpulens_gpu_sm_clock_hertz", "gauge", "hertz", "SM clock (NVML reports MHz).", "nvmlDeviceGetClockInfo(NVML_CLOCK_SM)")
 GPU_SM_ACTIVE_SECONDS = _gpu("gpulens_gpu_sm_active_seconds_total", "counter", "seconds", "Integral of sm_active over time: rate() over any window is its exact mean.", "integral of gpulens_gpu_sm_active_ratio")
@@ -47,7 +47,7 @@ GPU_TENSOR_ACTIVE_SECONDS = _gpu("gpulens_gpu_tensor_active_seconds_total", "cou
 GPU_DRAM_ACTIVE_SECONDS = _gpu("gpulens_gpu_dram_active_seconds_total", "counter", "seconds", "Integral of dram_active over time: rate() over any window is its exact mean.", "integral of gpulens_gpu_dram_active_ratio")
 GPU_HELD_SECONDS = _gpu("gpulens_gpu_held_seconds_total", "counter", "seconds", "Seconds the GPU was held by the job: hourly usage rollups are its increase() per hour.", "job mapping", JOB_LABELS)
 GPU_XID_ERRORS = _gpu("gpulens_gpu_xid_errors_total", "counter", "", "XID events, classified by NVIDIA's XID catalog.", "nvmlEventSetWait (nvmlEventTypeXidCriticalError)", ("xid", "recoverable", "action"))
-GPU_ECC_ERRORS = _gpu("gpulens_gpu_ecc_errors_total", "counter", "", "ECC errors since the driver loaded, by type (corrected, uncorrected).", "nvmlDeviceGetTotalEccErrors(NVML_VOLATILE_ECC)", ("type",))
+GPU_ECC_ERRORS = _gpu("gpulens_gpu_ecc_errors_total", "counter", "", "ECC errors while the agent watched, by type (corrected, uncorrected), per job holding the GPU.", "nvmlDeviceGetTotalEccErrors(NVML_VOLATILE_ECC) deltas", ("type",))
 
 TRAIN_STEP_SECONDS = MetricSpec("gpulens_train_step_seconds", "histogram", "seconds", TRAIN_LABELS, "Training step wall time, from CUDA events (no host sync).", "trainer datagram step_seconds")
 TRAIN_STEPS = MetricSpec("gpulens_train_steps_total", "counter", "", TRAIN_LABELS, "Training steps completed.", "trainer datagrams")
@@ -57,7 +57,7 @@ TRAIN_MFU = MetricSpec("gpulens_train_mfu_ratio", "gauge", "ratio", TRAIN_LABELS
 TRAIN_LAST_STEP = MetricSpec("gpulens_train_last_step_timestamp_seconds", "gauge", "seconds", TRAIN_LABELS, "Unix time of the latest step.", "trainer datagram ts")
 TRAIN_ANOMALIES = MetricSpec("gpulens_train_loss_anomalies_total", "counter", "", TRAIN_LABELS + ("kind",), "Loss anomalies (nan, spike, divergence), one per episode.", "trainer anomaly datagrams")
 
-AGENT_INFO = MetricSpec("gpulens_agent_info", "info", "", ("version", "backend"), "The agent's version and backend (backend=\"sim\" is a simulated fleet, not hardware).", "agent")
+AGENT_INFO = MetricSpec("gpulens_agent_info", "info", "", ("version", "backend", "node", "capabilities", "profiling"), "The agent's version, backend (backend=\"sim\" is a simulated fleet, not hardware), probed capabilities and profiler-lock state.", "agent")
 NODE_INFO = MetricSpec("gpulens_node_info", "info", "", ("node", "instance_id", "instance_type", "cluster"), "Which cloud instance and cluster this node is: joins GPU usage to CUR resource_id.", "agent flags --instance-id/--instance-type/--cluster")
 AGENT_SAMPLE_SECONDS = MetricSpec("gpulens_agent_sample_seconds", "histogram", "seconds", ("node",), "Time to sample every GPU once.", "agent sampler")
 AGENT_DATAGRAMS = MetricSpec("gpulens_agent_datagrams_total", "counter", "", ("result",), "Trainer datagrams received, by result (ok, malformed).", "agent socket")

@@ -1,0 +1,113 @@
+"""Build a `WeeklyReport` from the warehouse: money from `allocate`, flags from `find_flags`, and
+the non-money facts (GPU-hours, SM activity, freshness, coverage) from plain queries here.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import duckdb
+from gpulens.attribution.allocate import allocate
+from gpulens.attribution.flags import find_flags
+from gpulens.attribution.model import Allocation, DivergentRun
+from gpulens.attribution.report.model import (
+    DivergentSpend,
+    FleetUsage,
+    Freshness,
+    IsoWeek,
+    ReportOptions,
+    WeeklyReport,
+)
+
+# Lines that measure usage over their own time window: they tell which days the CUR covers. Fees,
+# taxes and monthly commitments span the whole month and would make any partial month look complete.
+_USAGE_TYPES = ("Usage", "DiscountedUsage", "SavingsPlanCoveredUsage")
+
+
+def build_weekly_report(con: duckdb.DuckDBPyConnection, week: IsoWeek,
+                        options: ReportOptions = ReportOptions(), *,
+                        now: datetime | None = None) -> WeeklyReport:
+    """The report for `week` (Monday 00:00 UTC to the next Monday) and its comparison week."""
+    previous = week.previous()
+    alloc = week_allocation(con, week, options)
+    return WeeklyReport(
+        week=week,
+        options=options,
+        generated_at=now or datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0),
+        allocation=alloc,
+        previous=week_allocation(con, previous, options),
+        usage=fleet_usage(con, week.start, week.end),
+        previous_usage=fleet_usage(con, previous.start, previous.end),
+        underutilized=find_flags(con, window=timedelta(days=7), until=week.end,
+                                 sm_threshold=options.sm_threshold).underutilized,
+        divergent=divergent_spend(con, week, options),
+        freshness=freshness(con, week),
+    )
+
+
+def week_allocation(con: duckdb.DuckDBPyConnection, week: IsoWeek, options: ReportOptions) -> Allocation:
+    return allocate(con, week.start, week.end, tag_key=options.tag_key, cluster_tag_key=options.cluster_tag_key,
+                    idle=options.idle, basis=options.basis, label=week.label)  # type: ignore[arg-type]
+
+
+def fleet_usage(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> FleetUsage:
+    """GPU-hours held and their GPU-second-weighted SM activity in [start, end)."""
+    hours, sm = con.execute(
+        """
+        SELECT coalesce(sum(gpu_seconds), 0) / 3600.0,
+               sum(gpu_seconds * sm_active) / nullif(sum(gpu_seconds) FILTER (WHERE sm_active IS NOT NULL), 0)
+        FROM gpu_usage_hourly WHERE hour >= ? AND hour < ?
+        """,
+        [start, end],
+    ).fetchone() or (0.0, None)
+    return FleetUsage(float(hours), None if sm is None else float(sm))
+
+
+def divergent_spend(con: duckdb.DuckDBPyConnection, week: IsoWeek,
+                    options: ReportOptions) -> tuple[DivergentSpend, ...]:
+    """Divergent runs whose anomaly began before the week ended, with their spend since the onset."""
+    flags = find_flags(con, window=timedelta(days=7), until=week.end, sm_threshold=options.sm_threshold)
+    out = []
+    for run in flags.divergent_runs:
+        onset = _onset(con, run)
+        if onset is not None and onset >= week.end:
+            continue
+        out.append(DivergentSpend(run, onset, None))
+    return tuple(out)
+
+
+def _onset(con: duckdb.DuckDBPyConnection, run: DivergentRun) -> datetime | None:
+    row = con.execute("SELECT min(ts) FROM train_metrics WHERE job_id = ? AND step = ?",
+                      [run.job_id, run.step]).fetchone()
+    return None if row is None else row[0]
+
+
+def freshness(con: duckdb.DuckDBPyConnection, week: IsoWeek) -> Freshness:
+    last = con.execute(
+        "SELECT ingested_at, billing_period FROM deliveries ORDER BY ingested_at DESC LIMIT 1").fetchone()
+    newest_hour = con.execute("SELECT max(hour) FROM gpu_usage_hourly").fetchone()
+    types = ", ".join(f"'{t}'" for t in _USAGE_TYPES)
+    newest_end = con.execute(
+        f"SELECT max(usage_end) FROM cost_line_items WHERE line_item_type IN ({types})").fetchone()
+    cur_days = _covered_days(con, f"""
+        SELECT DISTINCT d.day FROM days d JOIN cost_line_items c
+          ON c.usage_start < d.day + INTERVAL 1 DAY AND c.usage_end > d.day
+        WHERE c.line_item_type IN ({types})""", week)
+    usage_days = _covered_days(con, """
+        SELECT DISTINCT d.day FROM days d JOIN gpu_usage_hourly u
+          ON u.hour >= d.day AND u.hour < d.day + INTERVAL 1 DAY""", week)
+    return Freshness(
+        last_delivery_at=last[0] if last else None,
+        last_delivery_period=last[1] if last else None,
+        newest_usage_hour=newest_hour[0] if newest_hour else None,
+        newest_cur_usage_end=newest_end[0] if newest_end else None,
+        cur_missing_days=tuple(d for d in week.days() if d not in cur_days),
+        usage_missing_days=tuple(d for d in week.days() if d not in usage_days),
+    )
+
+
+def _covered_days(con: duckdb.DuckDBPyConnection, query: str, week: IsoWeek) -> set[date]:
+    """The days of `week` that `query` (over a `days(day TIMESTAMP)` relation) returns."""
+    days = ", ".join(f"(TIMESTAMP '{d.isoformat()}')" for d in week.days())
+    rows = con.execute(f"WITH days(day) AS (VALUES {days}) {query}").fetchall()
+    return {r[0].date() if isinstance(r[0], datetime) else r[0] for r in rows}

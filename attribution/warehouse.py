@@ -1,0 +1,45 @@
+"""The DuckDB warehouse (SPEC §5): one file, the schema in `schema.sql`, UTC everywhere."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+from gpulens.errors import GpulensError
+
+
+def schema_sql() -> str:
+    """The warehouse DDL, idempotent (`CREATE TABLE IF NOT EXISTS`)."""
+    return resources.files("gpulens.attribution").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+def prepare(con: duckdb.DuckDBPyConnection) -> None:
+    """Session settings every query here assumes: naive TIMESTAMPs are UTC."""
+    con.execute("SET TimeZone = 'UTC'")
+
+
+class Warehouse:
+    """A warehouse file. `Warehouse(path).connect()` yields a connection with the schema created."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        if read_only and not self.path.exists():
+            with self.connect(read_only=False):
+                pass  # a reader of a new warehouse sees the empty tables, not an error
+        try:
+            con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.Error as exc:
+            raise GpulensError(f"cannot open the warehouse: {exc}", path=self.path) from exc
+        try:
+            prepare(con)
+            if not read_only:
+                con.execute(schema_sql())
+            yield con
+        finally:
+            con.close()

@@ -1,0 +1,263 @@
+"""/metrics, /healthz and the profiler-lock endpoint over HTTP, from the latest snapshot only.
+
+`AgentCollector` is a custom prometheus_client Collector on a private registry: each scrape formats
+the sampler's published `Snapshot` and a copy of the trainer aggregates, and never calls the
+backend. The HTTP server negotiates OpenMetrics from the Accept header, renders with
+`render.render` (same formats as prometheus_client, faster), and answers:
+  GET  /metrics                       the families of SPEC §3
+  GET  /healthz                       200 "ok" while the sampler is fresh, 503 if it stalled
+  POST /profiling/pause?seconds=N     stop reading profiling fields for N s (default 600)
+  POST /profiling/resume              read them again
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from gpulens import __version__
+from gpulens.collector import metrics as M
+from gpulens.collector.backends.base import GpuReading
+from gpulens.collector.render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
+from gpulens.collector.sampler import COUNTED, INTEGRATED, SAMPLE_BUCKETS, Sampler, Snapshot
+from gpulens.collector.trainstats import STEP_BUCKETS, TrainStats
+from gpulens.collector.xid import classify
+
+log = logging.getLogger(__name__)
+
+# (catalog spec, GpuReading attribute) for the gauges read straight off a reading.
+GAUGES = (
+    (M.GPU_UTILIZATION, "utilization_ratio"), (M.GPU_SM_ACTIVE, "sm_active_ratio"),
+    (M.GPU_SM_OCCUPANCY, "sm_occupancy_ratio"), (M.GPU_TENSOR_ACTIVE, "tensor_active_ratio"),
+    (M.GPU_DRAM_ACTIVE, "dram_active_ratio"), (M.GPU_MEMORY_USED, "memory_used_bytes"),
+    (M.GPU_MEMORY_TOTAL, "memory_total_bytes"), (M.GPU_POWER, "power_watts"),
+    (M.GPU_TEMPERATURE, "temperature_celsius"), (M.GPU_SM_CLOCK, "sm_clock_hertz"),
+)
+INTEGRAL_SPECS = dict(zip(INTEGRATED, (M.GPU_SM_ACTIVE_SECONDS, M.GPU_TENSOR_ACTIVE_SECONDS, M.GPU_DRAM_ACTIVE_SECONDS)))
+COUNTER_SPECS = {"energy_joules": (M.GPU_ENERGY, {}), "ecc_corrected": (M.GPU_ECC_ERRORS, {"type": "corrected"}),
+                 "ecc_uncorrected": (M.GPU_ECC_ERRORS, {"type": "uncorrected"})}
+
+
+@dataclass(frozen=True)
+class AgentIdentity:
+    """Static labels of the agent and its node (gpulens_agent_info, gpulens_node_info)."""
+
+    node: str
+    backend: str
+    capabilities: tuple[str, ...] = ()
+    instance_id: str = ""
+    instance_type: str = ""
+    cluster: str = ""
+
+
+def family(spec: M.MetricSpec) -> Metric:
+    """An empty family for a catalog entry; counters drop `_total` from the family name."""
+    name = spec.name[: -len("_total")] if spec.type == "counter" else spec.name
+    if spec.type == "info":
+        name = spec.name[: -len("_info")]
+    return Metric(name, spec.help, spec.type)
+
+
+def _job_labels(job_id: str | None, team: str | None) -> dict[str, str]:
+    out = {}
+    if job_id:
+        out["job_id"] = job_id
+    if team:
+        out["team"] = team
+    return out
+
+
+class AgentCollector(Collector):
+    """Formats the latest snapshot; `describe()` is empty so registration never calls collect()."""
+
+    def __init__(self, identity: AgentIdentity, snapshot: Callable[[], Snapshot], train: TrainStats) -> None:
+        self.identity = identity
+        self._snapshot = snapshot
+        self._train = train
+
+    def describe(self) -> Iterable[Metric]:
+        return ()
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        base = {r.identity.index: self._gpu_labels(r) for r in snap.readings}
+        yield from self._agent_families(snap)
+        yield from self._gauge_families(snap, base)
+        yield from self._counter_families(snap, base)
+        yield from self._train_families()
+
+    def _gpu_labels(self, r: GpuReading) -> dict[str, str]:
+        d = r.identity
+        return {"node": self.identity.node, "gpu": str(d.index), "uuid": d.uuid, "model": d.model}
+
+    def _agent_families(self, snap: Snapshot) -> Iterator[Metric]:
+        ident = self.identity
+        info = family(M.AGENT_INFO)
+        info.add_sample(M.AGENT_INFO.name, {
+            "version": __version__, "backend": ident.backend, "node": ident.node,
+            "capabilities": ",".join(ident.capabilities), "profiling": "paused" if snap.profiling_paused else "on",
+        }, 1.0)
+        node = family(M.NODE_INFO)
+        node.add_sample(M.NODE_INFO.name, {"node": ident.node, "instance_id": ident.instance_id,
+                                           "instance_type": ident.instance_type, "cluster": ident.cluster}, 1.0)
+        hist = family(M.AGENT_SAMPLE_SECONDS)
+        _histogram(hist, M.AGENT_SAMPLE_SECONDS.name, {"node": ident.node}, SAMPLE_BUCKETS,
+                   snap.sample_buckets, snap.sample_sum, snap.sample_count)
+        yield from (info, node, hist)
+
+    def _gauge_families(self, snap: Snapshot, base: dict[int, dict[str, str]]) -> Iterator[Metric]:
+        up = family(M.GPU_UP)
+        fams = [(spec, attr, family(spec)) for spec, attr in GAUGES]
+        for r in snap.readings:
+            labels = {**base[r.identity.index], **_job_labels(r.job_id, r.team)}
+            up.add_sample(M.GPU_UP.name, labels, 1.0 if r.up else 0.0)
+            for spec, attr, fam in fams:
+                value = getattr(r, attr)
+                if value is not None:  # unsupported: the series is absent, never 0
+                    fam.add_sample(spec.name, labels, value)
+        yield up
+        yield from (fam for _spec, _attr, fam in fams if fam.samples)
+
+    def _counter_families(self, snap: Snapshot, base: dict[int, dict[str, str]]) -> Iterator[Metric]:
+        fams: dict[str, Metric] = {}
+
+        def add(spec: M.MetricSpec, labels: dict[str, str], value: float) -> None:
+            fam = fams.get(spec.name)
+            if fam is None:
+                fam = fams[spec.name] = family(spec)
+            fam.add_sample(spec.name, labels, value)
+
+        for (gpu, job_id, team, what), value in sorted(snap.counters.items(), key=_counter_order):
+            if gpu not in base:
+                continue
+            labels = {**base[gpu], **_job_labels(job_id, team)}
+            if what == "held":
+                add(M.GPU_HELD_SECONDS, labels, value)
+            elif what in INTEGRAL_SPECS:
+                add(INTEGRAL_SPECS[str(what)], labels, value)
+            elif what in COUNTED:
+                spec, extra = COUNTER_SPECS[str(what)]
+                add(spec, {**labels, **extra}, value)
+            elif isinstance(what, tuple):
+                xid = classify(int(what[1]))
+                add(M.GPU_XID_ERRORS, {**labels, "xid": str(xid.code), "recoverable": str(xid.recoverable).lower(),
+                                       "action": xid.action}, value)
+        yield from fams.values()
+
+    def _train_families(self) -> Iterator[Metric]:
+        ranks, anomalies, results = self._train.copy()
+        node = self.identity.node
+        steps, tokens = family(M.TRAIN_STEPS), family(M.TRAIN_TOKENS)
+        loss, mfu, last = family(M.TRAIN_LOSS), family(M.TRAIN_MFU), family(M.TRAIN_LAST_STEP)
+        hist = family(M.TRAIN_STEP_SECONDS)
+        for (job_id, team, rank, gpu), s in ranks.items():
+            labels = {"node": node, "job_id": job_id, "team": team, "rank": rank, "gpu": gpu}
+            steps.add_sample(M.TRAIN_STEPS.name, labels, s.steps)
+            tokens.add_sample(M.TRAIN_TOKENS.name, labels, s.tokens)
+            for fam, spec, value in ((loss, M.TRAIN_LOSS, s.loss), (mfu, M.TRAIN_MFU, s.mfu),
+                                     (last, M.TRAIN_LAST_STEP, s.last_ts)):
+                if value is not None:
+                    fam.add_sample(spec.name, labels, value)
+            _histogram(hist, M.TRAIN_STEP_SECONDS.name, labels, STEP_BUCKETS, s.cumulative(), s.step_sum,
+                       s.step_count)
+        anom = family(M.TRAIN_ANOMALIES)
+        for (job_id, team, rank, gpu, kind), n in anomalies.items():
+            anom.add_sample(M.TRAIN_ANOMALIES.name, {"node": node, "job_id": job_id, "team": team, "rank": rank,
+                                                     "gpu": gpu, "kind": kind}, n)
+        dgrams = family(M.AGENT_DATAGRAMS)
+        for result, n in sorted(results.items()):
+            dgrams.add_sample(M.AGENT_DATAGRAMS.name, {"result": result}, n)
+        yield from (f for f in (steps, tokens, loss, mfu, last, hist, anom) if f.samples)
+        yield dgrams
+
+
+def _counter_order(item: tuple[tuple[int, str, str, object], float]) -> tuple[int, str, str, str]:
+    (gpu, job_id, team, what), _value = item
+    return gpu, job_id, team, str(what)
+
+
+def _histogram(fam: Metric, name: str, labels: dict[str, str], bounds: tuple[float, ...],
+               cumulative: tuple[int, ...] | list[int], total: float, count: int) -> None:
+    for bound, n in zip((*bounds, float("inf")), cumulative):
+        le = "+Inf" if bound == float("inf") else repr(bound)
+        fam.add_sample(f"{name}_bucket", {**labels, "le": le}, float(n))
+    fam.add_sample(f"{name}_count", labels, float(count))
+    fam.add_sample(f"{name}_sum", labels, total)
+
+
+def build_registry(collector: AgentCollector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+class AgentHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def make_server(host: str, port: int, registry: CollectorRegistry, sampler: Sampler,
+                stale_after: float) -> AgentHTTPServer:
+    """The HTTP server (not started); `stale_after` seconds without a tick makes /healthz 503."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+            log.debug("%s " + format, self.address_string(), *args)
+
+        def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            path = urllib.parse.urlsplit(self.path).path
+            if path == "/metrics":
+                om = wants_openmetrics(self.headers.get("Accept", ""))
+                body = render(registry.collect(), openmetrics=om)
+                self._send(200, body, OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE)
+            elif path == "/healthz":
+                age = sampler._clock() - sampler.snapshot.t
+                ok = age <= stale_after
+                self._send(200 if ok else 503, b"ok\n" if ok else f"sampler stalled {age:.1f}s\n".encode())
+            else:
+                self._send(404, b"not found: try /metrics or /healthz\n")
+
+        do_HEAD = do_GET  # noqa: N815
+
+        def do_POST(self) -> None:  # noqa: N802
+            url = urllib.parse.urlsplit(self.path)
+            query = urllib.parse.parse_qs(url.query)
+            if url.path == "/profiling/pause":
+                try:
+                    seconds = float(query.get("seconds", ["600"])[0])
+                except ValueError:
+                    self._send(400, b"seconds must be a number\n")
+                    return
+                sampler.pause_profiling(seconds)
+                self._send(200, f"profiling paused for {seconds:g}s\n".encode())
+            elif url.path == "/profiling/resume":
+                sampler.resume_profiling()
+                self._send(200, b"profiling resumed\n")
+            else:
+                self._send(404, b"not found\n")
+
+    return AgentHTTPServer((host, port), Handler)
+
+
+def serve_in_thread(server: AgentHTTPServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                              name="gpulens-http", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,1 @@
+"""Mappers add `job_id`/`team` to readings (`annotate(readings) -> readings`), first match wins."""

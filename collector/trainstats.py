@@ -1,0 +1,133 @@
+"""Trainer records (SPEC §4) -> the gpulens_train_* families, aggregated per (job, team, rank, gpu).
+
+Parsing is strict about what it uses and ignores unknown keys; anything else is `malformed`.
+The socket thread calls `ingest`; scrapes call `copy` (one short lock each).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+try:  # orjson parses a record in ~1 µs against json's ~6 µs: it is what makes 50k records/s cheap
+    from orjson import JSONDecodeError as _JSONError
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - the stdlib is correct, only slower
+    _loads, _JSONError = json.loads, json.JSONDecodeError
+
+STEP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+ANOMALY_KINDS = ("nan", "spike", "divergence")
+
+TrainKey = tuple[str, str, str, str]  # job_id, team, rank, gpu (label values)
+
+
+@dataclass
+class RankStats:
+    """Running totals of one rank; mutated only under TrainStats' lock."""
+
+    steps: float = 0.0
+    tokens: float = 0.0
+    loss: float | None = None
+    mfu: float | None = None
+    last_ts: float | None = None
+    step_sum: float = 0.0
+    step_count: int = 0
+    # Per-bucket (not cumulative) counts, index = bisect_left(STEP_BUCKETS, seconds); the last is +Inf.
+    step_hits: list[int] = field(default_factory=lambda: [0] * (len(STEP_BUCKETS) + 1))
+
+    def copy(self) -> RankStats:
+        return RankStats(self.steps, self.tokens, self.loss, self.mfu, self.last_ts, self.step_sum,
+                         self.step_count, list(self.step_hits))
+
+    def cumulative(self) -> list[int]:
+        """Cumulative bucket counts, as exposition wants them (le=bound ... le=+Inf)."""
+        out, total = [], 0
+        for n in self.step_hits:
+            total += n
+            out.append(total)
+        return out
+
+
+def _num(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _label(value: object) -> str:
+    return "" if value is None or isinstance(value, bool) else str(value)
+
+
+class Malformed(ValueError):
+    """A datagram that is not a v1 step or anomaly record."""
+
+
+class TrainStats:
+    """Aggregates; `on_step(gpu, pid, job_id, team)` feeds the trainer job mapping."""
+
+    def __init__(self, on_step: Callable[[int, int, str, str], None] | None = None) -> None:
+        self._lock = threading.Lock()
+        self.ranks: dict[TrainKey, RankStats] = {}
+        self.anomalies: dict[tuple[str, str, str, str, str], float] = {}
+        self.results: dict[str, float] = {"ok": 0.0, "malformed": 0.0}
+        self._on_step = on_step
+
+    def ingest(self, data: bytes) -> bool:
+        """Parse and apply one datagram; False (and counted) when malformed."""
+        try:
+            self._apply(data)
+        except (Malformed, _JSONError, ValueError, TypeError, KeyError, RecursionError):
+            with self._lock:
+                self.results["malformed"] += 1
+            return False
+        return True
+
+    def _apply(self, data: bytes) -> None:
+        rec = _loads(data)
+        if type(rec) is not dict or rec.get("v") != 1 or not isinstance(rec.get("job_id"), str) or not rec["job_id"]:
+            raise Malformed("not a v1 record")
+        key = (rec["job_id"], _label(rec.get("team")), _label(rec.get("rank")), _label(rec.get("gpu")))
+        kind = rec.get("kind")
+        if kind == "step":
+            self._step(key, rec)
+        elif kind == "anomaly" and rec.get("anomaly") in ANOMALY_KINDS:
+            with self._lock:
+                akey = (*key, rec["anomaly"])
+                self.anomalies[akey] = self.anomalies.get(akey, 0.0) + 1
+                self.results["ok"] += 1
+        else:
+            raise Malformed(f"unknown kind {kind!r}")
+
+    def _step(self, key: TrainKey, rec: dict[str, object]) -> None:
+        seconds, tokens = _num(rec.get("step_seconds")), _num(rec.get("tokens"))
+        if seconds is not None and not (seconds >= 0 and math.isfinite(seconds)):
+            raise Malformed("step_seconds")
+        loss, mfu, ts = _num(rec.get("loss")), _num(rec.get("mfu")), _num(rec.get("ts"))
+        with self._lock:
+            s = self.ranks.get(key)
+            if s is None:
+                s = self.ranks[key] = RankStats()
+            s.steps += 1
+            if tokens is not None and tokens >= 0:
+                s.tokens += tokens
+            if loss is not None:
+                s.loss = loss
+            if mfu is not None:
+                s.mfu = mfu
+            if ts is not None:
+                s.last_ts = ts
+            if seconds is not None:
+                s.step_sum += seconds
+                s.step_count += 1
+                s.step_hits[bisect.bisect_left(STEP_BUCKETS, seconds)] += 1
+            self.results["ok"] += 1
+        gpu, pid = rec.get("gpu"), rec.get("pid")
+        if self._on_step is not None and type(gpu) is int and type(pid) is int:
+            self._on_step(gpu, pid, key[0], key[1])
+
+    def copy(self) -> tuple[dict[TrainKey, RankStats], dict[tuple[str, str, str, str, str], float], dict[str, float]]:
+        """A consistent copy for one scrape."""
+        with self._lock:
+            return ({k: v.copy() for k, v in self.ranks.items()}, dict(self.anomalies), dict(self.results))

@@ -1,0 +1,1 @@
+"""The explorer's pages: each has `layout(queries, params)` and `register(app, queries)`."""

@@ -1,0 +1,369 @@
+"""The only module of the explorer that opens the warehouse or calls attribution (STYLE §11).
+
+Every query aggregates in DuckDB and returns a small DataFrame (never hourly rows for the browser);
+every value that comes from a URL is a bound parameter. Results are cached per query and arguments,
+keyed also on the warehouse file's modification time, so a new `gpulens ingest` shows on the next
+request. Money is read from `allocations` (what `gpulens attribute` wrote) and never re-split here;
+flags come from `gpulens.attribution.flags.find_flags`, the function behind `gpulens flags`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.parse
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+from gpulens.attribution.model import Flags
+from gpulens.attribution.warehouse import Warehouse
+
+T = TypeVar("T")
+
+# allocations.category -> the four groups the cost page stacks by.
+CATEGORY_GROUP = {"direct": "direct", "shared_gpu": "shared", "shared_other": "shared", "idle": "idle",
+                  "unallocated": "unallocated"}
+GROUP_ORDER = ("direct", "shared", "idle", "unallocated")
+_GROUP_SQL = ("CASE category WHEN 'shared_gpu' THEN 'shared' WHEN 'shared_other' THEN 'shared' "
+              "ELSE category END")
+
+
+@dataclass(frozen=True)
+class CostFilter:
+    """What the cost page shows: days `start`..`end` inclusive, some teams (empty: all), a cost basis."""
+
+    start: date
+    end: date
+    teams: tuple[str, ...] = ()
+    basis: str = "amortized"
+
+
+@dataclass(frozen=True)
+class DataRange:
+    """What the warehouse holds: allocation days, periods, the newest usage hour."""
+
+    periods: tuple[str, ...]
+    first_day: date | None
+    last_day: date | None
+    newest_usage_hour: datetime | None
+    teams: tuple[str, ...]
+    currency: str
+
+
+@dataclass(frozen=True)
+class UtilFilter:
+    window_hours: int = 24
+    sm_threshold: float = 0.25
+    model: str = "all"  # all | a100 | h100
+    teams: tuple[str, ...] = ()
+
+
+class Queries:
+    """Read-only access to one warehouse (and optionally a Prometheus for live views)."""
+
+    def __init__(self, warehouse: Path, *, prometheus: str | None = None, cache_size: int = 256) -> None:
+        self.warehouse = Warehouse(warehouse)
+        self.prometheus = prometheus.rstrip("/") if prometheus else None
+        self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _version(self) -> int:
+        path = self.warehouse.path
+        return path.stat().st_mtime_ns if path.exists() else 0
+
+    def _cached(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+        key = (self._version(), *key)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]  # type: ignore[no-any-return]
+        value = compute()
+        with self._lock:
+            self._cache[key] = value
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return value
+
+    def _frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        with self.warehouse.connect(read_only=True) as con:
+            return con.execute(sql, list(params)).df()
+
+    # -- what is there --------------------------------------------------------------------------
+    def data_range(self) -> DataRange:
+        return self._cached(("range",), self._data_range)
+
+    def _data_range(self) -> DataRange:
+        with self.warehouse.connect(read_only=True) as con:
+            periods = tuple(r[0] for r in con.execute(
+                "SELECT DISTINCT period FROM allocations ORDER BY 1").fetchall())
+            first, last = con.execute("SELECT min(day), max(day) FROM allocations").fetchone() or (None, None)
+            newest = (con.execute("SELECT max(hour) FROM gpu_usage_hourly").fetchone() or (None,))[0]
+            teams = tuple(r[0] for r in con.execute(
+                "SELECT team FROM allocations WHERE team IS NOT NULL UNION "
+                "SELECT team FROM gpu_usage_hourly WHERE team IS NOT NULL UNION "
+                "SELECT team FROM train_metrics WHERE team IS NOT NULL ORDER BY 1").fetchall())
+            currency = (con.execute("SELECT any_value(currency) FROM allocations").fetchone() or (None,))[0]
+        return DataRange(periods, first, last, newest, teams, currency or "USD")
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table, for empty states ("run `gpulens ingest cur`")."""
+        def compute() -> dict[str, int]:
+            tables = ("cost_line_items", "gpu_usage_hourly", "train_metrics", "allocations")
+            with self.warehouse.connect(read_only=True) as con:
+                return {t: int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}  # type: ignore[index]
+        return self._cached(("counts",), compute)
+
+    # -- /cost ----------------------------------------------------------------------------------
+    def _cost_where(self, f: CostFilter) -> tuple[str, list[Any]]:
+        where = "basis = ? AND day BETWEEN ? AND ?"
+        params: list[Any] = [f.basis, f.start, f.end]
+        if f.teams:
+            where += " AND team IN (SELECT unnest(?::VARCHAR[]))"
+            params.append(list(f.teams))
+        return where, params
+
+    def spend_by_day(self, f: CostFilter) -> pd.DataFrame:
+        """day, team (NULL for idle/unallocated), grp (direct|shared|idle|unallocated), cost (currency)."""
+        def compute() -> pd.DataFrame:
+            where, params = self._cost_where(f)
+            return self._frame(
+                f"SELECT day, team, {_GROUP_SQL} AS grp, CAST(sum(cost) AS DOUBLE) AS cost "
+                f"FROM allocations WHERE {where} GROUP BY ALL ORDER BY day, grp, team", params)
+        return self._cached(("spend_by_day", f), compute)
+
+    def cost_totals(self, f: CostFilter) -> dict[str, float]:
+        """Totals of the range per group plus waste and GPU hours."""
+        def compute() -> dict[str, float]:
+            where, params = self._cost_where(f)
+            df = self._frame(
+                f"SELECT {_GROUP_SQL} AS grp, CAST(sum(cost) AS DOUBLE) AS cost, CAST(sum(waste) AS DOUBLE) AS waste, "
+                f"sum(gpu_seconds) / 3600 AS gpu_hours FROM allocations WHERE {where} GROUP BY ALL", params)
+            out = {g: float(df.loc[df.grp == g, "cost"].sum()) for g in GROUP_ORDER}
+            out["total"] = float(df.cost.sum())
+            out["waste"] = float(df.waste.sum())
+            out["gpu_hours"] = float(df.gpu_hours.sum())
+            return out
+        return self._cached(("cost_totals", f), compute)
+
+    def team_table(self, f: CostFilter) -> pd.DataFrame:
+        """Per team: direct, shared, total, GPU hours, waste; idle and unallocated as their own rows."""
+        def compute() -> pd.DataFrame:
+            where, params = self._cost_where(f)
+            return self._frame(
+                "SELECT coalesce(team, '(' || category || ')') AS label, "
+                "round(CAST(sum(cost) FILTER (category = 'direct') AS DOUBLE), 2) AS direct, "
+                "round(CAST(sum(cost) FILTER (category IN ('shared_gpu', 'shared_other')) AS DOUBLE), 2) AS shared, "
+                "round(CAST(sum(cost) AS DOUBLE), 2) AS total, round(sum(gpu_seconds) / 3600, 1) AS gpu_hours, "
+                "round(CAST(sum(waste) AS DOUBLE), 2) AS waste "
+                f"FROM allocations WHERE {where} GROUP BY 1 ORDER BY starts_with(label, '('), total DESC", params
+            ).fillna(0.0).rename(columns={"label": "team"})
+        return self._cached(("team_table", f), compute)
+
+    def team_jobs(self, f: CostFilter) -> pd.DataFrame:
+        """Drill-down: per team, job and instance (resource id): category, cost, GPU hours, waste."""
+        def compute() -> pd.DataFrame:
+            where, params = self._cost_where(f)
+            return self._frame(
+                "SELECT team, coalesce(job_id, '-') AS job_id, coalesce(resource_id, '-') AS resource_id, "
+                f"{_GROUP_SQL} AS category, round(CAST(sum(cost) AS DOUBLE), 2) AS cost, "
+                "round(sum(gpu_seconds) / 3600, 1) AS gpu_hours, round(CAST(sum(waste) AS DOUBLE), 2) AS waste "
+                f"FROM allocations WHERE {where} AND team IS NOT NULL GROUP BY ALL ORDER BY cost DESC", params)
+        return self._cached(("team_jobs", f), compute)
+
+    def unallocated(self, f: CostFilter) -> pd.DataFrame:
+        """Unallocated spend by resource id, largest first: the tags to fix."""
+        def compute() -> pd.DataFrame:
+            where, params = self._cost_where(f.__class__(f.start, f.end, (), f.basis))
+            return self._frame(
+                "SELECT coalesce(resource_id, '(no resource id)') AS resource_id, "
+                "round(CAST(sum(cost) AS DOUBLE), 2) AS cost, count(DISTINCT day) AS days "
+                f"FROM allocations WHERE {where} AND category = 'unallocated' GROUP BY 1 ORDER BY cost DESC", params)
+        return self._cached(("unallocated", f), compute)
+
+    # -- /utilization ---------------------------------------------------------------------------
+    def flags(self, window_hours: int, sm_threshold: float) -> Flags:
+        """`find_flags` over the window ending at the newest usage hour: exactly `gpulens flags`."""
+        def compute() -> Flags:
+            from gpulens.attribution.flags import find_flags
+
+            with self.warehouse.connect(read_only=True) as con:
+                return find_flags(con, window=timedelta(hours=window_hours), until=None,
+                                  sm_threshold=sm_threshold)
+        return self._cached(("flags", window_hours, sm_threshold), compute)
+
+    def underutilized(self, f: UtilFilter) -> pd.DataFrame:
+        """The flagged (GPU, job) pairs as a table, filtered by model and team."""
+        flags = self.flags(f.window_hours, f.sm_threshold)
+        rows = [{"node": u.node, "instance_id": u.instance_id, "gpu": u.gpu, "model": u.model or "",
+                 "gpu_family": gpu_family(u.model), "team": u.team, "job_id": u.job_id,
+                 "hours": round(u.hours, 1), "sm_active": round(u.sm_active, 3), "measure": u.measure,
+                 "waste": round(float(u.waste), 2)} for u in flags.underutilized]
+        df = pd.DataFrame(rows, columns=["node", "instance_id", "gpu", "model", "gpu_family", "team", "job_id",
+                                         "hours", "sm_active", "measure", "waste"])
+        if f.model != "all":
+            df = df[df.gpu_family == f.model.upper()]
+        if f.teams:
+            df = df[df.team.isin(f.teams)]
+        return df.sort_values("waste", ascending=False).reset_index(drop=True)
+
+    def heatmap(self, f: UtilFilter, limit: int = 48) -> pd.DataFrame:
+        """Mean SM activity per GPU per time bucket over the window, for the `limit` least busy GPUs.
+
+        Buckets are 1 h for windows up to two days, 6 h up to ten, else 1 day. `measure` is
+        `utilization` where only the coarse NVML counter exists (A100 without DCGM).
+        """
+        def compute() -> pd.DataFrame:
+            rng = self.data_range()
+            if rng.newest_usage_hour is None:
+                return pd.DataFrame(columns=["gpu_label", "model", "bucket", "value", "measure"])
+            end = rng.newest_usage_hour + timedelta(hours=1)
+            start = end - timedelta(hours=f.window_hours)
+            bucket = 1 if f.window_hours <= 48 else (6 if f.window_hours <= 240 else 24)
+            params: list[Any] = [start, end]
+            extra = ""
+            if f.model != "all":
+                extra += " AND model ILIKE ?"
+                params.append(f"%{f.model}%")
+            if f.teams:
+                extra += " AND team IN (SELECT unnest(?::VARCHAR[]))"
+                params.append(list(f.teams))
+            return self._frame(f"""
+                WITH u AS (
+                    SELECT node || ' / GPU ' || gpu AS gpu_label, any_value(model) OVER w AS model, hour,
+                           gpu_seconds, coalesce(sm_active, utilization) AS v,
+                           CASE WHEN sm_active IS NULL THEN 'utilization' ELSE 'sm_active' END AS measure
+                    FROM gpu_usage_hourly WHERE hour >= ? AND hour < ? {extra}
+                    WINDOW w AS (PARTITION BY node, gpu)),
+                ranked AS (
+                    SELECT gpu_label FROM u GROUP BY 1
+                    ORDER BY sum(v * gpu_seconds) / sum(gpu_seconds), gpu_label LIMIT {int(limit)})
+                SELECT gpu_label, any_value(model) AS model,
+                       time_bucket(INTERVAL '{bucket} hours', hour) AS bucket,
+                       sum(v * gpu_seconds) / sum(gpu_seconds) AS value, any_value(measure) AS measure
+                FROM u WHERE gpu_label IN (SELECT gpu_label FROM ranked)
+                GROUP BY gpu_label, bucket ORDER BY gpu_label, bucket""", params)
+        return self._cached(("heatmap", f, limit), compute)
+
+    def coarse_nodes(self, window_hours: int) -> tuple[str, ...]:
+        """Nodes that, in the window, report only the coarse utilization (no SM activity)."""
+        def compute() -> tuple[str, ...]:
+            newest = self.data_range().newest_usage_hour
+            if newest is None:
+                return ()
+            start = newest + timedelta(hours=1) - timedelta(hours=window_hours)
+            df = self._frame("SELECT DISTINCT node FROM gpu_usage_hourly WHERE hour >= ? "
+                             "AND sm_active IS NULL ORDER BY 1", [start])
+            return tuple(df.node)
+        return self._cached(("coarse", window_hours), compute)
+
+    def live_sm(self) -> pd.DataFrame:
+        """Current SM activity per GPU from Prometheus (`--prometheus`), falling back to coarse utilization."""
+        columns = ["node", "gpu", "job_id", "team", "value", "measure"]
+        if not self.prometheus:
+            return pd.DataFrame(columns=columns)
+        rows = []
+        for metric, measure in (("gpulens_gpu_sm_active_ratio", "sm_active"),
+                                ("gpulens_gpu_utilization_ratio", "utilization")):
+            for series in _prom_query(self.prometheus, metric):
+                labels, value = series["metric"], float(series["value"][1])
+                rows.append({"node": labels.get("node"), "gpu": labels.get("gpu"), "job_id": labels.get("job_id"),
+                             "team": labels.get("team"), "value": value, "measure": measure})
+        df = pd.DataFrame(rows, columns=columns)
+        return df.drop_duplicates(["node", "gpu"], keep="first").sort_values(["node", "gpu"])
+
+    # -- /training ------------------------------------------------------------------------------
+    def runs(self, teams: tuple[str, ...] = ()) -> pd.DataFrame:
+        """One row per run: steps, last loss, mean step time and MFU, anomalies, money after onset."""
+        def compute() -> pd.DataFrame:
+            params: list[Any] = []
+            where = ""
+            if teams:
+                where = "WHERE team IN (SELECT unnest(?::VARCHAR[]))"
+                params.append(list(teams))
+            df = self._frame(f"""
+                SELECT job_id, any_value(team) AS team, max(step) AS steps,
+                       arg_max(loss, step) AS last_loss, avg(step_seconds) AS step_seconds,
+                       avg(mfu) AS mfu, min(ts) AS started, max(ts) AS last_seen
+                FROM train_metrics {where} GROUP BY job_id ORDER BY job_id""", params)
+            return self._with_anomalies(df)
+        return self._cached(("runs", teams), compute)
+
+    def _with_anomalies(self, runs: pd.DataFrame) -> pd.DataFrame:
+        flags = self.flags(24, 0.25)
+        kinds: dict[str, list[str]] = {}
+        first_step: dict[str, int] = {}
+        for d in flags.divergent_runs:
+            kinds.setdefault(d.job_id, []).append(d.kind)
+            first_step[d.job_id] = min(first_step.get(d.job_id, d.step), d.step)
+        runs["anomalies"] = [", ".join(sorted(kinds.get(j, []))) for j in runs.job_id]
+        runs["onset_step"] = [first_step.get(j) for j in runs.job_id]
+        runs["cost_after_onset"] = [self.cost_after(j, first_step[j]) if j in first_step else None
+                                    for j in runs.job_id]
+        runs["flagged"] = runs.job_id.isin(list(kinds))
+        return runs.sort_values(["flagged", "cost_after_onset", "job_id"], ascending=[False, False, True],
+                                na_position="last").reset_index(drop=True)
+
+    def cost_after(self, job_id: str, step: int) -> float:
+        """Money allocated to the job from the onset (the timestamp of `step`) to the newest usage hour.
+
+        Computed by `attribution.allocate.daily_allocations` over that window (lines prorated by the
+        hour), so it is the allocation's own number, not a re-split here.
+        """
+        from gpulens.attribution.allocate import daily_allocations
+        from gpulens.attribution.flags import newest_usage_end
+
+        with self.warehouse.connect(read_only=True) as con:
+            onset = con.execute("SELECT min(ts) FROM train_metrics WHERE job_id = ? AND step >= ?",
+                                [job_id, step]).fetchone()
+            end = newest_usage_end(con)
+            if onset is None or onset[0] is None or end is None or onset[0] >= end:
+                return 0.0
+            rows = daily_allocations(con, onset[0], end)
+        return round(float(sum(r.cost for r in rows if r.job_id == job_id)), 2)
+
+    def curve(self, job_id: str, points: int = 1500) -> pd.DataFrame:
+        """step, loss, step_seconds, mfu of one run (rank 0), bucketed in DuckDB to at most `points`."""
+        def compute() -> pd.DataFrame:
+            return self._frame(f"""
+                WITH r AS (SELECT step, loss, step_seconds, mfu FROM train_metrics
+                           WHERE job_id = ? AND coalesce(rank, 0) = 0),
+                     b AS (SELECT greatest(1, ceil(count(*) / {int(points)}))::BIGINT AS k FROM r),
+                     n AS (SELECT *, (row_number() OVER (ORDER BY step) - 1) // (SELECT k FROM b) AS g FROM r)
+                SELECT max(step) AS step,
+                       CASE WHEN bool_or(isnan(loss) OR isinf(loss)) THEN 'NaN'::DOUBLE ELSE avg(loss) END AS loss,
+                       avg(step_seconds) AS step_seconds, avg(mfu) AS mfu
+                FROM n GROUP BY g ORDER BY step""", [job_id])
+        return self._cached(("curve", job_id, points), compute)
+
+    def anomalies(self, job_id: str) -> pd.DataFrame:
+        """The flagged anomalies of one run, with the loss at their step (what `gpulens flags` reports)."""
+        flags = self.flags(24, 0.25)
+        rows = [{"step": d.step, "kind": d.kind} for d in flags.divergent_runs if d.job_id == job_id]
+        return pd.DataFrame(rows, columns=["step", "kind"])
+
+
+def gpu_family(model: str | None) -> str:
+    """A100 / H100 / other, from an NVML model name such as 'NVIDIA H100 80GB HBM3'."""
+    text = (model or "").upper()
+    for family in ("H100", "H200", "A100", "A10G", "L4"):
+        if family in text:
+            return family
+    return "other"
+
+
+def _prom_query(base: str, promql: str) -> list[dict[str, Any]]:
+    url = f"{base}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            body = json.loads(resp.read())
+    except (OSError, ValueError):
+        return []  # the live panel says "no live data"; the warehouse views still work
+    return list(body.get("data", {}).get("result", []))

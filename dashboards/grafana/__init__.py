@@ -1,0 +1,1 @@
+"""Grafana dashboards as code (`gpulens dashboards build` / `push`): typed builders -> dashboard JSON."""

@@ -1,0 +1,1 @@
+"""Prometheus recording and alerting rules as code (`gpulens rules build`)."""

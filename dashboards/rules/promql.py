@@ -1,0 +1,70 @@
+"""PromQL building blocks shared by the rules and the Grafana dashboards, so both mean the same thing.
+
+Metric names come from the catalog (`gpulens.collector.metrics`, SPEC §3); nothing here hard-codes
+a metric name twice.
+"""
+
+from __future__ import annotations
+
+from gpulens.collector import metrics as m
+
+# A GPU is (node, gpu, uuid) whichever job holds it: the job labels come and go with the mapping.
+GPU_KEY = "node, gpu, uuid"
+GPU_LABELS = "node, gpu, uuid, model"
+JOB_KEY = "job_id, team"
+
+# Values of the `source` label that says which metric an SM-activity figure came from (SPEC §3:
+# dashboards fall back to the coarse utilization where no profiling metric exists, and say so).
+SOURCE_SM_ACTIVE = "sm_active"
+SOURCE_UTILIZATION = "utilization_ratio"
+
+
+def sel(metric: str, matchers: str = "") -> str:
+    """`metric{matchers}`, or the bare name when there are no matchers."""
+    return f"{metric}{{{matchers}}}" if matchers else metric
+
+
+def join(*matchers: str) -> str:
+    """Comma-joined label matchers, skipping empty ones."""
+    return ", ".join(x for x in matchers if x)
+
+
+def _labelled(expr: str, source: str) -> str:
+    return f'label_replace({expr}, "source", "{source}", "", "")'
+
+
+def sm_activity(window: str, matchers: str = "", by: str = GPU_LABELS) -> str:
+    """Mean SM activity (0..1) over `window` per `by`, with `source` saying which metric it is.
+
+    Where a GPU exports `gpulens_gpu_sm_active_seconds_total` its rate is the exact mean of
+    sm_active over the window (SPEC §3). A GPU without a profiling metric (an A100 without DCGM)
+    falls back to the mean of `gpulens_gpu_utilization_ratio`, labelled source="utilization_ratio".
+    `by` must contain the GPU key so that the fallback only fills GPUs the first half lacks.
+    """
+    exact = f"sum by ({by}) (rate({sel(m.GPU_SM_ACTIVE_SECONDS.name, matchers)}[{window}]))"
+    coarse = f"avg by ({by}) (avg_over_time({sel(m.GPU_UTILIZATION.name, matchers)}[{window}]))"
+    return f"{_labelled(exact, SOURCE_SM_ACTIVE)}\nor on ({by})\n{_labelled(coarse, SOURCE_UTILIZATION)}"
+
+
+def held_fraction(window: str, matchers: str = "") -> str:
+    """Fraction (0..1) of `window` each GPU was held by each job, per (GPU, job_id, team)."""
+    return (
+        f"sum by ({GPU_LABELS}, {JOB_KEY}) "
+        f"(rate({sel(m.GPU_HELD_SECONDS.name, matchers)}[{window}]))"
+    )
+
+
+def new_increase(metric: str, matchers: str, window: str) -> str:
+    """Series of counter `metric` that went up within `window`, including ones born inside it.
+
+    `increase()` cannot see a counter's first sample, and the agent creates a labelled counter
+    (an XID, an anomaly kind) on its first event, at 1. So a series that exists now but not
+    `window` ago also counts, provided Prometheus was already scraping that target then
+    (`up offset`), so a fresh Prometheus does not re-announce old events.
+    """
+    s = sel(metric, matchers)
+    return (
+        f"(increase({s}[{window}]) > 0)\n"
+        f"or\n"
+        f"((({s} > 0) unless {s} offset {window}) and on (instance, job) (up offset {window}))"
+    )

@@ -1,0 +1,50 @@
+"""`gpulens explorer`: the Dash cost explorer over the warehouse (SPEC §2)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from gpulens.commands._options import add_warehouse_option, warehouse_path
+from gpulens.errors import GpulensError
+
+AUTH_ENV = "GPULENS_EXPLORER_AUTH"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "explorer", help="serve the Dash cost explorer",
+        description="Serve the cost explorer (/cost, /utilization, /training) over the warehouse. "
+        f"Set ${AUTH_ENV}=user:password to require HTTP basic auth (do, before --host 0.0.0.0).")
+    parser.add_argument("--prometheus", metavar="URL", help="Prometheus base URL for the live views")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8050, help="port (default 8050)")
+    add_warehouse_option(parser)
+    parser.set_defaults(handler=run)
+
+
+def auth_from_env(value: str | None) -> tuple[str, str] | None:
+    """`user:password` -> (user, password); unset or empty -> None."""
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise GpulensError(f"${AUTH_ENV} must be user:password")
+    return user, password
+
+
+def run(args: argparse.Namespace) -> int:
+    from gpulens.dashboards.explorer.app import ExplorerConfig, ExplorerServer
+
+    config = ExplorerConfig(warehouse=warehouse_path(args), host=args.host, port=args.port,
+                            prometheus=args.prometheus, auth=auth_from_env(os.environ.get(AUTH_ENV)))
+    try:
+        server = ExplorerServer(config)
+    except OSError as exc:
+        raise GpulensError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
+    print(f"gpulens explorer on {server.url}  (warehouse {config.warehouse}; Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0

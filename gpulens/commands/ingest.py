@@ -1,0 +1,126 @@
+"""`gpulens ingest cur|usage|runs`: load billing exports, GPU usage rollups and training runs into
+the warehouse (SPEC §2, §5)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from gpulens.commands._options import add_warehouse_option, warehouse_path
+from gpulens.errors import GpulensError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("ingest", help="load CUR/FOCUS exports, GPU usage or training runs")
+    sub = parser.add_subparsers(dest="ingest_command", metavar="WHAT", required=True)
+
+    cur = sub.add_parser(
+        "cur", help="load a CUR 2.0, legacy CUR or FOCUS delivery",
+        description="Load one delivery: files, directories (manifests honoured) or s3://bucket/prefix. The "
+                    "delivery replaces every line already held for its billing periods and payer accounts, "
+                    "in one transaction; any bad file changes nothing.",
+    )
+    cur.add_argument("paths", nargs="+", metavar="PATH", help="file, directory or s3://bucket/prefix")
+    cur.add_argument("--format", choices=("cur2", "legacy", "focus"), default=None,
+                     help="the export flavour (default: detected from the columns)")
+    cur.add_argument("--endpoint-url", default=None, metavar="URL",
+                     help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
+    add_warehouse_option(cur)
+    cur.set_defaults(handler=_cur)
+
+    usage = sub.add_parser("usage", help="load hourly GPU usage rollups from files or Prometheus")
+    usage.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="CSV or Parquet rollup files")
+    usage.add_argument("--prometheus", metavar="URL", help="read the agent's metrics from this Prometheus")
+    usage.add_argument("--start", type=_utc, metavar="T", help="first hour (ISO 8601, UTC unless stated)")
+    usage.add_argument("--end", type=_utc, metavar="T", help="end of the last hour (exclusive)")
+    add_warehouse_option(usage)
+    usage.set_defaults(handler=_usage)
+
+    runs = sub.add_parser("runs", help="load training-run metrics and scan their loss curves")
+    runs.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="trainer JSONL or CSV step,loss[,...]")
+    add_warehouse_option(runs)
+    runs.set_defaults(handler=_runs)
+
+
+def _utc(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
+
+
+def _cur(args: argparse.Namespace) -> int:
+    from gpulens.attribution.ingest.delivery import ingest_cur
+    from gpulens.attribution.ingest.sources import resolve, s3_client
+    from gpulens.attribution.warehouse import Warehouse
+
+    client = None
+    if any(p.startswith("s3://") for p in args.paths):
+        client = s3_client(args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    with resolve(args.paths, s3_client=client) as files, Warehouse(warehouse_path(args)).connect() as con:
+        with _progress(len(files)) as advance:
+            result = ingest_cur(con, files, fmt=args.format, now=now, on_file=advance)
+    periods = ", ".join(f"{p} (payer {a})" for p, a in result.periods)
+    print(f"ingested {result.line_items} {result.format} line items from {len(result.files)} file(s) "
+          f"for {periods}; replaced {result.replaced} earlier line items")
+    return 0
+
+
+class _progress:
+    """A rich progress bar on stderr, one step per file, only when stderr is a terminal."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.bar: Any = None
+
+    def __enter__(self) -> Any:
+        if not sys.stderr.isatty():
+            return lambda _src: None
+        from rich.progress import Progress
+
+        self.bar = Progress(transient=True, console=None)
+        self.bar.start()
+        task = self.bar.add_task("ingesting", total=self.total)
+
+        def advance(src: Any) -> None:
+            self.bar.update(task, advance=1, description=str(src.name)[-60:])
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _usage(args: argparse.Namespace) -> int:
+    from gpulens.attribution.ingest.usage import ingest_usage_files, ingest_usage_rows, usage_from_prometheus
+    from gpulens.attribution.warehouse import Warehouse
+
+    if bool(args.paths) == bool(args.prometheus):
+        raise GpulensError("give rollup files or --prometheus URL --start T --end T (one of the two)")
+    with Warehouse(warehouse_path(args)).connect() as con:
+        if args.prometheus:
+            if args.start is None or args.end is None or args.end <= args.start:
+                raise GpulensError("--prometheus needs --start T and a later --end T")
+            count = ingest_usage_rows(con, usage_from_prometheus(args.prometheus, args.start, args.end))
+        else:
+            count = ingest_usage_files(con, args.paths)
+    print(f"ingested {count} hourly GPU usage rows")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from gpulens.attribution.ingest.runs import ingest_runs
+    from gpulens.attribution.warehouse import Warehouse
+    from gpulens.trainer.health import scan
+
+    with Warehouse(warehouse_path(args)).connect() as con:
+        result = ingest_runs(con, args.paths, detect=scan)
+    print(f"ingested {result.metrics} steps of {len(result.jobs)} run(s); {result.anomalies} anomalies")
+    return 0

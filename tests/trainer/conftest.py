@@ -1,0 +1,39 @@
+"""A datagram socket standing in for the agent's (SPEC §4), bound by the test itself."""
+
+from __future__ import annotations
+
+import json
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+class Receiver:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.05)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every datagram received so far, decoded strictly (NaN is not JSON)."""
+        out = []
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except (TimeoutError, BlockingIOError):
+                return out
+            out.append(json.loads(data, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}")))
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    # Unix socket paths are limited to 108 bytes; pytest's tmp_path can be longer.
+    with tempfile.TemporaryDirectory(prefix="gl-", dir="/tmp") as short:
+        rx = Receiver(Path(short) / "agent.sock")
+        yield rx
+        rx.sock.close()

@@ -1,0 +1,146 @@
+"""The training thread never waits on the device (issue 3): every device call StepMonitor makes goes
+through the CUDA seam (`CudaTiming` over an injected `torch.cuda`), so a counting fake shows exactly
+which calls happen per step. A fake GPU finishes work LAG calls after it was queued; reading a value
+before its step's end event has completed, or any blocking call, fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from gpulens.trainer import StepMonitor
+from gpulens.trainer.sinks import JsonlSink
+from gpulens.trainer.timing import CudaTiming
+
+LAG = 5  # the fake GPU runs this many device calls behind the host
+
+
+class FakeGpu:
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.clock = 0  # advances with every device call: time passes while the host works
+
+    def tick(self, name: str) -> int:
+        self.calls[name] += 1
+        self.clock += 1
+        return self.clock
+
+    def blocking(self, name: str) -> None:
+        self.calls["BLOCKING " + name] += 1
+
+
+class FakeEvent:
+    def __init__(self, gpu: FakeGpu, enable_timing: bool = False) -> None:
+        assert enable_timing, "step boundaries need timing-enabled events"
+        self.gpu, self.at = gpu, None
+        gpu.calls["Event()"] += 1
+
+    def record(self) -> None:
+        self.at = self.gpu.tick("record")
+
+    def query(self) -> bool:
+        return self.gpu.tick("query") >= self.at + LAG
+
+    def done(self) -> bool:
+        return self.at is not None and self.gpu.clock >= self.at + LAG
+
+    def elapsed_time(self, end: FakeEvent) -> float:
+        assert self.done() and end.done(), "elapsed_time before both events completed would block"
+        self.gpu.calls["elapsed_time"] += 1
+        return float(end.at - self.at)  # ms
+
+    def synchronize(self) -> None:
+        self.gpu.blocking("Event.synchronize")
+
+    def wait(self, stream: object = None) -> None:
+        self.gpu.blocking("Event.wait")
+
+
+class FakeHostCopy:
+    """What `.to('cpu', non_blocking=True)` returns: valid only once the copy (ordered before the end event) ran."""
+
+    def __init__(self, gpu: FakeGpu, value: float, at: int) -> None:
+        self.gpu, self.value, self.at = gpu, value, at
+
+    def __float__(self) -> float:
+        assert self.gpu.clock >= self.at + LAG, "read a pinned copy before its step's end event completed"
+        return self.value
+
+
+class FakeCudaTensor:
+    is_cuda = True
+    shape = ()
+
+    def __init__(self, gpu: FakeGpu, value: float) -> None:
+        self.gpu, self.value = gpu, value
+
+    def detach(self) -> FakeCudaTensor:
+        return self
+
+    def numel(self) -> int:
+        return 1
+
+    def to(self, device: str, non_blocking: bool = False) -> FakeHostCopy:
+        assert device == "cpu"
+        if not non_blocking:
+            self.gpu.blocking("to(cpu) blocking")
+        return FakeHostCopy(self.gpu, self.value, self.gpu.tick("copy D2H async"))
+
+    def item(self) -> float:
+        self.gpu.blocking("item")
+        return self.value
+
+    __float__ = item
+
+
+def fake_cuda(gpu: FakeGpu) -> SimpleNamespace:
+    return SimpleNamespace(
+        Event=lambda enable_timing=False: FakeEvent(gpu, enable_timing),
+        synchronize=lambda device=None: gpu.blocking("cuda.synchronize"),
+        is_available=lambda: True, is_initialized=lambda: True, current_device=lambda: 3,
+        get_device_name=lambda device=None: "NVIDIA H100 80GB HBM3",
+    )
+
+
+def test_training_thread_makes_no_blocking_device_call_per_step(tmp_path: Path) -> None:
+    gpu = FakeGpu()
+    log = tmp_path / "steps.jsonl"
+    monitor = StepMonitor("j", "t", timing=CudaTiming(fake_cuda(gpu)), sinks=[JsonlSink(log)], env={})
+    for i in range(100):
+        with monitor.step(tokens=4096) as step:
+            step.record(loss=FakeCudaTensor(gpu, 3.0 - i / 100), grad_norm=FakeCudaTensor(gpu, 1.0), lr=1e-3)
+        assert len(monitor._pending) <= LAG  # figures arrive a few steps late, never pile up
+    steps_before_close = gpu.calls.copy()
+    monitor.close()
+
+    assert not [name for name in gpu.calls if name.startswith("BLOCKING")]
+    assert steps_before_close["record"] == 200  # two events per step
+    assert steps_before_close["copy D2H async"] == 200  # loss and grad_norm, both non_blocking
+    assert gpu.calls["elapsed_time"] == 100
+    assert gpu.calls["Event()"] <= 2 * (LAG + 2)  # events are pooled, not created per step
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(100))
+    assert records[42]["loss"] == pytest.approx(3.0 - 0.42)
+
+
+def test_cuda_is_picked_when_torch_cuda_is_initialized_and_peak_comes_from_the_table(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    gpu = FakeGpu()
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=fake_cuda(gpu)))
+    log = tmp_path / "s.jsonl"
+    monitor = StepMonitor("j", "t", flops_per_token=1e9, precision="bf16", sinks=[JsonlSink(log)], env={})
+    for _ in range(3):
+        with monitor.step(tokens=1000):
+            pass
+    monitor.close()
+    assert isinstance(monitor.timing, CudaTiming)
+    record = json.loads(log.read_text().splitlines()[0])
+    assert record["gpu"] == 3
+    assert record["mfu"] == pytest.approx(1e9 * 1000 / record["step_seconds"] / 989.4e12)
+    assert not [name for name in gpu.calls if name.startswith("BLOCKING")]

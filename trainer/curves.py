@@ -1,0 +1,78 @@
+"""Loss curves from files, for the offline detector (`gpulens runs check`, SPEC §2 and §7).
+
+Two formats: a CSV with a header holding at least `step` and `loss` (other columns, such as
+`job_id,team,ts`, are ignored), or the trainer's JSONL (SPEC §4 records; the `step` records that carry
+a `loss` key, where `null` is a non-finite loss). An empty loss cell is a step without a loss (a skipped
+iteration) and is left out; `nan`/`inf` are non-finite losses. Bad input raises GpulensError naming the
+file, row and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from gpulens.errors import GpulensError
+
+Curve = list[tuple[int, float]]
+
+
+def read_curve(path: Path) -> Curve:
+    """The (step, loss) points of one run, in file order."""
+    if not path.is_file():
+        raise GpulensError("no such file; give a CSV with step,loss columns or a trainer JSONL file", path=path)
+    with path.open(encoding="utf-8", newline="") as handle:
+        first = handle.readline()
+        handle.seek(0)
+        if first.lstrip().startswith("{"):
+            return _jsonl(path, handle.read().splitlines())
+        return _csv(path, handle)
+
+
+def _number(path: Path, row: int, column: str, text: str, kind: type) -> float:
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        raise GpulensError(f"{text!r} is not a number", path=path, row=row, field=column) from None
+
+
+def _csv(path: Path, handle: object) -> Curve:
+    reader = csv.DictReader(handle)  # type: ignore[arg-type]
+    fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+    missing = [c for c in ("step", "loss") if c not in fields]
+    if missing:
+        raise GpulensError(f"header lacks {', '.join(missing)}; a loss curve CSV needs step,loss columns",
+                           path=path, row=1)
+    reader.fieldnames = fields
+    points: Curve = []
+    for row, record in enumerate(reader, start=2):
+        loss_text = (record.get("loss") or "").strip()
+        if not loss_text:
+            continue
+        step = int(_number(path, row, "step", (record.get("step") or "").strip(), int))
+        points.append((step, _number(path, row, "loss", loss_text, float)))
+    return points
+
+
+def _jsonl(path: Path, lines: list[str]) -> Curve:
+    runs: set[tuple[object, object]] = set()
+    points: Curve = []
+    for row, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise GpulensError(f"not JSON ({exc.msg})", path=path, row=row) from None
+        if not isinstance(record, dict) or record.get("kind") != "step" or "loss" not in record:
+            continue
+        runs.add((record.get("job_id"), record.get("rank")))
+        loss = record["loss"]
+        step = _number(path, row, "step", record.get("step"), int)
+        points.append((int(step), math.nan if loss is None else _number(path, row, "loss", loss, float)))
+    if len(runs) > 1:
+        listed = ", ".join(f"{job} rank {rank}" for job, rank in sorted(runs, key=str))
+        raise GpulensError(f"holds the loss of several runs ({listed}); check one run per file", path=path)
+    return points

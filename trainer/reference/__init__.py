@@ -1,0 +1,1 @@
+"""The reference trainer (`python -m gpulens.trainer.reference`, `gpulens train`): see `run.py`."""
