@@ -19,16 +19,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector, CollectorRegistry
-
 from gpulens import __version__
 from gpulens.collector import metrics as M
 from gpulens.collector.backends.base import GpuReading
 from gpulens.collector.render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
 from gpulens.collector.sampler import COUNTED, INTEGRATED, SAMPLE_BUCKETS, Sampler, Snapshot
-from gpulens.collector.trainstats import STEP_BUCKETS, TrainStats
+from gpulens.collector.trainstats import STEP_BUCKETS, RankStats, TrainKey, TrainStats
 from gpulens.collector.xid import classify
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.samples import Sample
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ GAUGES = (
     (M.GPU_MEMORY_TOTAL, "memory_total_bytes"), (M.GPU_POWER, "power_watts"),
     (M.GPU_TEMPERATURE, "temperature_celsius"), (M.GPU_SM_CLOCK, "sm_clock_hertz"),
 )
-INTEGRAL_SPECS = dict(zip(INTEGRATED, (M.GPU_SM_ACTIVE_SECONDS, M.GPU_TENSOR_ACTIVE_SECONDS, M.GPU_DRAM_ACTIVE_SECONDS)))
+INTEGRAL_SPECS = dict(zip(INTEGRATED, (M.GPU_SM_ACTIVE_SECONDS, M.GPU_TENSOR_ACTIVE_SECONDS, M.GPU_DRAM_ACTIVE_SECONDS), strict=True))
+TRAIN_SPECS = (M.TRAIN_STEPS, M.TRAIN_TOKENS, M.TRAIN_LOSS, M.TRAIN_MFU, M.TRAIN_LAST_STEP, M.TRAIN_STEP_SECONDS)
 COUNTER_SPECS = {"energy_joules": (M.GPU_ENERGY, {}), "ecc_corrected": (M.GPU_ECC_ERRORS, {"type": "corrected"}),
                  "ecc_uncorrected": (M.GPU_ECC_ERRORS, {"type": "uncorrected"})}
 
@@ -81,17 +82,27 @@ class AgentCollector(Collector):
         self.identity = identity
         self._snapshot = snapshot
         self._train = train
+        self._lock = threading.Lock()
+        # Caches: the families of the last snapshot (it changes once per --interval), and each
+        # rank's samples until its version changes; unchanged Sample objects render from a memo.
+        self._gpu_cache: tuple[Snapshot | None, list[Metric]] = (None, [])
+        self._rank_cache: dict[TrainKey, tuple[int, dict[str, list[Sample]]]] = {}
 
     def describe(self) -> Iterable[Metric]:
         return ()
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
-        base = {r.identity.index: self._gpu_labels(r) for r in snap.readings}
-        yield from self._agent_families(snap)
-        yield from self._gauge_families(snap, base)
-        yield from self._counter_families(snap, base)
-        yield from self._train_families()
+        with self._lock:
+            cached_snap, fams = self._gpu_cache
+            if snap is not cached_snap:
+                base = {r.identity.index: self._gpu_labels(r) for r in snap.readings}
+                fams = [*self._agent_families(snap), *self._gauge_families(snap, base),
+                        *self._counter_families(snap, base)]
+                self._gpu_cache = (snap, fams)
+            train = list(self._train_families())
+        yield from fams
+        yield from train
 
     def _gpu_labels(self, r: GpuReading) -> dict[str, str]:
         d = r.identity
@@ -151,22 +162,37 @@ class AgentCollector(Collector):
                                        "action": xid.action}, value)
         yield from fams.values()
 
-    def _train_families(self) -> Iterator[Metric]:
-        ranks, anomalies, results = self._train.copy()
-        node = self.identity.node
-        steps, tokens = family(M.TRAIN_STEPS), family(M.TRAIN_TOKENS)
-        loss, mfu, last = family(M.TRAIN_LOSS), family(M.TRAIN_MFU), family(M.TRAIN_LAST_STEP)
+    def _rank_samples(self, key: TrainKey, s: RankStats) -> dict[str, list[Sample]]:
+        """Every sample of one rank, by family name (built once per rank version)."""
+        job_id, team, rank, gpu = key
+        labels = {"node": self.identity.node, "job_id": job_id, "team": team, "rank": rank, "gpu": gpu}
+        out: dict[str, list[Sample]] = {spec.name: [] for spec in TRAIN_SPECS}
+        for spec, value in ((M.TRAIN_STEPS, s.steps), (M.TRAIN_TOKENS, s.tokens), (M.TRAIN_LOSS, s.loss),
+                            (M.TRAIN_MFU, s.mfu), (M.TRAIN_LAST_STEP, s.last_ts)):
+            if value is not None:
+                out[spec.name].append(Sample(spec.name, labels, value))
         hist = family(M.TRAIN_STEP_SECONDS)
-        for (job_id, team, rank, gpu), s in ranks.items():
-            labels = {"node": node, "job_id": job_id, "team": team, "rank": rank, "gpu": gpu}
-            steps.add_sample(M.TRAIN_STEPS.name, labels, s.steps)
-            tokens.add_sample(M.TRAIN_TOKENS.name, labels, s.tokens)
-            for fam, spec, value in ((loss, M.TRAIN_LOSS, s.loss), (mfu, M.TRAIN_MFU, s.mfu),
-                                     (last, M.TRAIN_LAST_STEP, s.last_ts)):
-                if value is not None:
-                    fam.add_sample(spec.name, labels, value)
-            _histogram(hist, M.TRAIN_STEP_SECONDS.name, labels, STEP_BUCKETS, s.cumulative(), s.step_sum,
-                       s.step_count)
+        _histogram(hist, M.TRAIN_STEP_SECONDS.name, labels, STEP_BUCKETS, s.cumulative(), s.step_sum, s.step_count)
+        out[M.TRAIN_STEP_SECONDS.name] = hist.samples
+        return out
+
+    def _train_families(self) -> Iterator[Metric]:
+        known = {k: v for k, (v, _samples) in self._rank_cache.items()}
+        ranks, anomalies, results = self._train.copy(known)
+        cache = {}
+        for key, stats in ranks.items():
+            if isinstance(stats, RankStats):
+                cache[key] = (stats.version, self._rank_samples(key, stats))
+            else:
+                cache[key] = self._rank_cache[key]
+        self._rank_cache = cache
+        node = self.identity.node
+        for spec in TRAIN_SPECS:
+            fam = family(spec)
+            for _version, samples in cache.values():
+                fam.samples.extend(samples[spec.name])
+            if fam.samples:
+                yield fam
         anom = family(M.TRAIN_ANOMALIES)
         for (job_id, team, rank, gpu, kind), n in anomalies.items():
             anom.add_sample(M.TRAIN_ANOMALIES.name, {"node": node, "job_id": job_id, "team": team, "rank": rank,
@@ -174,7 +200,8 @@ class AgentCollector(Collector):
         dgrams = family(M.AGENT_DATAGRAMS)
         for result, n in sorted(results.items()):
             dgrams.add_sample(M.AGENT_DATAGRAMS.name, {"result": result}, n)
-        yield from (f for f in (steps, tokens, loss, mfu, last, hist, anom) if f.samples)
+        if anom.samples:
+            yield anom
         yield dgrams
 
 
@@ -185,7 +212,7 @@ def _counter_order(item: tuple[tuple[int, str, str, object], float]) -> tuple[in
 
 def _histogram(fam: Metric, name: str, labels: dict[str, str], bounds: tuple[float, ...],
                cumulative: tuple[int, ...] | list[int], total: float, count: int) -> None:
-    for bound, n in zip((*bounds, float("inf")), cumulative):
+    for bound, n in zip((*bounds, float("inf")), cumulative, strict=True):
         le = "+Inf" if bound == float("inf") else repr(bound)
         fam.add_sample(f"{name}_bucket", {**labels, "le": le}, float(n))
     fam.add_sample(f"{name}_count", labels, float(count))
@@ -228,7 +255,7 @@ def make_server(host: str, port: int, registry: CollectorRegistry, sampler: Samp
                 body = render(registry.collect(), openmetrics=om)
                 self._send(200, body, OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE)
             elif path == "/healthz":
-                age = sampler._clock() - sampler.snapshot.t
+                age = sampler.age()
                 ok = age <= stale_after
                 self._send(200 if ok else 503, b"ok\n" if ok else f"sampler stalled {age:.1f}s\n".encode())
             else:

@@ -11,12 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 _label_cache: dict[tuple[tuple[str, str], ...], str] = {}
+# Rendered line per Sample object: the collector reuses Sample objects until their values change
+# (a snapshot's GPU series, an unchanged rank), so most lines of a scrape are a dict lookup.
+_line_cache: dict[int, tuple[Sample, str]] = {}
+CACHE_LIMIT = 200_000
 
 
 def _escape(value: str) -> str:
@@ -29,7 +34,7 @@ def _labels(labels: dict[str, str]) -> str:
     key = tuple(labels.items())
     text = _label_cache.get(key)
     if text is None:
-        if len(_label_cache) > 100_000:  # label sets churn with jobs; keep the memo bounded
+        if len(_label_cache) > CACHE_LIMIT:  # label sets churn with jobs; keep the memo bounded
             _label_cache.clear()
         text = "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(key)) + "}" if key else ""
         _label_cache[key] = text
@@ -42,6 +47,17 @@ def _value(v: float) -> str:
     if v == 1.0:
         return "1.0"
     return floatToGoString(v)
+
+
+def _line(s: Sample) -> str:
+    hit = _line_cache.get(id(s))
+    if hit is not None and hit[0] is s:  # holding `s` in the cache keeps its id from being reused
+        return hit[1]
+    if len(_line_cache) > CACHE_LIMIT:
+        _line_cache.clear()
+    line = f"{s.name}{_labels(s.labels)} {_value(s.value)}\n"
+    _line_cache[id(s)] = (s, line)
+    return line
 
 
 def _help(text: str, openmetrics: bool) -> str:
@@ -60,7 +76,7 @@ def render(families: Iterable[Metric], openmetrics: bool = False) -> bytes:
             elif kind == "info":
                 name, kind = name + "_info", "gauge"
         out.append(f"# HELP {name} {_help(fam.documentation, openmetrics)}\n# TYPE {name} {kind}\n")
-        out.extend(f"{s.name}{_labels(s.labels)} {_value(s.value)}\n" for s in fam.samples)
+        out.extend(map(_line, fam.samples))
     if openmetrics:
         out.append("# EOF\n")
     return "".join(out).encode()

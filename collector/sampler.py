@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 from gpulens.collector.backends.base import DeviceLost, GpuBackend, GpuIdentity, GpuReading, XidEvent
@@ -173,9 +173,6 @@ class Sampler:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def lost(self) -> list[int]:
-        return [r.identity.index for r in self.snapshot.readings if not r.up]
-
-
-def with_job(reading: GpuReading, job_id: str | None, team: str | None) -> GpuReading:
-    return replace(reading, job_id=job_id, team=team)
+    def age(self) -> float:
+        """Seconds since the latest snapshot: /healthz fails when the sampler stalls."""
+        return self._clock() - self.snapshot.t

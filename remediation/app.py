@@ -30,9 +30,5 @@ def build_engine(config: RemediationConfig, observe: Callable[[AuditRecord], Non
     audit = AuditLog(config.audit_log)
     engine = Engine(policy, audit, EngineOptions(execute=config.execute), observe=observe)
     restored = engine.restore()
-    logger.info(
-        "policy %s: %d rules; %s; audit log %s (%d recent decisions restored)",
-        policy.source, len(policy.rules), "EXECUTING actions" if config.execute else "dry-run",
-        config.audit_log, restored,
-    )
+    logger.debug("%d recent decisions restored from %s", restored, config.audit_log)
     return engine

@@ -4,8 +4,7 @@ Understood: CloudWatch alarm notifications delivered by SNS (`AlarmName`, `NewSt
 `Trigger.Dimensions`), EventBridge "CloudWatch Alarm State Change" events, and an Alertmanager
 payload (or a single Alertmanager alert object) published to SNS as JSON. An alarm's metric
 dimensions become labels (`node`, `gpu`, `xid`, ...); its `alertname` is the `alertname` dimension
-when there is one, else the alarm's name; an `xid` dimension gets its `action` class from the
-collector's XID catalog, as the agent's metrics carry it. `ALARM` is firing, `OK` resolved, `INSUFFICIENT_DATA` ignored.
+when there is one, else the alarm's name (the engine adds the `action` class of an `xid` label). `ALARM` is firing, `OK` resolved, `INSUFFICIENT_DATA` ignored.
 Events that gpulens itself emitted (source `gpulens.remediation`) are ignored, so a catch-all
 EventBridge rule cannot make the handler feed itself.
 """
@@ -16,7 +15,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from gpulens.collector.xid import classify
 from gpulens.remediation.actions.cloudwatch import EVENT_SOURCE
 from gpulens.remediation.model import Alert
 from gpulens.remediation.payload import PayloadError, label_fingerprint, parse_alert, parse_payload
@@ -73,8 +71,5 @@ def _alarm(name: Any, state: Any, dimensions: Mapping[Any, Any], at: Any) -> lis
     labels = {str(k): str(v) for k, v in dimensions.items() if k and v is not None}
     labels.setdefault("alertname", name)
     labels["alarm"] = name
-    if labels.get("xid", "").isdigit() and "action" not in labels:
-        # A CloudWatch metric carries the XID code, not its class; the policy matches on the class.
-        labels["action"] = classify(int(labels["xid"])).action
     return [Alert(labels=labels, status=ALARM_STATES[state], fingerprint=label_fingerprint(labels),
                   starts_at=at if isinstance(at, str) else "")]

@@ -1,6 +1,6 @@
 """The policy engine: alerts in, audited decisions out, actions run behind the safety rails.
 
-For each alert: the first matching rule gives ordered actions; a repeat within the dedup window is
+For each alert (given its XID `action` class when it carries only the code): the first matching rule gives ordered actions; a repeat within the dedup window is
 `deduplicated`; a resolved alert never runs a destructive action (`skipped`); a drain beyond the
 blast radius is `rate_limited` and the policy's `escalate` actions (notify a human) run instead;
 without `execute` everything stops at `dry_run`. Each decision is in the audit log before it is
@@ -20,6 +20,7 @@ from gpulens.remediation.audit import AuditLog, parse_rfc3339, rfc3339
 from gpulens.remediation.model import ActionStep, Alert, AuditRecord
 from gpulens.remediation.policy import Policy
 from gpulens.remediation.safety import BlastRadius, Deduplicator, with_retries
+from gpulens.remediation.xid_labels import with_xid_action
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class Engine:
         return used
 
     def _alert(self, alert: Alert) -> list[AuditRecord]:
+        alert = with_xid_action(alert)
         rule = self.policy.rule_for(alert)
         if rule is None:
             return [self._record(alert, NO_ACTION, "skipped")]

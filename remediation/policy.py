@@ -148,7 +148,7 @@ def _step(reader: _Reader, node: Any, line: int) -> ActionStep:
     params = {k: v for k, v in node.items() if k not in STEP_KEYS}
     return ActionStep(
         kind=kind,
-        action=_build(reader, ACTIONS[kind], params, node),
+        action=_build(reader, kind, params, node),
         timeout=reader.number(node, "timeout_seconds", float, 30.0, positive=True),
         retries=reader.number(node, "retries", int, 2),
         backoff=reader.number(node, "backoff_seconds", float, 1.0),
@@ -156,20 +156,21 @@ def _step(reader: _Reader, node: Any, line: int) -> ActionStep:
     )
 
 
-def _build(reader: _Reader, cls: type, params: dict[str, Any], node: Located) -> Any:
+def _build(reader: _Reader, kind: str, params: dict[str, Any], node: Located) -> Any:
     """The action object, after checking `params` against its dataclass fields and their types."""
+    cls = ACTIONS[kind]
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     for key, value in params.items():
         if key not in fields:
             allowed = ", ".join(sorted([*fields, *STEP_KEYS]))
-            raise reader.error(node.line_of(key), f"{cls.kind}: unknown parameter {key!r} (allowed: {allowed})")
+            raise reader.error(node.line_of(key), f"{kind}: unknown parameter {key!r} (allowed: {allowed})")
         if not _conforms(value, hints[key]):
-            raise reader.error(node.line_of(key), f"{cls.kind}: {key} must be {_describe(hints[key])}, not {value!r}")
+            raise reader.error(node.line_of(key), f"{kind}: {key} must be {_describe(hints[key])}, not {value!r}")
         _check_templates(reader, value, node.line_of(key), key)
     missing = [name for name, f in fields.items() if name not in params and _required(f)]
     if missing:
-        raise reader.error(node.line, f"{cls.kind}: missing parameter {missing[0]!r}")
+        raise reader.error(node.line, f"{kind}: missing parameter {missing[0]!r}")
     return cls(**params)
 
 

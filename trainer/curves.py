@@ -23,12 +23,16 @@ def read_curve(path: Path) -> Curve:
     """The (step, loss) points of one run, in file order."""
     if not path.is_file():
         raise GpulensError("no such file; give a CSV with step,loss columns or a trainer JSONL file", path=path)
-    with path.open(encoding="utf-8", newline="") as handle:
-        first = handle.readline()
-        handle.seek(0)
-        if first.lstrip().startswith("{"):
-            return _jsonl(path, handle.read().splitlines())
-        return _csv(path, handle)
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            first = handle.readline()
+            handle.seek(0)
+            if first.lstrip().startswith("{"):
+                return _jsonl(path, handle.read().splitlines())
+            return _csv(path, handle)
+    except UnicodeDecodeError:
+        raise GpulensError("not UTF-8 text; give a CSV with step,loss columns or a trainer JSONL file",
+                           path=path) from None
 
 
 def _number(path: Path, row: int, column: str, text: str, kind: type) -> float:

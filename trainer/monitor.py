@@ -10,19 +10,18 @@ for batch in loader:
 ```
 
 Each step's boundaries and recorded values go through a `Timing` (CUDA events and asynchronous
-copies on the GPU, `perf_counter` on the CPU). A step is *pending* until its end boundary is ready;
-pending steps are judged in order on later calls, so on CUDA a step's figures arrive a few steps late
-and nothing on the training thread ever synchronizes. A judged step becomes a SPEC §4 record for
-every sink and its loss goes through the SPEC §7 detector.
+copies on the GPU, `perf_counter` on the CPU); a step costs two boundaries and a hand-over to the
+`Reporter`, which, in batches every `report_interval` seconds, judges each step whose end boundary is
+ready (on CUDA, a few steps later), turns it into a SPEC §4 record for every sink and runs the SPEC §7
+detector on its loss. Nothing ever synchronizes with the device.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
-import math
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -32,12 +31,12 @@ from gpulens.paths import default_socket_path
 from gpulens.trainer import context as _context
 from gpulens.trainer import mfu as _mfu
 from gpulens.trainer.health import DEFAULTS, Anomaly, HealthConfig, LossHealth
-from gpulens.trainer.sinks import JsonlSink, PrometheusSink, Record, Sink, SocketSink
+from gpulens.trainer.reporter import Reporter
+from gpulens.trainer.sinks import JsonlSink, PrometheusSink, Sink, SocketSink
 from gpulens.trainer.timing import CpuTiming, CudaTiming, Timing
 
 log = logging.getLogger("gpulens.trainer")
 
-MAX_PENDING = 4096  # steps whose end event has not completed; beyond this the oldest is dropped and counted
 CLOSE_WAIT_SECONDS = 10.0
 
 
@@ -80,9 +79,10 @@ class StepMonitor:
     processed on (1: each rank reports its own tokens). `socket` defaults to the agent's socket
     (`gpulens.paths.default_socket_path()`); `log_path` (else `$GPULENS_TRAIN_LOG`) adds a JSONL file;
     `prometheus_port` serves this process's own /metrics on that port + local rank. Only rank 0 reports
-    the loss (and judges its health) unless `report_loss_all_ranks`. `on_anomaly` is called on the
-    training thread with each `Anomaly`; what it raises propagates (that is how a callback stops a run).
-    `sinks` replaces every default destination; `timing` replaces the device seam (tests).
+    the loss (and judges its health) unless `report_loss_all_ranks`. `on_anomaly` is called with each
+    `Anomaly` at the end of the step in which it was found (at most `report_interval` seconds, plus
+    the device's lag, after the step itself), or at `close()`; what it raises propagates, which is how
+    a callback stops a run. `sinks` replaces every default destination; `timing` the device seam.
     """
 
     def __init__(
@@ -103,6 +103,7 @@ class StepMonitor:
         gpu: int | None = None,
         sinks: Sequence[Sink] | None = None,
         timing: Timing | None = None,
+        report_interval: float = 0.05,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.job_id, self.team = job_id, team
@@ -111,17 +112,17 @@ class StepMonitor:
         self.ctx = _context.detect(env)
         self.reports_loss = report_loss_all_ranks or self.ctx.rank == 0
         self.on_anomaly = on_anomaly
-        self.anomalies: list[Anomaly] = []
-        self.late_dropped = 0
-        self._health = LossHealth(health)
-        self._pending: deque[tuple[Step, Any, float]] = deque()
+        self.health = health
+        self.report_interval = report_interval
         self._next_index = 0
         self._timing = timing
         self._peak = peak_flops
         self._gpu = gpu
-        self._base: dict[str, Any] = {}
+        self._reporter: Reporter | None = None
+        self._closed = False
         self.sinks: list[Sink] = list(sinks) if sinks is not None else self._default_sinks(
             socket, log_path, prometheus_port, env)
+        atexit.register(self.close)  # a buffered JSONL file must reach the disk even without close()
 
     def _default_sinks(self, socket: str | Path | None, log_path: str | Path | None,
                        prometheus_port: int | None, env: Mapping[str, str] | None) -> list[Sink]:
@@ -159,10 +160,31 @@ class StepMonitor:
             return None
         return _mfu.PEAK_FLOPS[key][self.precision]
 
+    def _mfu(self, tokens: int, seconds: float) -> float | None:
+        if not self.flops_per_token or not self._peak:
+            return None
+        return _mfu.mfu(self.flops_per_token, tokens, seconds, self._peak, self.gpus)
+
+    def _start_reporter(self) -> Reporter:
+        ctx = self.ctx
+        identity = {"v": 1, "kind": "step", "job_id": self.job_id, "team": self.team, "rank": ctx.rank,
+                    "local_rank": ctx.local_rank, "gpu": self._gpu if self._gpu is not None else ctx.local_rank,
+                    "pid": ctx.pid}
+        self._reporter = Reporter(sinks=self.sinks, identity=identity, timing=self.timing,
+                                  health=LossHealth(self.health), reports_loss=self.reports_loss, mfu=self._mfu,
+                                  interval=self.report_interval)
+        return self._reporter
+
+    @property
+    def anomalies(self) -> list[Anomaly]:
+        """Every anomaly found so far, in order."""
+        return self._reporter.anomalies if self._reporter is not None else []
+
     @property
     def dropped(self) -> int:
         """Records lost so far: no agent, full buffers, unwritable files, steps never completed."""
-        return self.late_dropped + sum(s.dropped for s in self.sinks)
+        late = self._reporter.late_dropped if self._reporter is not None else 0
+        return late + sum(s.dropped for s in self.sinks)
 
     # -- the training thread --
     def step(self, tokens: int | None = None, samples: int | None = None, step: int | None = None) -> Step:
@@ -172,79 +194,30 @@ class StepMonitor:
         return Step(self, index, tokens, samples)
 
     def _finish(self, step: Step) -> None:
-        timing = self.timing
-        pending = self._pending
-        pending.append((step, timing.mark(), time.time()))
-        if len(pending) > MAX_PENDING:
-            pending.popleft()
-            self.late_dropped += 1
-        while pending and timing.ready(pending[0][1]):
-            self._judge(*pending.popleft())
+        reporter = self._reporter or self._start_reporter()
+        reporter.submit(step, self.timing.mark(), time.time())
+        if reporter.fired:
+            self._call_back(reporter)
 
-    def _judge(self, step: Step, end: Any, ts: float) -> None:
-        record = self._step_record(step, self.timing.seconds(step.start, end), ts)
-        for sink in self.sinks:
-            sink.emit(record)
-        loss = record.get("loss", False)
-        if loss is not False:
-            anomaly = self._health.observe(step.index, math.nan if loss is None else loss)
-            if anomaly is not None:
-                self._report(anomaly)
-
-    def _identity(self) -> dict[str, Any]:
-        if not self._base:
-            ctx = self.ctx
-            self._base = {"v": 1, "kind": "step", "job_id": self.job_id, "team": self.team, "rank": ctx.rank,
-                          "local_rank": ctx.local_rank, "gpu": self._gpu if self._gpu is not None else ctx.local_rank,
-                          "pid": ctx.pid}
-        return self._base
-
-    def _step_record(self, step: Step, seconds: float, ts: float) -> dict[str, Any]:
-        record = dict(self._identity())
-        record["step"] = step.index
-        record["ts"] = ts
-        record["step_seconds"] = seconds
-        if step.tokens is not None:
-            record["tokens"] = step.tokens
-            if self.flops_per_token and self._peak:
-                record["mfu"] = _mfu.mfu(self.flops_per_token, step.tokens, seconds, self._peak, self.gpus)
-        if step.samples is not None:
-            record["samples"] = step.samples
-        for key, value in step.values.items():
-            if key == "loss" and not self.reports_loss:
-                continue
-            number = float(value)  # a host copy whose end event has completed: no device wait
-            record[key] = number if math.isfinite(number) else None
-        return record
-
-    def _report(self, anomaly: Anomaly) -> None:
-        base = self._identity()
-        record: Record = {**base, "kind": "anomaly", "step": anomaly.step, "anomaly": anomaly.kind,
-                          "loss": anomaly.loss if math.isfinite(anomaly.loss) else None, "ts": time.time()}
-        for sink in self.sinks:
-            sink.emit(record)
-            sink.flush()
-        self.anomalies.append(anomaly)
-        log.warning("gpulens: job %s rank %d: loss %s at step %d (loss %s)", self.job_id, self.ctx.rank,
-                    anomaly.kind, anomaly.step, anomaly.loss)
-        if self.on_anomaly is not None:
-            self.on_anomaly(anomaly)
+    def _call_back(self, reporter: Reporter) -> None:
+        while reporter.fired:
+            anomaly = reporter.fired.popleft()
+            if self.on_anomaly is not None:
+                self.on_anomaly(anomaly)
 
     # -- the end of the run --
     def close(self, wait: float = CLOSE_WAIT_SECONDS) -> None:
-        """Judge the steps still pending (polling, up to `wait` seconds), flush and close every sink."""
-        deadline = time.monotonic() + wait
-        timing = self._timing
-        while self._pending and timing is not None:
-            if timing.ready(self._pending[0][1]):
-                self._judge(*self._pending.popleft())
-            elif time.monotonic() > deadline:
-                self.late_dropped += len(self._pending)
-                self._pending.clear()
-            else:
-                time.sleep(0.001)
-        for sink in self.sinks:
-            sink.close()
+        """Judge the steps still pending (polling, up to `wait` seconds), close every sink, run late callbacks."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        if self._reporter is None:
+            for sink in self.sinks:
+                sink.close()
+            return
+        self._reporter.close(wait)
+        self._call_back(self._reporter)
 
     def __enter__(self) -> StepMonitor:
         return self

@@ -21,15 +21,33 @@ Record = Mapping[str, Any]
 TRAIN_LABELS = ("node", "job_id", "team", "rank", "gpu")
 
 
-def encode(record: Record) -> bytes:
-    """One record as compact, strict JSON (UTF-8)."""
-    return json.dumps(record, separators=(",", ":"), allow_nan=False).encode()
+# One encoder for every record: json.dumps() with options builds a new encoder per call (~2 µs).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+def encode(record: Record) -> str:
+    """One record as compact, strict JSON."""
+    return _ENCODER.encode(record)
+
+
+def encode_with_prefix(prefix: str, fields: Record) -> str:
+    """`prefix` (an encoded object without its closing brace and a trailing comma) extended by `fields`.
+
+    The fields every record of a process shares are encoded once; only the rest is encoded per step.
+    """
+    return prefix + _ENCODER.encode(fields)[1:]
+
+
+def prefix_of(shared: Record) -> str:
+    return _ENCODER.encode(shared)[:-1] + ","
 
 
 class Sink(Protocol):
+    """`emit` gets each record twice over: as a dict, and already encoded as one line of JSON."""
+
     dropped: int
 
-    def emit(self, record: Record) -> None: ...
+    def emit(self, record: Record, line: str) -> None: ...
 
     def flush(self) -> None: ...
 
@@ -46,8 +64,8 @@ class SocketSink:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
 
-    def emit(self, record: Record) -> None:
-        data = encode(record)
+    def emit(self, record: Record, line: str) -> None:
+        data = line.encode()
         if len(data) > MAX_DATAGRAM:
             self.dropped += 1
             return
@@ -74,12 +92,12 @@ class JsonlSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[str] | None = self.path.open("a", encoding="utf-8", buffering=1 << 16)
 
-    def emit(self, record: Record) -> None:
+    def emit(self, record: Record, line: str) -> None:
         if self._file is None:
             self.dropped += 1
             return
         try:
-            self._file.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
+            self._file.write(line + "\n")
         except OSError as exc:  # a full disk must not stop training; say so once and count the rest
             log.warning("gpulens: cannot write %s (%s); further records are dropped", self.path, exc)
             self._file = None
@@ -126,7 +144,7 @@ class PrometheusSink:
         self._server, self._thread = start_http_server(port, addr=host, registry=reg)
         self.port = port
 
-    def emit(self, record: Record) -> None:
+    def emit(self, record: Record, line: str) -> None:
         labels = (self.node, str(record["job_id"]), str(record["team"]), str(record["rank"]),
                   str(record.get("gpu", "")))
         if record["kind"] == "anomaly":

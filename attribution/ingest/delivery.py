@@ -89,9 +89,11 @@ def require_columns(flavour: ModuleType, columns: dict[str, str], src: SourceFil
         )
 
 
-def insert_sql(flavour: ModuleType, columns: dict[str, str], source: str, now: datetime) -> str:
+def insert_sql(
+    flavour: ModuleType, columns: dict[str, str], source: str, now: datetime, *, trim: bool = True
+) -> str:
     """One INSERT that normalizes the RAW view into cost_line_items (SPEC §5), amortizing (SPEC §6)."""
-    typed = ",\n        ".join(f"{f.cast()} AS {f.name}" for f in flavour.fields(columns))
+    typed = ",\n        ".join(f"{f.cast(trim=trim)} AS {f.name}" for f in flavour.fields(columns))
     return f"""
     INSERT INTO cost_line_items BY NAME
     SELECT
@@ -144,7 +146,8 @@ def _load_file(con: duckdb.DuckDBPyConnection, src: SourceFile, fmt: str | None,
     flavour = detect(columns, fmt, src)
     require_columns(flavour, columns, src)
     try:
-        con.execute(insert_sql(flavour, columns, f"{flavour.NAME}:{src.name}", now))
+        trim = not str(src.local).endswith(".parquet")
+        con.execute(insert_sql(flavour, columns, f"{flavour.NAME}:{src.name}", now, trim=trim))
     except duckdb.Error as exc:
         raise diagnose(con, src, flavour, columns) or unreadable(src, exc) from exc
     return str(flavour.NAME)

@@ -40,15 +40,16 @@ class Field:
     source_type: str = "VARCHAR"
     required_for: tuple[str, ...] = ()
 
-    def cast(self, *, safe: bool = False) -> str:
-        """SQL producing the typed value; `safe` uses TRY_CAST (NULL instead of an error)."""
+    def cast(self, *, safe: bool = False, trim: bool = True) -> str:
+        """SQL producing the typed value; `safe` uses TRY_CAST (NULL instead of an error); `trim` strips
+        text cells (CSV; Parquet strings are taken as written, which saves a pass over every string)."""
         target = _TARGET[self.kind]
         if self.source is None:
             return f"CAST(NULL AS {target})"
         col = quote(self.source)
         fn = "TRY_CAST" if safe else "CAST"
         if self.source_type == "VARCHAR":
-            col = f"NULLIF(trim({col}), '')"
+            col = f"NULLIF(trim({col}), '')" if trim else f"NULLIF({col}, '')"
         elif self.source_type == target or (self.kind == "text"):
             return col if self.source_type == target else f"CAST({col} AS VARCHAR)"
         if self.kind == "timestamp":

@@ -134,6 +134,15 @@ def _anomalies(run: _Run, detect: Detector) -> list[tuple[Any, ...]]:
     return sorted(found.values(), key=lambda a: (a[3], a[4]))
 
 
+def _is_jsonl(path: Path) -> bool:
+    """The trainer's log is one JSON object per line; anything else is read as CSV."""
+    with path.open("rb") as fh:
+        for line in fh:
+            if line.strip():
+                return line.lstrip().startswith(b"{")
+    return False
+
+
 def ingest_runs(
     con: duckdb.DuckDBPyConnection, paths: Sequence[Path | str], *, detect: Detector
 ) -> RunsResult:
@@ -142,7 +151,7 @@ def ingest_runs(
     for p in map(Path, paths):
         if not p.is_file():
             raise GpulensError("no such file", path=p)
-        found = read_jsonl(p) if p.suffix.lower() in (".jsonl", ".json", ".ndjson") else read_csv_run(con, p)
+        found = read_jsonl(p) if _is_jsonl(p) else read_csv_run(con, p)
         for job, run in found.items():
             merged = runs.setdefault(job, _Run([], []))
             merged.metrics += run.metrics

@@ -5,8 +5,10 @@ the non-money facts (GPU-hours, SM activity, freshness, coverage) from plain que
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 
 import duckdb
+from gpulens.attribution import allocate as alloc
 from gpulens.attribution.allocate import allocate
 from gpulens.attribution.flags import find_flags
 from gpulens.attribution.model import Allocation, DivergentRun
@@ -29,25 +31,25 @@ def build_weekly_report(con: duckdb.DuckDBPyConnection, week: IsoWeek,
                         now: datetime | None = None) -> WeeklyReport:
     """The report for `week` (Monday 00:00 UTC to the next Monday) and its comparison week."""
     previous = week.previous()
-    alloc = week_allocation(con, week, options)
+    allocation = week_allocation(con, week, options)
+    flags = find_flags(con, window=timedelta(days=7), until=week.end, sm_threshold=options.sm_threshold)
     return WeeklyReport(
         week=week,
         options=options,
         generated_at=now or datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0),
-        allocation=alloc,
+        allocation=allocation,
         previous=week_allocation(con, previous, options),
         usage=fleet_usage(con, week.start, week.end),
         previous_usage=fleet_usage(con, previous.start, previous.end),
-        underutilized=find_flags(con, window=timedelta(days=7), until=week.end,
-                                 sm_threshold=options.sm_threshold).underutilized,
-        divergent=divergent_spend(con, week, options),
+        underutilized=flags.underutilized,
+        divergent=divergent_spend(con, week, flags.divergent_runs, options),
         freshness=freshness(con, week),
     )
 
 
 def week_allocation(con: duckdb.DuckDBPyConnection, week: IsoWeek, options: ReportOptions) -> Allocation:
     return allocate(con, week.start, week.end, tag_key=options.tag_key, cluster_tag_key=options.cluster_tag_key,
-                    idle=options.idle, basis=options.basis, label=week.label)  # type: ignore[arg-type]
+                    idle=options.idle, basis=options.basis, label=week.label)
 
 
 def fleet_usage(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> FleetUsage:
@@ -63,17 +65,40 @@ def fleet_usage(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) 
     return FleetUsage(float(hours), None if sm is None else float(sm))
 
 
-def divergent_spend(con: duckdb.DuckDBPyConnection, week: IsoWeek,
+def divergent_spend(con: duckdb.DuckDBPyConnection, week: IsoWeek, divergent: tuple[DivergentRun, ...],
                     options: ReportOptions) -> tuple[DivergentSpend, ...]:
-    """Divergent runs whose anomaly began before the week ended, with their spend since the onset."""
-    flags = find_flags(con, window=timedelta(days=7), until=week.end, sm_threshold=options.sm_threshold)
-    out = []
-    for run in flags.divergent_runs:
-        onset = _onset(con, run)
-        if onset is not None and onset >= week.end:
-            continue
-        out.append(DivergentSpend(run, onset, None))
-    return tuple(out)
+    """Divergent runs whose anomaly began before the week ended, with what their GPU time cost from
+    the hour of the onset (or the week's start, if earlier) to the end of the week."""
+    runs = [(run, _onset(con, run)) for run in divergent]
+    runs = [(run, onset) for run, onset in runs if onset is None or onset < week.end]
+    onsets = [max(_hour(onset), week.start) for _, onset in runs if onset is not None]
+    if not onsets:
+        return tuple(DivergentSpend(run, onset, None) for run, onset in runs)
+    priced = job_gpu_time(con, alloc.Window(min(onsets), week.end), options)
+    return tuple(
+        DivergentSpend(run, onset, None if onset is None else _job_cost_since(con, priced, run.job_id,
+                                                                              max(_hour(onset), week.start)))
+        for run, onset in runs
+    )
+
+
+def job_gpu_time(con: duckdb.DuckDBPyConnection, window: alloc.Window, options: ReportOptions) -> str:
+    """The cost of each job's GPU time per hour in `window`, priced by allocation's own steps (as
+    `flags` prices waste), on tagged and shared instances alike; returns the temp table's name."""
+    opts = alloc.Options(options.tag_key, options.cluster_tag_key, options.idle, options.basis)
+    lines = alloc.window_lines(con, window, opts)
+    usage = alloc.window_usage(con, window)
+    return alloc.gpu_time_cost(con, alloc.gpu_line_hours(con, lines, alloc.gpu_counts(con, lines, usage)), usage)
+
+
+def _job_cost_since(con: duckdb.DuckDBPyConnection, priced: str, job_id: str, since: datetime) -> Decimal:
+    row = con.execute(f"SELECT coalesce(sum(cost), 0) FROM {priced} WHERE job_id = ? AND hour >= ?",
+                      [job_id, since]).fetchone()
+    return Decimal(row[0]) if row else Decimal(0)
+
+
+def _hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
 
 
 def _onset(con: duckdb.DuckDBPyConnection, run: DivergentRun) -> datetime | None:

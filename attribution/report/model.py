@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from gpulens.attribution.model import Allocation, DivergentRun, IdleMode, UnderutilizedGpu
+from gpulens.attribution.model import Allocation, Basis, DivergentRun, IdleMode, UnderutilizedGpu
 from gpulens.errors import GpulensError
 
 _WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
@@ -111,7 +111,7 @@ class ReportOptions:
     tag_key: str = "team"
     cluster_tag_key: str = "cluster"
     idle: IdleMode = "separate"
-    basis: str = "amortized"
+    basis: Basis = "amortized"
     sm_threshold: float = 0.25
     top: int = 20
 

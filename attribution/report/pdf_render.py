@@ -69,7 +69,7 @@ def render_pdf(report: WeeklyReport) -> bytes:
         story.append(Paragraph("Incomplete week: " + escape("; ".join(report.incomplete_reasons))
                                + ". Totals below cover only the data received.", _BANNER))
     story += _section(tables[0])
-    story += [Spacer(1, 6 * mm), *(to_drawing(c, width=doc.width * 0.8) for c in charts(report))]
+    story += [Spacer(1, 6 * mm), *(to_drawing(c, width=doc.width * 0.62) for c in charts(report))]
     for section in tables[1:]:
         story += _section(section)
     doc.build(story)

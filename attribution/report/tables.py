@@ -142,8 +142,8 @@ def divergent(report: WeeklyReport) -> Table:
     )
     return Table("divergent_runs", "Divergent training runs",
                  ("job_id", "team", "kind", "step", "onset", "spend after onset"), rows,
-                 note="Spend after onset: the job's allocated cost from the hour of the anomaly to the end of "
-                      "the week.")
+                 note="Spend after onset: what the job's GPU time cost from the hour of the anomaly (or the "
+                      "week's start, if earlier) to the end of the week, priced as the allocation prices it.")
 
 
 def unallocated(report: WeeklyReport) -> Table:

@@ -13,6 +13,8 @@ from decimal import Decimal
 import xlsxwriter
 from gpulens.attribution.report.model import WeeklyReport
 from gpulens.attribution.report.tables import Cell, sections
+from xlsxwriter.format import Format
+from xlsxwriter.worksheet import Worksheet
 
 
 def _currency_format(currency: str) -> str:
@@ -50,7 +52,7 @@ def render_xlsx(report: WeeklyReport) -> bytes:
     return buf.getvalue()
 
 
-def _write(sheet: xlsxwriter.worksheet.Worksheet, r: int, c: int, cell: Cell, fmt: dict) -> None:
+def _write(sheet: Worksheet, r: int, c: int, cell: Cell, fmt: dict[str, Format]) -> None:
     value = cell.value
     if value is None:
         sheet.write_blank(r, c, None)

@@ -79,7 +79,7 @@ class NvmlBackend:
             self.nv.nvmlShutdown()
             raise BackendUnavailable("NVML answered but found no GPU")
         self._unsupported: set[tuple[int, str]] = set()
-        self._logged: set[tuple[int, str, int]] = set()
+        self._logged: set[tuple[int, str, object]] = set()
         self._gpm = {i for i, h in enumerate(self._handles) if self._gpm_supported(h)}
         self._gpm_prev: dict[int, Any] = {}
         self._profiling = True

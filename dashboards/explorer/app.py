@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hmac
 import logging
+import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -103,12 +104,21 @@ def require_basic_auth(app: Dash, user: str, password: str) -> None:
         return Response("authentication required\n", 401, {"WWW-Authenticate": 'Basic realm="gpulens explorer"'})
 
 
+def _check_bindable(host: str, port: int) -> None:
+    """Raise OSError if (host, port) cannot be bound: werkzeug would print and `sys.exit` instead."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
 class ExplorerServer:
     """The explorer on a threaded werkzeug server: `start()` in the background, `stop()` from anywhere."""
 
     def __init__(self, config: ExplorerConfig) -> None:
         self.config = config
         self.app = create_app(config)
+        _check_bindable(config.host, config.port)
         self._server: BaseWSGIServer = make_server(config.host, config.port, self.app.server, threaded=True)
         self._thread: threading.Thread | None = None
 

@@ -281,7 +281,11 @@ class Queries:
 
     # -- /training ------------------------------------------------------------------------------
     def runs(self, teams: tuple[str, ...] = ()) -> pd.DataFrame:
-        """One row per run: steps, last loss, mean step time and MFU, anomalies, money after onset."""
+        """One row per run: steps, last loss, mean step time and MFU, anomalies, money after onset.
+
+        A NULL loss is a non-finite one (the trainer logs NaN as null), so a run that ended in NaN
+        shows NaN as its last loss.
+        """
         def compute() -> pd.DataFrame:
             params: list[Any] = []
             where = ""
@@ -290,7 +294,7 @@ class Queries:
                 params.append(list(teams))
             df = self._frame(f"""
                 SELECT job_id, any_value(team) AS team, max(step) AS steps,
-                       arg_max(loss, step) AS last_loss, avg(step_seconds) AS step_seconds,
+                       arg_max(coalesce(loss, 'NaN'::DOUBLE), step) AS last_loss, avg(step_seconds) AS step_seconds,
                        avg(mfu) AS mfu, min(ts) AS started, max(ts) AS last_seen
                 FROM train_metrics {where} GROUP BY job_id ORDER BY job_id""", params)
             return self._with_anomalies(df)

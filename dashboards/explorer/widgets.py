@@ -8,6 +8,7 @@ from typing import Any
 from dash import dash_table, dcc, html
 from dash.dash_table.Format import Format, Scheme
 
+
 def number(decimals: int) -> Format:
     """A fresh fixed-point format with thousands separators (Format's setters mutate: never share one)."""
     return Format(precision=decimals, scheme=Scheme.fixed).group(True)
@@ -16,6 +17,8 @@ def number(decimals: int) -> Format:
 MONEY = number(2)
 ONE_DECIMAL = number(1)
 PERCENT = Format(precision=1, scheme=Scheme.percentage)
+INTEGER = Format(precision=0, scheme=Scheme.fixed).group(True)
+GRAPH_CONFIG = {"displaylogo": False, "displayModeBar": False}
 
 
 def money(value: float, currency: str = "USD") -> str:

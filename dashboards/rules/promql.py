@@ -6,6 +6,9 @@ a metric name twice.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+
 from gpulens.collector import metrics as m
 
 # A GPU is (node, gpu, uuid) whichever job holds it: the job labels come and go with the mapping.
@@ -68,3 +71,21 @@ def new_increase(metric: str, matchers: str, window: str) -> str:
         f"or\n"
         f"((({s} > 0) unless {s} offset {window}) and on (instance, job) (up offset {window}))"
     )
+
+
+HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
+
+
+def metric_names(exprs: Iterable[str]) -> set[str]:
+    """Every gpulens_* metric name the PromQL `exprs` mention."""
+    return set(re.findall(r"\bgpulens_[a-z_]+", " ".join(exprs)))
+
+
+def unknown_metrics(exprs: Iterable[str]) -> set[str]:
+    """Names in `exprs` that are neither catalog metrics (SPEC §3) nor a catalog histogram's series."""
+    def known(name: str) -> bool:
+        if name in m.BY_NAME:
+            return True
+        return any(name.endswith(s) and m.BY_NAME.get(name[: -len(s)], None) is not None
+                   and m.BY_NAME[name[: -len(s)]].type == "histogram" for s in HISTOGRAM_SERIES)
+    return {name for name in metric_names(exprs) if not known(name)}

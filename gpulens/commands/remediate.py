@@ -46,15 +46,19 @@ def serve_command(args: argparse.Namespace) -> int:
     engine = build_engine(RemediationConfig(audit_log=args.audit_log, policy=args.policy, execute=args.execute),
                           observe=metrics.observe)
     token = os.environ.get(TOKEN_ENV) or None
+    if not token and args.host not in ("127.0.0.1", "::1", "localhost"):
+        print(f"gpulens remediate: warning: listening on {args.host} without ${TOKEN_ENV}: "
+              "anyone who can reach it can trigger drains", file=sys.stderr)
     try:
         server = RemediationServer(engine, metrics, ServerConfig(host=args.host, port=args.port, token=token))
     except OSError as exc:
         from gpulens.errors import GpulensError
 
-        raise GpulensError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}", field="--port") from exc
+        raise GpulensError(f"cannot listen on {args.host}:{args.port} (--host/--port): {exc.strerror}") from exc
     signal.signal(signal.SIGTERM, _interrupt)
     print(f"gpulens remediate: listening on http://{args.host}:{server.port}/alerts "
-          f"({'EXECUTE' if args.execute else 'dry-run'}, token {'required' if token else 'not set'})",
+          f"({'EXECUTE' if args.execute else 'dry-run'}, token {'required' if token else 'not set'}, "
+          f"policy {engine.policy.source} with {len(engine.policy.rules)} rules, audit log {args.audit_log})",
           file=sys.stderr, flush=True)
     try:
         server.serve_forever()

@@ -62,20 +62,24 @@ def run_weekly(args: argparse.Namespace) -> int:
     smtp = smtp_config(args, os.environ)
 
     from gpulens.attribution.report.build import build_weekly_report
-    from gpulens.attribution.report.deliver import deliver_local, deliver_s3
+    from gpulens.attribution.report.deliver import split_s3_url
     from gpulens.attribution.report.render import render_all
     from gpulens.attribution.warehouse import Warehouse
 
+    if args.out.startswith("s3://"):
+        split_s3_url(args.out)  # a malformed URL fails before the week is computed
+    path = warehouse_path(args)
+    if not path.exists():
+        raise GpulensError("no warehouse here; load data with `gpulens ingest cur/usage` or pass --warehouse",
+                           path=path)
+    if not 0 <= args.sm_threshold <= 1:
+        raise GpulensError(f"--sm-threshold {args.sm_threshold} must be between 0 and 1")
     options = ReportOptions(tag_key=args.tag_key, cluster_tag_key=args.cluster_tag_key, idle=args.idle,
                             basis=args.cost, sm_threshold=args.sm_threshold, top=args.top)
-    with Warehouse(warehouse_path(args)).connect(read_only=True) as con:
+    with Warehouse(path).connect(read_only=True) as con:
         report = build_weekly_report(con, week, options)
     files = render_all(report)
-    if args.out.startswith("s3://"):
-        written = [str(p) for p in deliver_s3(files, args.out, endpoint_url=args.endpoint_url)]
-    else:
-        written = [str(p) for p in deliver_local(files, Path(args.out))]
-    for target in written:
+    for target in _deliver(files, args):
         print(target)
     if report.incomplete_reasons:
         log.warning("week %s is incomplete: %s", week.label, "; ".join(report.incomplete_reasons))
@@ -88,6 +92,14 @@ def run_weekly(args: argparse.Namespace) -> int:
         send_email(smtp, msg)
         print(f"mailed to {', '.join(smtp.recipients)} via {smtp.host}:{smtp.port}")
     return 0
+
+
+def _deliver(files: dict[str, bytes], args: argparse.Namespace) -> list[str]:
+    from gpulens.attribution.report.deliver import deliver_local, deliver_s3
+
+    if args.out.startswith("s3://"):
+        return list(deliver_s3(files, args.out, endpoint_url=args.endpoint_url))
+    return [str(p) for p in deliver_local(files, Path(args.out))]
 
 
 def smtp_config(args: argparse.Namespace, env: Mapping[str, str]) -> SmtpConfig | None:

@@ -1,6 +1,6 @@
 """Trainer JSONL logs for a `Scenario`: the step records of SPEC §4, one file per run.
 
-A record is written every 15 minutes of the run (as a trainer logging at a fixed interval would);
+A record is written every 30 minutes of the run (as a trainer logging at a fixed interval would);
 healthy curves decay with ~2% batch noise, which the SPEC §7 detector must not flag.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 from gpulens.demo.scenario import P5, Job, Scenario
 from gpulens.trainer.health import LossHealth
 
-RECORD_EVERY_S = 900
+RECORD_EVERY_S = 1800
 TOKENS_PER_STEP = 524_288
 
 

@@ -122,9 +122,12 @@ class CordonAction:
     destructive: ClassVar[bool] = True
     drains: ClassVar[bool] = True  # an unschedulable node is out of service for new work
 
+    def cluster(self) -> Cluster:
+        return Cluster(self.api_url, self.kubeconfig, self.context)
+
     def run(self, alert: Alert, timeout: float) -> None:
         node = node_of(alert, self.node_label)
-        api = Cluster(self.api_url, self.kubeconfig, self.context).core_api()
+        api = self.cluster().core_api()
         try:
             cordon(api, node, self.taint_key, _taint_value(alert), timeout)
         except _api_errors() as exc:
@@ -132,22 +135,17 @@ class CordonAction:
 
 
 @dataclass(frozen=True)
-class DrainAction:
-    taint_key: str = "gpulens.io/gpu-fault"
-    node_label: str = "node"
+class DrainAction(CordonAction):
+    """Cordon, then evict; the cordon's parameters plus the pods' grace period."""
+
     grace_period_seconds: int | None = None  # None: each pod's own terminationGracePeriodSeconds
-    api_url: str | None = None
-    kubeconfig: str | None = None
-    context: str | None = None
 
     kind: ClassVar[str] = "k8s-drain"
-    destructive: ClassVar[bool] = True
-    drains: ClassVar[bool] = True
 
     def run(self, alert: Alert, timeout: float) -> None:
         node = node_of(alert, self.node_label)
         deadline = time.monotonic() + timeout
-        api = Cluster(self.api_url, self.kubeconfig, self.context).core_api()
+        api = self.cluster().core_api()
         try:
             cordon(api, node, self.taint_key, _taint_value(alert), timeout)
             for pod in evictable_pods(api, node, timeout):

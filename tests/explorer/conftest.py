@@ -7,26 +7,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from gpulens.dashboards.explorer.app import ExplorerConfig, ExplorerServer
+
+from gpulens.demo.build import DemoBuild
 from tests.support.browser import chromium
-from tests.support.explorer_data import DemoData, build_demo_data
+from tests.support.explorer_data import demo_data  # noqa: F401 - a fixture
 from tests.support.servers import free_port, wait_http
-
-
-@pytest.fixture(scope="session")
-def demo_data(tmp_path_factory: pytest.TempPathFactory) -> DemoData:
-    return build_demo_data(tmp_path_factory.mktemp("demo"))
 
 
 @dataclass(frozen=True)
 class Served:
     url: str
-    data: DemoData
+    data: DemoBuild
 
 
 @pytest.fixture(scope="session")
-def explorer(demo_data: DemoData) -> Iterator[Served]:
+def explorer(demo_data: DemoBuild) -> Iterator[Served]:  # noqa: F811
     server = ExplorerServer(ExplorerConfig(warehouse=demo_data.warehouse, port=free_port()))
     server.start()
     try:

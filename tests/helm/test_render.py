@@ -12,7 +12,16 @@ import pytest
 import yaml
 
 from tests.helm import crd_schemas
-from tests.helm.chart import CHART, NAMESPACE, VALUES_DIR, VALUES_SETS, load_values, notes, render_with, rendered
+from tests.helm.chart import (
+    CHART,
+    NAMESPACE,
+    VALUES_DIR,
+    VALUES_SETS,
+    load_values,
+    notes,
+    render_with,
+    rendered,
+)
 
 # The chart's floor (Chart.yaml kubeVersion) and the newest schemas kubernetes-validate bundles.
 KUBE_VERSIONS = ("1.27.0", kubernetes_validate.utils.latest_version())
@@ -95,6 +104,8 @@ def test_schema_rejects(bad: dict[str, Any]) -> None:
     ({"cronJobs": {"ingestUsage": {"enabled": True}}}, "cronJobs.ingestUsage.prometheusUrl"),
     ({"cronJobs": {"weeklyReport": {"enabled": True}}}, "cronJobs.weeklyReport.out"),
     ({"serviceMonitor": {"enabled": True}, "agentService": {"enabled": False}}, "agentService.enabled"),
+    ({"grafana": {"push": {"enabled": True}}}, "grafana.push.url"),
+    ({"grafana": {"push": {"enabled": True, "url": "https://grafana.example"}}}, "grafana.push.tokenSecret.name"),
 ])
 def test_incomplete_settings_fail_with_the_key_to_set(values: dict[str, Any], message: str) -> None:
     with pytest.raises(helm.HelmRenderError, match=message.replace(".", r"\.")):

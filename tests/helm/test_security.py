@@ -68,9 +68,11 @@ def test_agent_probes_healthz_and_mounts_only_what_mapping_needs(values_set: str
     assert not spec.get("hostNetwork") and not spec.get("hostIPC")
 
 
-def test_host_pid_is_off_unless_asked_for() -> None:
-    assert agent_spec("defaults")["hostPID"] is False
-    assert agent_spec("all-features")["hostPID"] is True
+def test_host_pid_and_ptrace_are_off_unless_asked_for() -> None:
+    defaults, full = agent_spec("defaults"), agent_spec("all-features")
+    assert defaults["hostPID"] is False and "add" not in defaults["containers"][0]["securityContext"]["capabilities"]
+    assert full["hostPID"] is True
+    assert full["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["SYS_PTRACE"]}
 
 
 @pytest.mark.parametrize("values_set", ALL_SETS)
@@ -83,7 +85,10 @@ def test_no_container_is_privileged_or_keeps_a_capability(values_set: str) -> No
             assert ctx.get("privileged", False) is False, where
             assert ctx["allowPrivilegeEscalation"] is False, where
             assert ctx["readOnlyRootFilesystem"] is True, where
-            assert ctx["capabilities"] == {"drop": ["ALL"]}, where
+            assert ctx["capabilities"]["drop"] == ["ALL"], where
+            added = ctx["capabilities"].get("add", [])
+            # The one exception: reading other users' /proc/<pid>/environ when asked to (agent.hostPID).
+            assert added == (["SYS_PTRACE"] if spec.get("hostPID") else []), where
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
 
 
@@ -103,13 +108,15 @@ def test_nothing_but_the_agent_runs_as_root(values_set: str) -> None:
                 assert spec["securityContext"]["runAsNonRoot"] is True
 
 
-def test_the_agent_is_root_only_for_the_kubelet_socket() -> None:
-    """uid 0 with no capabilities while it reads the root-owned pod-resources socket; without it, non-root."""
-    assert agent_spec("defaults")["securityContext"]["runAsUser"] == 0
+def test_the_agent_is_root_only_for_the_host_socket_directory() -> None:
+    """By default uid 0 without a single capability (the kubelet makes the hostPath directory root-owned);
+    with the directory prepared for uid 65532 on the node, nothing in the release is root."""
+    defaults = agent_spec("defaults")
+    assert defaults["securityContext"]["runAsUser"] == 0
+    assert "pod-resources" not in {v["name"] for v in defaults["volumes"]}
+    assert defaults["automountServiceAccountToken"] is False
     minimal = agent_spec("agent-only")
-    assert "pod-resources" not in {v["name"] for v in minimal["volumes"]}
     assert minimal["securityContext"]["runAsNonRoot"] is True and minimal["securityContext"]["runAsUser"] == 65532
-    assert minimal["automountServiceAccountToken"] is False
 
 
 @pytest.mark.parametrize("values_set", ALL_SETS)
@@ -148,11 +155,12 @@ def service_account(m: Manifest) -> str:
 def test_one_service_account_per_component_with_irsa_roles() -> None:
     manifests = rendered("all-features")
     accounts = {m.name: m.doc for m in of_kind(manifests, "ServiceAccount")}
-    assert set(accounts) == {f"gl-gpulens-{c}" for c in ("agent", "explorer", "ingest", "report", "remediation")}
+    assert set(accounts) == {f"gl-gpulens-{c}" for c in ("agent", "explorer", "ingest", "report", "dashboards",
+                                                           "remediation")}
     uses = {m.doc["metadata"]["labels"]["app.kubernetes.io/component"]: service_account(m) for m in workloads(manifests)}
     assert uses == {"agent": "gl-gpulens-agent", "explorer": "gl-gpulens-explorer", "ingest-cur": "gl-gpulens-ingest",
                     "ingest-usage": "gl-gpulens-ingest", "weekly-report": "gl-gpulens-report",
-                    "remediation": "gl-gpulens-remediation"}
+                    "remediation": "gl-gpulens-remediation", "dashboards": "gl-gpulens-dashboards"}
     role = "eks.amazonaws.com/role-arn"
     assert accounts["gl-gpulens-ingest"]["metadata"]["annotations"][role] == "arn:aws:iam::123456789012:role/gpulens-cur-read"
     assert accounts["gl-gpulens-report"]["metadata"]["annotations"][role] == (
@@ -166,8 +174,10 @@ def test_only_components_that_call_the_api_server_get_a_token_and_a_role() -> No
     assert {n for n, mounted in tokens.items() if mounted} == {"gl-gpulens-agent", "gl-gpulens-remediation"}
     agent_role = next(m.doc for m in of_kind(manifests, "ClusterRole") if m.name == "gl-gpulens-agent")
     assert agent_role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    # A dry-run receiver and a default agent get neither a token nor a role.
     dry_run = render_with({"remediation": {"enabled": True}})
-    assert [m.name for m in of_kind(dry_run, "ClusterRole")] == ["gl-gpulens-agent"]
+    assert of_kind(dry_run, "ClusterRole") == []
+    assert not any(pod_spec(m)["automountServiceAccountToken"] for m in workloads(dry_run))
 
 
 def test_cron_jobs_are_scheduled_once_at_a_time_with_history_limits() -> None:

@@ -81,7 +81,7 @@ def _node(path: tuple[str, ...], root: dict[str, Any]) -> dict[str, Any]:
 
 
 def _comment_block(lines: list[str], index: int) -> str:
-    block = []
+    block: list[str] = []
     i = index - 1
     while i >= 0 and lines[i].strip().startswith("#"):
         block.insert(0, lines[i].strip().lstrip("#").strip())

@@ -188,3 +188,13 @@ def test_an_alert_no_rule_matches_is_audited_as_skipped(tmp_path: Path) -> None:
 def test_a_drain_without_a_node_label_is_skipped(tmp_path: Path) -> None:
     engine_for(None, tmp_path / "a.jsonl").handle([Alert(labels={"alertname": "GpuLost"}, fingerprint="f")])
     assert [(a, r) for _, a, r in summary(tmp_path / "a.jsonl")] == [("log", "dry_run"), ("k8s-drain", "skipped")]
+
+
+def test_an_alert_with_only_an_xid_code_gets_its_class_from_the_catalog(tmp_path: Path) -> None:
+    # 79 (fallen off the bus) is reboot_node, 48 (double-bit ECC) reset_gpu: both drain; 13
+    # (graphics engine exception) is restart_app: the restart hook, no drain.
+    alerts = [Alert(labels={"alertname": "GpuXidNonRecoverable", "node": n, "gpu": "0", "xid": x}, fingerprint=n)
+              for n, x in (("a", "79"), ("b", "48"), ("c", "13"))]
+    engine_for(None, tmp_path / "a.jsonl").handle(alerts)
+    assert [(n, a) for n, a, _ in summary(tmp_path / "a.jsonl")] == [
+        ("a", "log"), ("a", "k8s-drain"), ("b", "log"), ("b", "k8s-drain"), ("c", "log"), ("c", "command")]

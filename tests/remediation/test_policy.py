@@ -12,9 +12,9 @@ from gpulens.remediation.actions.command import CommandAction
 from gpulens.remediation.actions.k8s import DrainAction
 from gpulens.remediation.located_yaml import PolicyError
 from gpulens.remediation.model import Alert
-from gpulens.remediation.policy import load_policy
+from gpulens.remediation.policy import load_policy, parse_policy
 from tests.remediation.conftest import xid_alert
-from tests.support.servers import gpulens_exe
+from tests.support.servers import REPO, gpulens_exe
 
 
 def kinds_for(alert: Alert) -> list[str]:
@@ -128,3 +128,11 @@ def test_check_lists_the_rules_of_a_policy(write_policy: Any) -> None:
 def test_a_missing_policy_file_is_one_error_line(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="cannot read the policy"):
         load_policy(tmp_path / "nope.yaml")
+
+
+def test_the_policy_example_in_the_docs_is_a_valid_policy() -> None:
+    docs = (REPO / "docs" / "remediation.md").read_text()
+    example = docs.split("## Policy", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    policy = parse_policy(example, "docs/remediation.md")
+    assert [step.kind for step in policy.rules[0].actions] == ["webhook", "slurm-drain"]
+    assert policy.settings.blast_radius.allowance == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from gpulens.attribution.report.model import IsoWeek
@@ -55,3 +56,11 @@ def test_smtp_from_environment_with_flags_winning() -> None:
 def test_bad_smtp_settings(flags: dict[str, str], env: dict[str, str], message: str) -> None:
     with pytest.raises(GpulensError, match=message):
         smtp_config(_args(**flags), env)
+
+
+def test_missing_warehouse_is_an_error_not_an_empty_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nowhere.duckdb"
+    assert main(["report", "weekly", "--week", "2026-W47", "--out", str(tmp_path / "out"),
+                 "--warehouse", str(missing)]) == 1
+    assert f"{missing}: no warehouse here" in capsys.readouterr().err
+    assert not missing.exists() and not (tmp_path / "out").exists()

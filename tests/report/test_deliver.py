@@ -60,6 +60,7 @@ def test_s3_url_must_name_a_bucket() -> None:
         split_s3_url("s3:///prefix")
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # implicit TLS: it is TLS
 @pytest.mark.parametrize("tls", ["starttls", "ssl"])
 def test_email_over_tls_with_login(tmp_path: Path, files: dict[str, bytes], tls: str,
                                    caplog: pytest.LogCaptureFixture) -> None:

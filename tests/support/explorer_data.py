@@ -1,26 +1,34 @@
-"""The demo month as test data: artifacts written once, then loaded into a warehouse."""
+"""The demo month as test data, built once per test session through the real pipeline
+(`gpulens.demo.build`: artifacts, then `gpulens ingest cur|usage|runs` and `gpulens attribute`).
+
+Both tests/explorer and tests/demo import the `demo_data` fixture; it builds into one folder under
+the session's base temp dir, so whichever suite asks second reuses the first build (build.json).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import subprocess
 from pathlib import Path
+from typing import Any
 
-from gpulens.demo.artifacts import Artifacts, write_artifacts
-from gpulens.demo.scenario import Scenario, build_scenario
-from tests.support import explorer_warehouse
+import pytest
 
-
-@dataclass(frozen=True)
-class DemoData:
-    root: Path
-    warehouse: Path
-    scenario: Scenario
-    artifacts: Artifacts
+from gpulens.demo.build import DemoBuild, build
+from tests.support.servers import gpulens_exe
 
 
-def build_demo_data(root: Path) -> DemoData:
-    scenario = build_scenario()
-    artifacts = write_artifacts(scenario, root / "artifacts")
-    warehouse = root / "gpulens.duckdb"
-    explorer_warehouse.fill(warehouse, scenario, artifacts)
-    return DemoData(root, warehouse, scenario, artifacts)
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> DemoBuild:
+    return build(tmp_path_factory.getbasetemp() / "demo-build", say=lambda _: None)
+
+
+def cli_json(*args: str) -> Any:
+    """`gpulens ARGS` as a user runs it (a subprocess), its stdout parsed as JSON."""
+    done = subprocess.run([gpulens_exe(), *args], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def cli_flags(warehouse: Path) -> Any:
+    return cli_json("flags", "--format", "json", "--warehouse", str(warehouse))

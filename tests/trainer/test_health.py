@@ -8,10 +8,9 @@ import random
 import re
 from pathlib import Path
 
+from gpulens.trainer.health import Anomaly, HealthConfig, LossHealth, scan
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from gpulens.trainer.health import Anomaly, HealthConfig, LossHealth, scan
 
 DATA = Path("/work/shared/data/loss")
 

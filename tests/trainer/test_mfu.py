@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
-from gpulens.errors import GpulensError
 from gpulens.trainer.mfu import (
     decoder_params,
     gpu_model_key,
@@ -12,6 +10,8 @@ from gpulens.trainer.mfu import (
     peak_flops,
     transformer_flops_per_token,
 )
+
+from gpulens.errors import GpulensError
 
 
 @pytest.mark.parametrize(("name", "key"), [

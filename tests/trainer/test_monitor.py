@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import torch
+from gpulens.trainer import Anomaly, StepMonitor
 from prometheus_client.parser import text_string_to_metric_families
 
-from gpulens.trainer import Anomaly, StepMonitor
 from tests.support.servers import free_port
 from tests.trainer.conftest import Receiver
 
@@ -67,10 +69,25 @@ def test_callback_can_stop_the_run_by_raising(receiver: Receiver) -> None:
         raise Stop(anomaly.kind)
 
     monitor = StepMonitor("j", "t", socket=receiver.path, env={}, on_anomaly=stop)
-    with pytest.raises(Stop, match="nan"):
+    with pytest.raises(Stop, match="nan"):  # at a later step's end, or at the latest at close()
         for i, loss in enumerate([2.0, float("nan"), 2.0]):
             with monitor.step(step=i) as step:
                 step.record(loss=loss)
+        monitor.close()
+
+
+def test_callback_runs_on_the_training_thread_at_the_next_step_end(receiver: Receiver) -> None:
+    seen: list[tuple[int, int]] = []
+    monitor = StepMonitor("j", "t", socket=receiver.path, env={},
+                          on_anomaly=lambda a: seen.append((a.step, threading.get_ident())))
+    for i, loss in enumerate([2.0, float("nan")] + [2.0] * 200):
+        with monitor.step(step=i) as step:
+            step.record(loss=loss)
+        if seen:
+            break
+        time.sleep(0.002)
+    monitor.close()
+    assert seen == [(1, threading.get_ident())]
 
 
 def test_no_agent_listening_drops_and_counts_without_raising(tmp_path: Path) -> None:
@@ -132,8 +149,13 @@ def test_own_prometheus_endpoint_on_base_port_plus_local_rank(tmp_path: Path) ->
         for loss in [2.0, 1.9, float("nan")]:
             with monitor.step(tokens=500) as step:
                 step.record(loss=loss)
-        with urllib.request.urlopen(f"http://127.0.0.1:{base}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
+        deadline = time.monotonic() + 5
+        while True:  # the reporter thread folds steps in every few ms
+            with urllib.request.urlopen(f"http://127.0.0.1:{base}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+            if "kind=\"nan\"" in text or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
     finally:
         monitor.close()
     samples = {(s.name, s.labels.get("kind")): (s.value, s.labels) for family in text_string_to_metric_families(text)

@@ -13,7 +13,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from gpulens.trainer import StepMonitor
 from gpulens.trainer.sinks import JsonlSink
 from gpulens.trainer.timing import CudaTiming
@@ -52,7 +51,7 @@ class FakeEvent:
 
     def elapsed_time(self, end: FakeEvent) -> float:
         assert self.done() and end.done(), "elapsed_time before both events completed would block"
-        self.gpu.calls["elapsed_time"] += 1
+        self.gpu.tick("elapsed_time")
         return float(end.at - self.at)  # ms
 
     def synchronize(self) -> None:
@@ -111,11 +110,12 @@ def fake_cuda(gpu: FakeGpu) -> SimpleNamespace:
 def test_training_thread_makes_no_blocking_device_call_per_step(tmp_path: Path) -> None:
     gpu = FakeGpu()
     log = tmp_path / "steps.jsonl"
-    monitor = StepMonitor("j", "t", timing=CudaTiming(fake_cuda(gpu)), sinks=[JsonlSink(log)], env={})
+    monitor = StepMonitor("j", "t", timing=CudaTiming(fake_cuda(gpu)), sinks=[JsonlSink(log)], env={},
+                          report_interval=0)
     for i in range(100):
         with monitor.step(tokens=4096) as step:
             step.record(loss=FakeCudaTensor(gpu, 3.0 - i / 100), grad_norm=FakeCudaTensor(gpu, 1.0), lr=1e-3)
-        assert len(monitor._pending) <= LAG  # figures arrive a few steps late, never pile up
+        assert len(monitor._reporter._pending) <= LAG  # figures arrive a few steps late, never pile up
     steps_before_close = gpu.calls.copy()
     monitor.close()
 
@@ -129,12 +129,28 @@ def test_training_thread_makes_no_blocking_device_call_per_step(tmp_path: Path) 
     assert records[42]["loss"] == pytest.approx(3.0 - 0.42)
 
 
+def test_batched_reporting_polls_at_most_once_per_interval_and_never_blocks(tmp_path: Path) -> None:
+    gpu = FakeGpu()
+    log = tmp_path / "steps.jsonl"
+    monitor = StepMonitor("j", "t", timing=CudaTiming(fake_cuda(gpu)), sinks=[JsonlSink(log)], env={},
+                          report_interval=3600)
+    for _ in range(50):
+        with monitor.step(tokens=4096) as step:
+            step.record(loss=FakeCudaTensor(gpu, 2.0))
+    assert (gpu.calls["record"], gpu.calls["copy D2H async"], gpu.calls["elapsed_time"]) == (100, 50, 0)
+    assert gpu.calls["query"] <= 2  # one batch at the first step; the next is an hour away
+    monitor.close()
+    assert not [name for name in gpu.calls if name.startswith("BLOCKING")]
+    assert len(log.read_text().splitlines()) == 50
+
+
 def test_cuda_is_picked_when_torch_cuda_is_initialized_and_peak_comes_from_the_table(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     gpu = FakeGpu()
     monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=fake_cuda(gpu)))
     log = tmp_path / "s.jsonl"
-    monitor = StepMonitor("j", "t", flops_per_token=1e9, precision="bf16", sinks=[JsonlSink(log)], env={})
+    monitor = StepMonitor("j", "t", flops_per_token=1e9, precision="bf16", sinks=[JsonlSink(log)], env={},
+                          report_interval=0)
     for _ in range(3):
         with monitor.step(tokens=1000):
             pass

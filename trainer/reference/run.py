@@ -21,7 +21,16 @@ from typing import Any
 from gpulens.trainer.monitor import StepMonitor
 from gpulens.trainer.reference import corpus
 
-CPU_NOMINAL_FLOPS_PER_CORE = 3.0e9 * 32  # 3 GHz x (2 AVX2 FMA ports x 8 fp32 lanes x 2 FLOP): a nominal peak
+CPU_NOMINAL_HZ = 3.0e9  # a nominal all-core clock; MFU on a CPU is a demonstration figure, not a benchmark
+
+
+def cpu_nominal_flops_per_core(cpuinfo: Path = Path("/proc/cpuinfo")) -> float:
+    """fp32 FLOP/s of one core: 2 FMA ports x (16 lanes with AVX-512, else 8) x 2 FLOP x CPU_NOMINAL_HZ."""
+    try:
+        wide = " avx512f" in cpuinfo.read_text(errors="replace")
+    except OSError:
+        wide = False
+    return CPU_NOMINAL_HZ * 2 * (16 if wide else 8) * 2
 
 
 @dataclass(frozen=True)
@@ -127,7 +136,7 @@ def default_peak(config: ReferenceConfig) -> float | None:
     if config.device == "cpu":
         import torch
 
-        return torch.get_num_threads() * CPU_NOMINAL_FLOPS_PER_CORE
+        return torch.get_num_threads() * cpu_nominal_flops_per_core()
     return None  # StepMonitor looks the GPU up by name
 
 

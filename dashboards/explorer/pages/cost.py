@@ -59,7 +59,7 @@ def layout(queries: Queries, params: Mapping[str, str]) -> html.Div:
     return html.Div([
         controls,
         html.Div(id=ids.COST_CARDS, className="stats"),
-        widgets.panel("Spend per day", dcc.Graph(id=ids.COST_CHART, config={"displaylogo": False})),
+        widgets.panel("Spend per day", dcc.Graph(id=ids.COST_CHART, config=widgets.GRAPH_CONFIG)),
         widgets.panel(html.Span(id=ids.COST_TABLE_TITLE), widgets.radio(ids.COST_VIEW, list(VIEWS), state.view),
                       widgets.table(ids.COST_TABLE, page_size=12), dcc.Download(id=ids.COST_CSV),
                       extra=html.Button("Download CSV", id=ids.COST_CSV_BUTTON, className="button")),
@@ -130,14 +130,20 @@ def _column(name: str) -> dict[str, Any]:
     return column
 
 
+def csv_name(state: CostState) -> str:
+    f = state.filter
+    return f"gpulens-cost-{state.view}-{f.start:%Y%m%d}-{f.end:%Y%m%d}.csv"
+
+
 def url_search(state: CostState) -> str:
     f = state.filter
     return urlstate.encode({"start": f.start, "end": f.end, "team": f.teams, "basis": f.basis, "stack": state.stack,
                             "view": state.view})
 
 
-FILTERS = [Input(ids.COST_RANGE, "start_date"), Input(ids.COST_RANGE, "end_date"), Input(ids.COST_TEAMS, "value"),
-           Input(ids.COST_BASIS, "value"), Input(ids.COST_STACK, "value"), Input(ids.COST_VIEW, "value")]
+FILTER_PROPS = ((ids.COST_RANGE, "start_date"), (ids.COST_RANGE, "end_date"), (ids.COST_TEAMS, "value"),
+                (ids.COST_BASIS, "value"), (ids.COST_STACK, "value"), (ids.COST_VIEW, "value"))
+FILTERS = [Input(i, p) for i, p in FILTER_PROPS]
 
 
 def register(app: Dash, queries: Queries) -> None:
@@ -150,6 +156,12 @@ def register(app: Dash, queries: Queries) -> None:
     @app.callback(Output(ids.URL, "search", allow_duplicate=True), *FILTERS, prevent_initial_call=True)
     def _url(*values: Any) -> str:
         return url_search(make_state(*values))
+
+    @app.callback(Output(ids.COST_CSV, "data"), Input(ids.COST_CSV_BUTTON, "n_clicks"),
+                  *[State(i, p) for i, p in FILTER_PROPS], prevent_initial_call=True)
+    def _csv(_: int, *values: Any) -> dict[str, Any]:
+        state = make_state(*values)
+        return dcc.send_data_frame(table_frame(queries, state).to_csv, csv_name(state), index=False)
 
     @app.callback(Output(ids.COST_RANGE, "start_date"), Output(ids.COST_RANGE, "end_date"),
                   Input(ids.COST_PERIOD, "value"), prevent_initial_call=True)

@@ -16,10 +16,10 @@ from gpulens.dashboards.explorer.queries import Queries
 COLUMNS = [
     {"name": "Run", "id": "job_id"}, {"name": "Team", "id": "team"},
     {"name": "Anomalies", "id": "anomalies"},
-    {"name": "Onset step", "id": "onset_step", "type": "numeric"},
+    {"name": "Onset step", "id": "onset_step", "type": "numeric", "format": widgets.INTEGER},
     {"name": "Cost since onset", "id": "cost_after_onset", "type": "numeric", "format": widgets.MONEY},
-    {"name": "Steps", "id": "steps", "type": "numeric"},
-    {"name": "Last loss", "id": "last_loss", "type": "numeric", "format": widgets.number(3)},
+    {"name": "Steps", "id": "steps", "type": "numeric", "format": widgets.INTEGER},
+    {"name": "Last loss", "id": "last_loss", "type": "numeric", "format": widgets.number(3).nully("NaN")},
     {"name": "Step time (s)", "id": "step_seconds", "type": "numeric", "format": widgets.number(3)},
     {"name": "MFU", "id": "mfu", "type": "numeric", "format": widgets.PERCENT},
 ]
@@ -46,8 +46,8 @@ def layout(queries: Queries, params: Mapping[str, str]) -> html.Div:
         widgets.panel("Runs (anomalies first)", widgets.table(ids.TRAIN_TABLE, columns=COLUMNS, page_size=10,
                                                               style_data_conditional=_highlight())),
         html.Div(className="two-col", children=[
-            widgets.panel("Loss", dcc.Graph(id=ids.TRAIN_LOSS, config={"displaylogo": False})),
-            widgets.panel("Step time and MFU", dcc.Graph(id=ids.TRAIN_PERF, config={"displaylogo": False})),
+            widgets.panel("Loss", dcc.Graph(id=ids.TRAIN_LOSS, config=widgets.GRAPH_CONFIG)),
+            widgets.panel("Step time and MFU", dcc.Graph(id=ids.TRAIN_PERF, config=widgets.GRAPH_CONFIG)),
         ]),
     ])
 

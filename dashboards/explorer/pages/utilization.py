@@ -53,7 +53,7 @@ def layout(queries: Queries, params: Mapping[str, str]) -> html.Div:
         html.Div(id=ids.UTIL_SUMMARY, className="stats"),
         html.Div(id=ids.UTIL_NOTE),
         widgets.panel("Underutilized GPUs", widgets.table(ids.UTIL_TABLE, columns=COLUMNS, page_size=15)),
-        widgets.panel("SM activity per GPU", dcc.Graph(id=ids.UTIL_HEATMAP, config={"displaylogo": False})),
+        widgets.panel("SM activity per GPU", dcc.Graph(id=ids.UTIL_HEATMAP, config=widgets.GRAPH_CONFIG)),
         *live,
     ])
 

@@ -1,0 +1,345 @@
+"""Agent benchmarks (issue 2): scrape latency, sampling cost, datagram throughput; writes results/agent.md.
+
+1. Scrape: `gpulens agent --backend sim` (8 GPUs) fed 64 training ranks that keep stepping once a
+   second each, 1,000 scrapes over HTTP (a new connection each, as curl does); beside it, the same
+   collector reading the backend inline per scrape (agent_inline_server.py). Median of 3 runs.
+2. Sampling: an idle agent at --interval 1 for 60 s (30 s with --short): CPU time / wall time, RSS.
+3. Datagrams: 200,000 records paced at 50,000/s (5 ms batches) from a non-blocking sender with a
+   4 MiB SO_SNDBUF; lost = sent - counted by the agent.
+   Then an unpaced burst, to show the ceiling. Sender call time: the trainer's SocketSink.emit and
+   a bare encode+sendto, median per call.
+
+Run from the repository root: .venv/bin/python benchmarks/bench_agent.py [--short]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results" / "agent.md"
+GPULENS = str(Path(sys.executable).parent / "gpulens")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+class Server:
+    """A metrics server subprocess on a free port with its own trainer socket."""
+
+    def __init__(self, args: list[str], tmp: Path, name: str) -> None:
+        self.port = free_port()
+        self.sock = tmp / f"{name}.sock"
+        cmd = [a.replace("{port}", str(self.port)).replace("{sock}", str(self.sock)) for a in args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_ready(f"{self.url}/metrics", self.proc)
+
+    def metrics(self) -> str:
+        return urllib.request.urlopen(f"{self.url}/metrics", timeout=10).read().decode()
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def agent(tmp: Path, name: str, *extra: str) -> Server:
+    return Server([GPULENS, "agent", "--backend", "sim", "--sim-gpus", "8", "--port", "{port}", "--socket", "{sock}",
+                   "--node", "bench", *extra], tmp, name)
+
+
+def record(i: int, rank: int, job: str = "bench-job") -> dict[str, object]:
+    return {"v": 1, "kind": "step", "job_id": job, "team": "bench-team", "rank": rank, "local_rank": rank % 8,
+            "gpu": rank % 8, "pid": os.getpid(), "step": i, "ts": time.time(), "step_seconds": 0.512,
+            "tokens": 524288, "samples": 256, "loss": 2.31, "grad_norm": 1.02, "lr": 0.0003, "mfu": 0.41}
+
+
+def counted(server: Server, result: str = "ok") -> float:
+    m = re.search(rf'^gpulens_agent_datagrams_total\{{result="{result}"\}} (\S+)$', server.metrics(), re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def feed_ranks(server: Server, ranks: int = 64) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        for step in range(5):
+            for rank in range(ranks):
+                s.sendto(json.dumps(record(step, rank)).encode(), str(server.sock))
+    while counted(server) < 5 * ranks:
+        time.sleep(0.1)
+
+
+class Feeder:
+    """64 ranks stepping once a second each (a realistic step rate) while the scrapes run."""
+
+    def __init__(self, servers: list[Server], ranks: int = 64) -> None:
+        import threading
+
+        self.servers, self.ranks = servers, ranks
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        step = 5
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            while not self.stop.is_set():
+                for rank in range(self.ranks):
+                    for server in self.servers:
+                        s.sendto(json.dumps(record(step, rank)).encode(), str(server.sock))
+                    if self.stop.wait(1.0 / self.ranks):
+                        return
+                step += 1
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def scrape_times(url: str, n: int = 1000) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        urllib.request.urlopen(url, timeout=10).read()
+        out.append(time.perf_counter() - t)
+    return sorted(out)
+
+
+def pct(sorted_times: list[float], q: float) -> float:
+    return sorted_times[min(len(sorted_times) - 1, int(len(sorted_times) * q))] * 1000
+
+
+def bench_scrape(tmp: Path) -> dict[str, float]:
+    snap = agent(tmp, "scrape")
+    inline = Server([sys.executable, str(HERE / "agent_inline_server.py"), "{port}", "{sock}"], tmp, "inline")
+    try:
+        feed_ranks(snap)
+        feed_ranks(inline)
+        lines = sum(1 for line in snap.metrics().splitlines() if not line.startswith("#"))
+        runs: dict[str, list[tuple[float, float]]] = {"snapshot": [], "inline": []}
+        feeder = Feeder([snap, inline])
+        try:
+            for _ in range(3):
+                for name, server in (("snapshot", snap), ("inline", inline)):
+                    t = scrape_times(f"{server.url}/metrics")
+                    runs[name].append((pct(t, 0.5), pct(t, 0.99)))
+        finally:
+            feeder.close()
+        out = {"samples": float(lines)}
+        for name, values in runs.items():
+            out[f"{name}_p50"] = statistics.median(v[0] for v in values)
+            out[f"{name}_p99"] = statistics.median(v[1] for v in values)
+        return out
+    finally:
+        snap.stop()
+        inline.stop()
+
+
+def bench_sampling(tmp: Path, seconds: float) -> dict[str, float]:
+    server = agent(tmp, "sampling", "--interval", "1.0")
+    try:
+        p = psutil.Process(server.proc.pid)
+        time.sleep(2.0)  # past start-up (imports, first tick)
+        c0, w0 = sum(p.cpu_times()[:2]), time.monotonic()
+        time.sleep(seconds)
+        c1, w1 = sum(p.cpu_times()[:2]), time.monotonic()
+        return {"cpu_percent": 100 * (c1 - c0) / (w1 - w0), "rss_mib": p.memory_info().rss / 2**20,
+                "seconds": seconds}
+    finally:
+        server.stop()
+
+
+def paced_send(path: Path, payloads: list[bytes], rate: float) -> tuple[int, float]:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.setblocking(False)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    dropped, t0 = 0, time.perf_counter()
+    batch = max(1, int(rate / 200)) if rate else 0  # paced in 5 ms batches, sleeping between: no busy core
+    for i, data in enumerate(payloads):
+        if batch and i % batch == 0:
+            delay = t0 + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        try:
+            s.sendto(data, str(path))
+        except BlockingIOError:
+            dropped += 1
+    elapsed = time.perf_counter() - t0
+    s.close()
+    return dropped, elapsed
+
+
+def wait_count(server: Server, expected: float, timeout: float = 15.0) -> float:
+    deadline, last = time.monotonic() + timeout, -1.0
+    while time.monotonic() < deadline:
+        n = counted(server)
+        if n >= expected or n == last:
+            return n
+        last = n
+        time.sleep(0.5)
+    return counted(server)
+
+
+def sender_call_us(path: Path, n: int = 20000) -> dict[str, float]:
+    out: dict[str, float] = {}
+    rec = record(1, 0)
+    try:
+        from gpulens.trainer.sinks import SocketSink
+
+        sink = SocketSink(path)
+        times = []
+        for _ in range(n):
+            t = time.perf_counter_ns()
+            sink.emit(rec)
+            times.append(time.perf_counter_ns() - t)
+        sink.close()
+        out["trainer_sink"] = statistics.median(times) / 1000
+    except ImportError:
+        pass
+    encoders = {"bare": lambda r: json.dumps(r, separators=(",", ":")).encode()}
+    try:
+        import orjson
+
+        encoders["orjson"] = orjson.dumps
+    except ImportError:
+        pass
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.setblocking(False)
+    target = str(path)
+    for name, encode in encoders.items():
+        times = []
+        for _ in range(n):
+            t = time.perf_counter_ns()
+            try:
+                s.sendto(encode(rec), target)
+            except BlockingIOError:
+                pass
+            times.append(time.perf_counter_ns() - t)
+        out[name] = statistics.median(times) / 1000
+    s.close()
+    return out
+
+
+def bench_datagrams(tmp: Path) -> dict[str, float]:
+    server = agent(tmp, "dgram")
+    try:
+        n, rate = 200_000, 50_000.0
+        payloads = [json.dumps(record(i, i % 64)).encode() for i in range(n)]
+        dropped, elapsed = paced_send(server.sock, payloads, rate)
+        got = wait_count(server, n - dropped)
+        out = {"sent": float(n), "rate": n / elapsed, "sender_dropped": float(dropped), "counted": got,
+               "lost": n - got}
+        before = counted(server)
+        burst_dropped, burst_elapsed = paced_send(server.sock, payloads, 0.0)
+        burst_got = wait_count(server, before + n - burst_dropped) - before
+        # Ceiling: what the agent absorbed while the sender ran flat out (no pacing).
+        out.update(burst_rate=n / burst_elapsed, burst_counted=burst_got, burst_dropped=float(burst_dropped))
+        out.update({f"call_{k}_us": v for k, v in sender_call_us(server.sock).items()})
+        out["malformed"] = counted(server, "malformed")
+        return out
+    finally:
+        server.stop()
+
+
+def qlen() -> str:
+    try:
+        return Path("/proc/sys/net/unix/max_dgram_qlen").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def report(scrape: dict[str, float], sampling: dict[str, float], dg: dict[str, float], short: bool) -> str:
+    load = os.getloadavg()[0]
+    mark = lambda ok: "✅" if ok else "❌"  # noqa: E731
+    lines = [
+        "## Agent (`gpulens agent`)",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} vCPU, no GPU, shared with other builds "
+        f"(1-min load {load:.1f} at the end); sim backend, 8 GPUs; Python {platform.python_version()}; "
+        f"net.unix.max_dgram_qlen {qlen()}. `.venv/bin/python benchmarks/bench_agent.py`.",
+        "",
+        "| what | target | measured | |",
+        "|---|---|---|---|",
+        f"| scrape p99, 8 GPUs + 64 ranks ({int(scrape['samples'])} samples), 1,000 scrapes, median of 3 | ≤ 10 ms | "
+        f"{scrape['snapshot_p99']:.2f} ms (p50 {scrape['snapshot_p50']:.2f}) | {mark(scrape['snapshot_p99'] <= 10)} |",
+        f"| *alternative:* scrape that reads the backend inline (same code, `sampler.tick()` per scrape) | — | "
+        f"{scrape['inline_p99']:.2f} ms (p50 {scrape['inline_p50']:.2f}); "
+        f"×{scrape['inline_p50'] / scrape['snapshot_p50']:.2f} at p50 | |",
+        f"| sampling 8 sim GPUs at 1 Hz, agent CPU / wall over {sampling['seconds']:.0f} s | ≤ 1% of a core | "
+        f"{sampling['cpu_percent']:.2f}% | {mark(sampling['cpu_percent'] <= 1)} |",
+        f"| agent RSS | ≤ 80 MiB | {sampling['rss_mib']:.1f} MiB | {mark(sampling['rss_mib'] <= 80)} |",
+        f"| datagrams paced at 50k/s: {int(dg['sent']):,} sent at {dg['rate']:,.0f}/s | ≥ 50,000/s, none lost | "
+        f"{int(dg['counted']):,} counted, {int(dg['lost'])} lost ({int(dg['sender_dropped'])} refused at the sender) | "
+        f"{mark(dg['rate'] >= 49_000 and dg['lost'] == 0)} |",
+        f"| *ceiling:* unpaced burst of {int(dg['sent']):,} at {dg['burst_rate']:,.0f}/s | — | "
+        f"{int(dg['burst_counted']):,} counted, {int(dg['burst_dropped']):,} refused at the sender (EAGAIN) | |",
+    ]
+    if "call_trainer_sink_us" in dg:
+        lines.append(f"| sender call, trainer `SocketSink.emit` (json.dumps + sendto), median | ≤ 5 µs | "
+                     f"{dg['call_trainer_sink_us']:.2f} µs | {mark(dg['call_trainer_sink_us'] <= 5)} |")
+    lines.append(f"| *reference:* bare `json.dumps` + `sendto`, median | — | {dg['call_bare_us']:.2f} µs | |")
+    if "call_orjson_us" in dg:
+        lines.append(f"| *alternative encoder:* `orjson.dumps` + `sendto`, median | ≤ 5 µs | "
+                     f"{dg['call_orjson_us']:.2f} µs | {mark(dg['call_orjson_us'] <= 5)} |")
+    lines += ["", "Scrapes open a new connection each (as curl and the contract check do). "
+              "The sim backend reads 8 GPUs in well under a millisecond, so the inline column understates "
+              "what inline NVML/DCGM calls cost on hardware; the snapshot design makes scrape time "
+              "independent of the backend either way."]
+    if short:
+        lines.append(f"Sampling measured over {sampling['seconds']:.0f} s instead of 60 s (--short: shared machine).")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    short = "--short" in sys.argv
+    with tempfile.TemporaryDirectory(prefix="gpulens-bench-agent-") as d:
+        tmp = Path(d)
+        scrape = bench_scrape(tmp)
+        print(f"scrape: {scrape}", flush=True)
+        sampling = bench_sampling(tmp, 30.0 if short else 60.0)
+        print(f"sampling: {sampling}", flush=True)
+        dg = bench_datagrams(tmp)
+        print(f"datagrams: {dg}", flush=True)
+    text = report(scrape, sampling, dg, short)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""`gpulens ingest cur` on a synthetic CUR 2.0 month of 10 million line items, beside plain pandas.
+
+Generates once (cached under benchmarks/.data/) a Parquet month with a realistic CUR 2.0 column set,
+line-type mix (on-demand usage, Savings Plan covered usage and negations, reserved usage, fees, tax,
+credits) and tag cardinality (60 teams, 12 clusters, 2,000 projects, a third of the lines untagged),
+written by DuckDB, vectorized. Then, each in its own process so peak RSS is that process's alone:
+  - ours: `gpulens ingest cur FILE --warehouse NEW` (normalize, amortize, validate, replace, commit);
+  - pandas: read_parquet, amortize per SPEC §6 with np.select, team from the tag map, groupby team;
+  - bare DuckDB: one SELECT that amortizes and groups by team (the floor: no write, no checks).
+Targets: ingest <= 20 s and <= 1.5 GiB peak RSS. Writes benchmarks/results/attribution.md (this section).
+
+    .venv/bin/python benchmarks/bench_cur_ingest.py [--rows 10000000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+DATA = HERE / ".data"
+RESULTS = HERE / "results" / "attribution.md"
+SECTION = "cur_ingest"
+
+GENERATE = """
+COPY (
+  WITH base AS (
+    SELECT i, CAST(hash(i) % 1000000007 AS BIGINT) AS h, (i % 744) AS hour_no, CAST(hash(i) % 100 AS BIGINT) AS mix,
+           CAST(hash(i * 7) % 100000 AS BIGINT) AS res
+    FROM range({rows}) t(i)
+  ), typed AS (
+    SELECT *, CASE WHEN mix < 70 THEN 'Usage' WHEN mix < 80 THEN 'SavingsPlanCoveredUsage'
+                   WHEN mix < 90 THEN 'SavingsPlanNegation' WHEN mix < 96 THEN 'DiscountedUsage'
+                   WHEN mix < 97 THEN 'Fee' WHEN mix < 98 THEN 'Tax' WHEN mix < 99 THEN 'Credit'
+                   ELSE CASE WHEN h % 2 = 0 THEN 'RIFee' ELSE 'SavingsPlanRecurringFee' END END AS lt,
+           (h % 7) AS product_no, ((h >> 8) % 1000) / 100.0 + 0.001 AS cost
+    FROM base
+  )
+  SELECT
+    'li-' || i AS identity_line_item_id,
+    strftime(TIMESTAMP '2026-10-01' + to_hours(hour_no), '%Y-%m-%dT%H:00:00Z') || '/' ||
+      strftime(TIMESTAMP '2026-10-01' + to_hours(hour_no + 1), '%Y-%m-%dT%H:00:00Z') AS identity_time_interval,
+    'INV-2026-10' AS bill_invoice_id, 'AWS' AS bill_billing_entity, 'Anniversary' AS bill_bill_type,
+    '123456789012' AS bill_payer_account_id,
+    TIMESTAMP '2026-10-01' AS bill_billing_period_start_date, TIMESTAMP '2026-11-01' AS bill_billing_period_end_date,
+    lpad(CAST(100000000000 + h % 40 AS VARCHAR), 12, '0') AS line_item_usage_account_id,
+    lt AS line_item_line_item_type,
+    TIMESTAMP '2026-10-01' + to_hours(hour_no) AS line_item_usage_start_date,
+    TIMESTAMP '2026-10-01' + to_hours(hour_no + 1) AS line_item_usage_end_date,
+    ['AmazonEC2', 'AmazonEC2', 'AmazonS3', 'AmazonFSx', 'AmazonEKS', 'AmazonCloudWatch', 'AWSDataTransfer'][product_no + 1]
+      AS line_item_product_code,
+    ['BoxUsage:p4d.24xlarge', 'BoxUsage:g5.xlarge', 'TimedStorage-ByteHrs', 'Storage', 'AmazonEKS-Hours',
+     'MetricMonitorUsage', 'DataTransfer-Out-Bytes'][product_no + 1] AS line_item_usage_type,
+    'RunInstances' AS line_item_operation, 'us-east-1' || ['a', 'b', 'c', 'd'][(h % 4) + 1] AS line_item_availability_zone,
+    CASE WHEN lt IN ('Tax', 'Credit') THEN NULL
+         WHEN lt IN ('RIFee', 'Fee') THEN 'arn:aws:ec2:us-east-1:123456789012:reserved-instances/ri-' || (res % 50)
+         WHEN lt = 'SavingsPlanRecurringFee' THEN 'arn:aws:savingsplans::123456789012:savingsplan/sp-' || (res % 5)
+         ELSE 'i-' || lpad(format('{{:x}}', res), 17, '0') END AS line_item_resource_id,
+    CASE WHEN product_no = 0 THEN 'p4d.24xlarge' WHEN product_no = 1 THEN 'g5.xlarge' END AS product_instance_type,
+    1.0 AS line_item_usage_amount, 'USD' AS line_item_currency_code,
+    cost AS line_item_unblended_rate,
+    CASE WHEN lt = 'SavingsPlanNegation' THEN -cost WHEN lt = 'Credit' THEN -cost / 10
+         WHEN lt = 'DiscountedUsage' THEN 0.0 ELSE cost END AS line_item_unblended_cost,
+    cost AS line_item_blended_cost, cost AS pricing_public_on_demand_cost,
+    'On-demand usage line ' || product_no AS line_item_line_item_description,
+    'us-east-1' AS product_region_code, 'Compute Instance' AS product_product_family,
+    CASE WHEN lt = 'SavingsPlanCoveredUsage' THEN cost * 0.72 END AS savings_plan_savings_plan_effective_cost,
+    CASE WHEN lt = 'SavingsPlanRecurringFee' THEN cost END AS savings_plan_total_commitment_to_date,
+    CASE WHEN lt = 'SavingsPlanRecurringFee' THEN cost * 0.9 END AS savings_plan_used_commitment,
+    CASE WHEN lt LIKE 'SavingsPlan%' THEN 'arn:aws:savingsplans::123456789012:savingsplan/sp-' || (res % 5) END
+      AS savings_plan_savings_plan_a_r_n,
+    CASE WHEN lt = 'DiscountedUsage' THEN cost * 0.6 END AS reservation_effective_cost,
+    CASE WHEN lt = 'RIFee' THEN cost * 0.1 END AS reservation_unused_amortized_upfront_fee_for_billing_period,
+    CASE WHEN lt = 'RIFee' THEN cost * 0.05 END AS reservation_unused_recurring_fee,
+    CASE WHEN lt IN ('RIFee', 'DiscountedUsage') OR (lt = 'Fee' AND h % 2 = 0)
+         THEN 'arn:aws:ec2:us-east-1:123456789012:reserved-instances/ri-' || (res % 50) END
+      AS reservation_reservation_a_r_n,
+    CASE WHEN res % 3 = 0 OR lt IN ('Tax', 'Credit') THEN MAP {{}}::MAP(VARCHAR, VARCHAR)
+         WHEN res % 3 = 1 THEN MAP {{'user_team': 'team-' || (res % 60), 'user_cluster': 'cluster-' || (res % 12),
+                                    'user_project': 'project-' || (res % 2000)}}
+         ELSE MAP {{'user_cluster': 'cluster-' || (res % 12), 'aws_createdBy': 'IAMUser:' || (res % 300)}} END
+      AS resource_tags
+  FROM typed
+) TO '{path}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)
+"""
+
+PANDAS = r"""
+import sys, numpy as np, pandas as pd
+df = pd.read_parquet(sys.argv[1])
+lt = df["line_item_line_item_type"]
+cost = df["line_item_unblended_cost"]
+fill = lambda c: df[c].fillna(0.0)
+amortized = np.select(
+    [lt == "SavingsPlanCoveredUsage", lt == "SavingsPlanRecurringFee", lt.isin(["SavingsPlanNegation", "SavingsPlanUpfrontFee"]),
+     lt == "DiscountedUsage", lt == "RIFee", (lt == "Fee") & df["reservation_reservation_a_r_n"].notna()],
+    [fill("savings_plan_savings_plan_effective_cost"),
+     fill("savings_plan_total_commitment_to_date") - fill("savings_plan_used_commitment"), 0.0,
+     fill("reservation_effective_cost"),
+     fill("reservation_unused_amortized_upfront_fee_for_billing_period") + fill("reservation_unused_recurring_fee"), 0.0],
+    cost)
+team = df["resource_tags"].map(lambda kv: next((v.strip().lower() for k, v in (kv or []) if k.lower() in ("team", "user_team", "user:team")), None))
+out = pd.Series(amortized).groupby(team.values, dropna=False).sum()
+print(len(out), float(out.sum()))
+"""
+
+BARE = r"""
+import sys, duckdb
+con = duckdb.connect()
+print(con.execute('''
+  SELECT count(*), sum(c) FROM (
+    SELECT lower(trim(resource_tags['user_team'])) AS team, sum(CASE line_item_line_item_type
+      WHEN 'SavingsPlanCoveredUsage' THEN savings_plan_savings_plan_effective_cost
+      WHEN 'SavingsPlanRecurringFee' THEN savings_plan_total_commitment_to_date - savings_plan_used_commitment
+      WHEN 'SavingsPlanNegation' THEN 0 WHEN 'SavingsPlanUpfrontFee' THEN 0
+      WHEN 'DiscountedUsage' THEN reservation_effective_cost
+      WHEN 'RIFee' THEN reservation_unused_amortized_upfront_fee_for_billing_period + reservation_unused_recurring_fee
+      WHEN 'Fee' THEN CASE WHEN reservation_reservation_a_r_n IS NULL THEN line_item_unblended_cost ELSE 0 END
+      ELSE line_item_unblended_cost END) AS c
+    FROM read_parquet(?) GROUP BY team)''', [sys.argv[1]]).fetchone())
+"""
+
+
+def month(rows: int) -> Path:
+    """The cached synthetic month; generated once with DuckDB."""
+    import duckdb
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"cur2_{rows}.parquet"
+    if not path.exists():
+        started = time.perf_counter()
+        tmp = path.with_suffix(".tmp")
+        duckdb.connect().execute(GENERATE.format(rows=rows, path=tmp))
+        tmp.rename(path)
+        print(f"generated {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.0f} s",
+              file=sys.stderr)
+    return path
+
+
+def measure(args: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS GiB) of one child process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{args[:3]} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
+    return elapsed, usage.ru_maxrss / 2**20  # ru_maxrss is KiB on Linux
+
+
+def median_of(runs: int, make_args) -> tuple[float, float]:
+    samples = [measure(make_args(i)) for i in range(runs)]
+    return statistics.median(s[0] for s in samples), max(s[1] for s in samples)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--pandas-runs", type=int, default=1)
+    opts = parser.parse_args()
+    path = month(opts.rows)
+    gpulens = str(Path(sys.executable).parent / "gpulens")
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-cur-") as tmp:
+        ours = median_of(opts.runs, lambda i: [gpulens, "ingest", "cur", str(path), "--warehouse",
+                                               f"{tmp}/w{i}.duckdb"])
+    bare = median_of(opts.runs, lambda i: [sys.executable, "-c", BARE, str(path)])
+    pandas = median_of(opts.pandas_runs, lambda i: [sys.executable, "-c", PANDAS, str(path)])
+    load_after = os.getloadavg()
+    size = path.stat().st_size / 2**20
+    lines = [
+        f"## {SECTION}: `gpulens ingest cur`, {opts.rows:,} CUR 2.0 line items (Parquet, {size:.0f} MiB)",
+        "",
+        "Machine: 2 vCPU x86_64, no GPU, shared with other jobs "
+        f"(load average {load[0]:.1f} before, {load_after[0]:.1f} after). Each tool in its own process; "
+        f"time is the median of {opts.runs} runs ({opts.pandas_runs} for pandas), peak RSS the worst run's.",
+        "",
+        "| tool | time (s) | peak RSS (GiB) | vs ours (time) | target |",
+        "|---|---:|---:|---:|---|",
+        f"| gpulens ingest cur (normalize, amortize, validate, replace, commit) | {ours[0]:.1f} | {ours[1]:.2f} | 1.0x "
+        f"| <= 20 s, <= 1.5 GiB: {'met' if ours[0] <= 20 and ours[1] <= 1.5 else 'MISSED'} |",
+        f"| pandas: read_parquet, amortize, groupby team (no write) | {pandas[0]:.1f} | {pandas[1]:.2f} | "
+        f"{pandas[0] / ours[0]:.1f}x | |",
+        f"| bare DuckDB SELECT: amortize, group by team (no write, no checks) | {bare[0]:.1f} | {bare[1]:.2f} | "
+        f"{bare[0] / ours[0]:.2f}x | |",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    write_section(SECTION, text)
+    return 0
+
+
+def write_section(name: str, text: str) -> None:
+    """Replaces this benchmark's section of benchmarks/results/attribution.md, keeping the others."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    old = RESULTS.read_text() if RESULTS.exists() else ""
+    sections = [s for s in old.split("\n## ") if s.strip()]
+    kept = [s if s.startswith("## ") else "## " + s for s in sections if not s.lstrip("# ").startswith(name)]
+    RESULTS.write_text("\n".join([*kept, text]).strip() + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""StepMonitor's cost per training step on the CPU (issue 3: <= 20 µs median), and the detector's speed.
+
+The same tiny model's loop (a 32x32 linear layer, SGD, batch 8: ~100 µs a step, so the figure is about
+the instrumentation) runs bare and under StepMonitor, in interleaved blocks of 100 steps, >= 2,500
+steps each per round, 3 rounds; each step is timed alone and the overhead is median(instrumented) -
+median(bare). StepMonitor reports loss (a tensor), lr and tokens to a real agent-like socket drained by
+another process. Also: the same with nobody listening (the drop path), a JSONL sink added, the empty
+step (the monitor alone), and `scan` over 100,000 points.
+
+Writes benchmarks/results/trainer.md.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from gpulens.trainer import StepMonitor, scan
+
+RESULTS = Path(__file__).parent / "results" / "trainer.md"
+BLOCK, BLOCKS, ROUNDS = 100, 25, 3
+READER = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1]); print('ready', flush=True)
+while True:
+    s.recv(65536)
+"""
+
+
+class Loop:
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        torch.set_num_threads(1)
+        self.model = torch.nn.Linear(32, 32)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-3)
+        self.x, self.y = torch.randn(8, 32), torch.randn(8, 32)
+
+    def step(self) -> torch.Tensor:
+        loss = torch.nn.functional.mse_loss(self.model(self.x), self.y)
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return loss.detach()
+
+
+def bare_block(loop: Loop, out: list[float]) -> None:
+    clock = time.perf_counter
+    for _ in range(BLOCK):
+        t0 = clock()
+        loop.step()
+        out.append(clock() - t0)
+
+
+def monitored_block(loop: Loop, monitor: StepMonitor, out: list[float]) -> None:
+    clock = time.perf_counter
+    for _ in range(BLOCK):
+        t0 = clock()
+        with monitor.step(tokens=256, samples=8) as step:
+            loss = loop.step()
+            step.record(loss=loss, lr=1e-3)
+        out.append(clock() - t0)
+
+
+def empty_block(monitor: StepMonitor, out: list[float], instrument: bool) -> None:
+    clock = time.perf_counter
+    loss = torch.tensor(1.0)
+    for _ in range(BLOCK):
+        t0 = clock()
+        if instrument:
+            with monitor.step(tokens=256) as step:
+                step.record(loss=loss, lr=1e-3)
+        out.append(clock() - t0)
+
+
+def overhead(make_monitor: Callable[[], StepMonitor]) -> tuple[float, ...]:
+    """µs: median bare, median monitored, median of per-round median overheads, mean overhead, CPU overhead.
+
+    The CPU figure is process CPU time (all threads, the reporter's included) per step, monitored minus
+    bare: what the instrumentation costs in total, wherever it runs.
+    """
+    loop = Loop()
+    bare_all, mon_all, rounds = [], [], []
+    cpu = {"bare": 0.0, "mon": 0.0}
+    for _ in range(ROUNDS):
+        monitor = make_monitor()
+        bare: list[float] = []
+        mon: list[float] = []
+        for _ in range(BLOCKS):
+            c0 = time.process_time()
+            bare_block(loop, bare)
+            c1 = time.process_time()
+            monitored_block(loop, monitor, mon)
+            cpu["bare"] += c1 - c0
+            cpu["mon"] += time.process_time() - c1
+        monitor.close()
+        rounds.append(statistics.median(mon) - statistics.median(bare))
+        bare_all += bare
+        mon_all += mon
+    n = len(bare_all)
+    return (statistics.median(bare_all) * 1e6, statistics.median(mon_all) * 1e6, statistics.median(rounds) * 1e6,
+            (statistics.fmean(mon_all) - statistics.fmean(bare_all)) * 1e6, (cpu["mon"] - cpu["bare"]) / n * 1e6)
+
+
+def monitor_alone(make_monitor: Callable[[], StepMonitor]) -> float:
+    monitor = make_monitor()
+    empty: list[float] = []
+    full: list[float] = []
+    for _ in range(BLOCKS * ROUNDS):
+        empty_block(monitor, empty, False)
+        empty_block(monitor, full, True)
+    monitor.close()
+    return (statistics.median(full) - statistics.median(empty)) * 1e6
+
+
+def scan_seconds() -> float:
+    import math
+    import random
+
+    rng = random.Random(0)
+    points = [(i, (2 + 3 * math.exp(-i / 5000)) * (1 + rng.uniform(-0.05, 0.05))) for i in range(100_000)]
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        scan(points)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="glb-", dir="/tmp") as tmp:
+        sock = Path(tmp) / "agent.sock"
+        reader = subprocess.Popen([sys.executable, "-c", READER, str(sock)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert reader.stdout is not None and reader.stdout.readline().strip() == "ready"
+            to_agent = lambda: StepMonitor("bench", "t", flops_per_token=1e4, peak_flops=1e12,  # noqa: E731
+                                           socket=sock, env={})
+            rows = [("socket, agent reading", *overhead(to_agent))]
+            rows.append(("socket, no agent (drops)", *overhead(lambda: StepMonitor(
+                "bench", "t", flops_per_token=1e4, peak_flops=1e12, socket=Path(tmp) / "none.sock", env={}))))
+            rows.append(("socket + JSONL file", *overhead(lambda: StepMonitor(
+                "bench", "t", flops_per_token=1e4, peak_flops=1e12, socket=sock, log_path=Path(tmp) / "r.jsonl",
+                env={}))))
+            alone = monitor_alone(to_agent)
+        finally:
+            reader.kill()
+            reader.wait()
+    scan_s = scan_seconds()
+    lines = [
+        "## Trainer instrumentation (`benchmarks/bench_trainer.py`)",
+        "",
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch thread, shared 2-vCPU VM, no GPU; "
+        f"torch {torch.__version__}, Python {platform.python_version()}.",
+        f"Loop: Linear(32, 32) + SGD, batch 8; bare vs StepMonitor interleaved in blocks of {BLOCK}, "
+        f"{BLOCK * BLOCKS} steps each per round, {ROUNDS} rounds; each step timed alone.",
+        "",
+        "| StepMonitor destinations | bare step, median µs | monitored step, median µs | **overhead per step, "
+        "median µs** (target <= 20) | overhead, mean µs | CPU time per step, all threads, µs |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {name} | {b:.1f} | {m:.1f} | **{o:.1f}** | {mean:.1f} | {cpu:.1f} |"
+              for name, b, m, o, mean, cpu in rows]
+    lines += [
+        "",
+        "StepMonitor's training-thread work is two clock reads and a hand-over; a reporter thread turns steps "
+        "into records (JSON, socket, file, health) every 20 ms. The mean and CPU columns include that thread "
+        "and the interpreter lock it shares with the loop; the median is the per-step cost the issue sets.",
+        "",
+        f"- The monitor alone (an empty step that records a tensor loss and lr, socket to a reader): "
+        f"{alone:.1f} µs per step (median).",
+        f"- `scan` (SPEC §7 detector) over 100,000 points: {scan_s * 1000:.0f} ms (median of 5).",
+        "",
+    ]
+    text = "\n".join(lines)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(text)
+    print(text)
+    worst = max(row[3] for row in rows)
+    return 0 if worst <= 20 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

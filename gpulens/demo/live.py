@@ -1,0 +1,110 @@
+"""The live half of the demo: child processes (agent, reference trainer, Prometheus when installed)
+that are started together and always stopped together.
+
+Children get SIGTERM if the demo itself dies (Linux `PR_SET_PDEATHSIG`), so even `kill -9` of the
+demo leaves nothing behind; a normal stop sends SIGTERM, waits, then SIGKILLs stragglers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux: a normal stop still stops everything
+
+
+@dataclass
+class Processes:
+    """Every child the demo started, with its log file, in start order."""
+
+    logs: Path
+    children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+
+    def start(self, name: str, argv: Sequence[str]) -> subprocess.Popen[bytes]:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with (self.logs / f"{name}.log").open("wb") as out:
+            proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        self.children.append((name, proc))
+        return proc
+
+    def stop(self, timeout: float = 8.0) -> None:
+        """SIGTERM every child still running (newest first), wait, SIGKILL what is left."""
+        for _, proc in reversed(self.children):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name, proc in reversed(self.children):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop on SIGTERM; killing it", name)
+                proc.kill()
+                proc.wait()
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> bool:
+    """True once `url` answers 2xx; False if `proc` exits or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if 200 <= resp.status < 300:
+                    return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def gpulens_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gpulens", *args]
+
+
+def agent_argv(port: int, sock: Path, node: str, instance_id: str) -> list[str]:
+    return gpulens_argv("agent", "--backend", "sim", "--port", str(port), "--socket", str(sock), "--node", node,
+                        "--sim-model", "h100-sxm", "--sim-scenario", "mixed", "--instance-id", instance_id,
+                        "--instance-type", "p5.48xlarge", "--cluster", "train-east")
+
+
+def trainer_argv(sock: Path, log_file: Path, steps: int) -> list[str]:
+    return [sys.executable, "-m", "gpulens.trainer.reference", "--job-id", "live-demo-run", "--team", "ai-research",
+            "--steps", str(steps), "--socket", str(sock), "--log", str(log_file), "--threads", "1"]
+
+
+def prometheus_argv(home: Path, port: int, agent_port: int) -> list[str] | None:
+    """A Prometheus scraping the agent every 2 s, if one is installed (the live panel uses it)."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        return None
+    home.mkdir(parents=True, exist_ok=True)
+    config = {"global": {"scrape_interval": "2s"},
+              "scrape_configs": [{"job_name": "gpulens", "static_configs": [{"targets": [f"127.0.0.1:{agent_port}"]}]}]}
+    (home / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
+    return [binary, f"--config.file={home / 'prometheus.yml'}", f"--storage.tsdb.path={home / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1d"]

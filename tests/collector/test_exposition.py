@@ -1,0 +1,87 @@
+"""/metrics text: golden file for a seeded sim agent; our renderer equals prometheus_client's encoders."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from gpulens.collector import metrics as M
+from gpulens.collector.render import render, wants_openmetrics
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.collector.agent_world import seeded_registry
+
+GOLDEN = Path(__file__).parent / "golden" / "sim_metrics.txt"
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r'version="[^"]*"', 'version="X"', text)
+
+
+def test_golden_metrics_of_a_seeded_sim_agent() -> None:
+    """Regenerate after an intended change with GPULENS_UPDATE_GOLDEN=1, then review the diff."""
+    text = _normalise(render(seeded_registry().collect()).decode())
+    if os.environ.get("GPULENS_UPDATE_GOLDEN") == "1" or not GOLDEN.exists():
+        GOLDEN.write_text(text)
+        pytest.skip("golden file written; review and commit it")
+    assert text == GOLDEN.read_text()
+
+
+def test_golden_content_says_what_the_issue_asks() -> None:
+    text = GOLDEN.read_text()
+    # XID 79 on GPU 3: up 0, counted once, classified by NVIDIA's catalog
+    assert re.search(r'gpulens_gpu_up\{gpu="3",[^}]*\} 0\.0', text)
+    assert re.search(r'gpulens_gpu_xid_errors_total\{action="reboot_node",gpu="3",[^}]*recoverable="false",'
+                     r'[^}]*xid="79"\} 1\.0', text)
+    assert re.search(r'gpulens_gpu_xid_errors_total\{action="restart_app",gpu="5",[^}]*xid="13"\} 1\.0', text)
+    # the lost GPU has no field series
+    assert not re.search(r'gpulens_gpu_power_watts\{gpu="3"', text)
+    # simulated jobs hold GPUs: held seconds with job_id/team, without any trainer
+    assert re.search(r'gpulens_gpu_held_seconds_total\{gpu="0",job_id="sim-llm-pretrain",[^}]*team="ai-research"', text)
+    # the trainer's datagrams map GPU 7 to its job (over the static team)
+    assert re.search(r'gpulens_gpu_up\{gpu="7",job_id="golden-job",[^}]*team="golden-team"', text)
+    assert 'gpulens_agent_info{backend="sim"' in text
+    assert 'gpulens_node_info{cluster="train-east",instance_id="i-0abc",instance_type="p5.48xlarge",node="golden-node"} 1.0' in text
+    assert 'gpulens_agent_datagrams_total{result="malformed"} 1.0' in text
+    assert not re.search(r'[{,]job="', text)
+
+
+def test_every_family_is_in_the_catalog_with_its_type() -> None:
+    families = list(text_string_to_metric_families(render(seeded_registry().collect()).decode()))
+    by_name = {f.name: f for f in families}
+    for fam in families:
+        name = fam.name + ("_total" if fam.type == "counter" else "")
+        assert name in M.BY_NAME, name
+        assert M.BY_NAME[name].type in (fam.type, "info")
+    expected_absent = {"gpulens_gpu_memory_used_bytes"}  # present; just make sure lookups work
+    assert expected_absent <= set(by_name)
+
+
+def test_renderer_equals_prometheus_client_in_both_formats() -> None:
+    registry = seeded_registry(ranks=16)
+    assert render(registry.collect()) == generate_latest(registry)
+    om = render(registry.collect(), openmetrics=True)
+    assert om == generate_openmetrics(registry)
+    assert list(parse_openmetrics(om.decode()))  # a valid OpenMetrics document
+
+
+def test_openmetrics_negotiation() -> None:
+    assert wants_openmetrics("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+    assert not wants_openmetrics("text/plain")
+    assert not wants_openmetrics("")
+
+
+def test_catalog_follows_naming_conventions() -> None:
+    for spec in M.METRICS:
+        assert spec.name.startswith("gpulens_")
+        assert spec.name.endswith("_total") == (spec.type == "counter"), spec.name
+        assert "job" not in spec.labels
+        if spec.unit == "ratio":
+            assert spec.name.endswith("_ratio")
+        if spec.type == "gauge" and spec.unit in ("bytes", "watts", "celsius", "hertz", "seconds"):
+            assert spec.unit in spec.name

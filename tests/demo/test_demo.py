@@ -1,0 +1,68 @@
+"""`gpulens demo` as a user runs it: a subprocess that serves within a time limit and stops cleanly.
+
+The demo's workdir is a copy of the session's build, so this also checks that a second run reuses
+what the first built (it must serve in seconds, not rebuild the month).
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from gpulens.demo.build import DemoBuild
+from tests.support.servers import free_port, gpulens_exe, http_get, wait_http
+
+SERVE_WITHIN_S = 60  # reusing a built month: imports, agent, explorer
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_demo_serves_and_stops_cleanly(demo_data: DemoBuild, tmp_path: Path, sig: signal.Signals) -> None:
+    workdir = tmp_path / "demo"
+    shutil.copytree(demo_data.workdir, workdir, ignore=shutil.ignore_patterns("logs", "run", "prometheus", "live"))
+    port = free_port()
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([gpulens_exe(), "demo", "--port", str(port), "--workdir", str(workdir)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        started = time.monotonic()
+        wait_http(f"http://127.0.0.1:{port}/cost", timeout=SERVE_WITHIN_S, proc=proc)
+        assert time.monotonic() - started < SERVE_WITHIN_S
+        children = psutil.Process(proc.pid).children(recursive=True)
+        names = " ".join(" ".join(c.cmdline()) for c in children)
+        assert "agent" in names and "gpulens.trainer.reference" in names, names
+        assert "gpulens" in http_get(f"http://127.0.0.1:{port}/cost")
+        text = log.read_text()
+        assert "reusing the demo month" in text
+        assert f"http://127.0.0.1:{port}" in text and "/utilization" in text and "/training" in text
+        proc.send_signal(sig)
+        assert proc.wait(timeout=30) == 0, log.read_text()
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == [], f"left running: {[c.cmdline() for c in alive]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_demo_refuses_a_busy_port(demo_data: DemoBuild, tmp_path: Path) -> None:
+    """One clear line and exit 1 when the explorer's port is taken; nothing left running."""
+    workdir = tmp_path / "demo"
+    shutil.copytree(demo_data.workdir, workdir, ignore=shutil.ignore_patterns("logs", "run", "prometheus", "live"))
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run([gpulens_exe(), "demo", "--no-live", "--port", str(port), "--workdir", str(workdir)],
+                              capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1
+    assert f"127.0.0.1:{port}" in done.stderr and "--port" in done.stderr

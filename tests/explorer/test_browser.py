@@ -1,0 +1,142 @@
+"""The explorer in a real headless Chromium, on the demo month loaded through the real commands.
+
+What is on screen is compared with what the commands print: the flagged GPUs and runs with
+`gpulens flags --format json`, the CSV download with the table's cells.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gpulens.dashboards.explorer import ids
+
+from tests.explorer.conftest import Served
+from tests.support.browser import wait_until
+from tests.support.explorer_data import cli_flags
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def open_page(browser: Any, url: str) -> None:
+    browser.get(url)
+    wait_until(lambda: browser.execute_script("return !!document.querySelector('#page > div')"), what="page")
+
+
+def cells(browser: Any, table: str, column: str) -> list[str]:
+    return [td.text for td in browser.find_elements("css selector", f"#{table} td[data-dash-column='{column}']")]
+
+
+def rows(browser: Any, table: str, columns: list[str]) -> list[tuple[str, ...]]:
+    return list(zip(*(cells(browser, table, c) for c in columns), strict=True))
+
+
+def trace_names(browser: Any, graph: str) -> list[str]:
+    return browser.execute_script(
+        f"const g = document.querySelector('#{graph} .js-plotly-plot'); return g && g.data ? g.data.map(t => t.name) : [];")
+
+
+def query(browser: Any) -> dict[str, str]:
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlparse(browser.current_url).query))
+
+
+def full_page_screenshot(browser: Any, path: Path) -> None:
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1440, min(int(height) + 40, 4000))
+    time.sleep(0.5)
+    browser.save_screenshot(str(path))
+    browser.set_window_size(1440, 1000)
+
+
+def settle(browser: Any) -> None:
+    """Wait until Dash has no callback in flight (its loading state leaves the DOM)."""
+    time.sleep(0.3)
+    wait_until(lambda: not browser.find_elements("css selector", "[data-dash-is-loading='true']"), what="callbacks")
+
+
+@pytest.mark.parametrize("path", ["/cost", "/utilization", "/training"])
+def test_each_page_loads_on_demo_data(explorer: Served, browser: Any, artifacts_dir: Path, path: str) -> None:
+    open_page(browser, explorer.url + path)
+    graph = {"/cost": ids.COST_CHART, "/utilization": ids.UTIL_HEATMAP, "/training": ids.TRAIN_LOSS}[path]
+    wait_until(lambda: trace_names(browser, graph), what=f"{graph} drawn")
+    settle(browser)
+    assert "active" in browser.find_element("id", f"nav-{path.strip('/')}").get_attribute("class")
+    assert "2026-10" in browser.find_element("id", ids.FRESHNESS).text
+    full_page_screenshot(browser, artifacts_dir / f"explorer{path.replace('/', '-')}.png")
+
+
+def test_flagged_gpus_are_exactly_those_of_gpulens_flags(explorer: Served, browser: Any) -> None:
+    expected = cli_flags(explorer.data.warehouse)["underutilized"]
+    assert 0 < len(expected) <= 15  # one page of the table
+    open_page(browser, explorer.url + "/utilization")
+    shown = wait_until(lambda: rows(browser, ids.UTIL_TABLE, ["node", "gpu", "job_id", "waste"]), what="table")
+    assert sorted((n, int(g), j) for n, g, j, _ in shown) == sorted((e["node"], e["gpu"], e["job_id"]) for e in expected)
+    waste = {(e["node"], e["gpu"], e["job_id"]): round(float(e["waste"]), 2) for e in expected}
+    assert all(float(w.replace(",", "")) == waste[(n, int(g), j)] for n, g, j, w in shown)
+
+
+def test_flagged_runs_are_exactly_those_of_gpulens_flags(explorer: Served, browser: Any) -> None:
+    expected = {(r["job_id"], r["kind"]) for r in cli_flags(explorer.data.warehouse)["divergent_runs"]}
+    assert {kind for _, kind in expected} >= {"divergence", "nan"}
+    open_page(browser, explorer.url + "/training")
+    shown = wait_until(lambda: rows(browser, ids.TRAIN_TABLE, ["job_id", "anomalies"]), what="runs table")
+    flagged = {(job, kind) for job, kinds in shown if kinds for kind in kinds.split(", ")}
+    assert flagged == expected
+    # Divergent runs come first, and the money spent after the onset is shown for each.
+    first = [job for job, kinds in shown[: len({j for j, _ in expected})]]
+    assert set(first) == {j for j, _ in expected}
+    assert all(c and float(c.replace(",", "")) > 0 for c in cells(browser, ids.TRAIN_TABLE, "cost_after_onset")[:2])
+
+
+def test_filter_change_updates_chart_and_url(explorer: Served, browser: Any) -> None:
+    open_page(browser, explorer.url + "/cost")
+    wait_until(lambda: trace_names(browser, ids.COST_CHART), what="chart")
+    assert set(trace_names(browser, ids.COST_CHART)) <= {"direct", "shared", "idle", "unallocated"}
+    browser.find_element("css selector", f"#{ids.COST_STACK} input[value='team']").click()
+    teams = set(explorer.data.summary and [t["team"] for t in explorer.data.summary["teams"]])  # type: ignore[index]
+    wait_until(lambda: teams <= set(trace_names(browser, ids.COST_CHART)), what="chart stacked by team")
+    wait_until(lambda: query(browser).get("stack") == "team", what="URL updated")
+    assert query(browser)["start"] == "2026-10-01" and query(browser)["end"] == "2026-10-31"
+
+
+def test_url_filters_are_shareable(explorer: Served, browser: Any) -> None:
+    open_page(browser, explorer.url + "/utilization?model=h100&window=24h")
+    wait_until(lambda: cells(browser, ids.UTIL_TABLE, "gpu_family"), what="table")
+    settle(browser)
+    assert set(cells(browser, ids.UTIL_TABLE, "gpu_family")) == {"H100"}
+    assert browser.find_element("css selector", f"#{ids.UTIL_MODEL} input[value='h100']").is_selected()
+
+
+def test_drill_down_from_team_to_jobs_and_instances(explorer: Served, browser: Any) -> None:
+    open_page(browser, explorer.url + "/cost")
+    wait_until(lambda: "search" in cells(browser, ids.COST_TABLE, "team"), what="team table")
+    row = cells(browser, ids.COST_TABLE, "team").index("search")
+    browser.find_elements("css selector", f"#{ids.COST_TABLE} td[data-dash-column='team']")[row].click()
+    wait_until(lambda: query(browser).get("view") == "jobs" and query(browser).get("team") == "search", what="URL")
+    wait_until(lambda: cells(browser, ids.COST_TABLE, "job_id"), what="jobs table")
+    assert set(cells(browser, ids.COST_TABLE, "team")) == {"search"}
+    assert any(r.startswith("i-") for r in cells(browser, ids.COST_TABLE, "resource_id"))
+
+
+def test_csv_download_holds_the_rows_on_screen(explorer: Served, browser: Any, downloads: Path) -> None:
+    open_page(browser, explorer.url + "/cost?view=teams")
+    columns = ["team", "direct", "shared", "total", "gpu_hours", "waste"]
+    shown = wait_until(lambda: rows(browser, ids.COST_TABLE, columns), what="table")
+    before = set(downloads.glob("*.csv"))
+    browser.find_element("id", ids.COST_CSV_BUTTON).click()
+    path = wait_until(lambda: next(iter(set(downloads.glob("*.csv")) - before), None), what="CSV downloaded")
+    with path.open() as fh:
+        saved = [tuple(r[c] for c in columns) for r in csv.DictReader(fh)]
+    assert len(saved) == len(shown) > 4
+
+    def same(screen: str, file: str) -> bool:
+        try:
+            return abs(float(screen.replace(",", "")) - float(file)) < 0.05
+        except ValueError:
+            return screen == file
+
+    assert all(same(s, f) for a, b in zip(shown, saved, strict=True) for s, f in zip(a, b, strict=True))

@@ -1,0 +1,123 @@
+"""The explorer's queries on the demo month: the same money as `gpulens attribute`, the same flags as
+`gpulens flags`, aggregated in DuckDB, and URL values that never reach SQL as text."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from gpulens.attribution.flags import find_flags
+from gpulens.attribution.warehouse import Warehouse
+from gpulens.dashboards.explorer import urlstate
+from gpulens.dashboards.explorer.pages import cost, utilization
+from gpulens.dashboards.explorer.queries import CostFilter, Queries, UtilFilter
+
+from gpulens.demo.build import DemoBuild
+from tests.support.explorer_data import cli_json
+
+OCTOBER = CostFilter(date(2026, 10, 1), date(2026, 10, 31))
+
+
+@pytest.fixture(scope="module")
+def queries(demo_data: DemoBuild) -> Queries:
+    return Queries(demo_data.warehouse)
+
+
+@pytest.mark.parametrize("basis", ["amortized", "billed"])
+def test_cost_page_shows_the_allocation_of_gpulens_attribute(demo_data: DemoBuild, queries: Queries,
+                                                            basis: str) -> None:
+    expected = cli_json("attribute", "--period", "2026-10", "--cost", basis, "--format", "json",
+                        "--warehouse", str(demo_data.warehouse))
+    totals = queries.cost_totals(CostFilter(OCTOBER.start, OCTOBER.end, (), basis))
+    assert totals["total"] == pytest.approx(expected["total"], abs=0.01)
+    assert totals["idle"] == pytest.approx(expected["idle"], abs=0.01)
+    assert totals["unallocated"] == pytest.approx(expected["unallocated"], abs=0.01)
+    table = queries.team_table(CostFilter(OCTOBER.start, OCTOBER.end, (), basis)).set_index("team")
+    for team in expected["teams"]:
+        assert table.loc[team["team"], "total"] == pytest.approx(team["total"], abs=0.01)
+        assert table.loc[team["team"], "direct"] == pytest.approx(team["direct"], abs=0.01)
+    # The daily chart adds up to the same total.
+    assert queries.spend_by_day(OCTOBER).cost.sum() == pytest.approx(totals["total"] if basis == "amortized"
+                                                                     else queries.cost_totals(OCTOBER)["total"])
+
+
+def test_demo_month_has_every_kind_of_spend(queries: Queries) -> None:
+    totals = queries.cost_totals(OCTOBER)
+    assert all(totals[g] > 1000 for g in ("direct", "shared", "idle", "unallocated"))
+    unallocated = queries.unallocated(OCTOBER)
+    ids_ = set(unallocated.resource_id)
+    assert "i-0dev5a5a5a5a5a5a5" in ids_  # the untagged dev instance, to be tagged
+    assert any(i.startswith("arn:aws:savingsplans") for i in ids_)  # unused commitment
+    assert any(i.startswith("vol-") for i in ids_)
+
+
+def test_underutilized_table_is_find_flags(demo_data: DemoBuild, queries: Queries) -> None:
+    with Warehouse(demo_data.warehouse).connect(read_only=True) as con:
+        flags = find_flags(con)
+    shown = queries.underutilized(UtilFilter())
+    assert sorted(zip(shown.node, shown.gpu, shown.job_id, strict=True)) == sorted(
+        (u.node, u.gpu, u.job_id) for u in flags.underutilized)
+    assert {"node-08", "node-10", "node-16"} <= set(shown.node)
+    h100 = queries.underutilized(UtilFilter(model="h100"))
+    assert set(h100.gpu_family) == {"H100"} and 0 < len(h100) < len(shown)
+    search = queries.underutilized(UtilFilter(teams=("search",)))
+    assert set(search.team) == {"search"}
+
+
+def test_a100_without_dcgm_is_labelled_coarse(queries: Queries) -> None:
+    assert queries.coarse_nodes(720) == ("node-05",)
+    heat = queries.heatmap(UtilFilter(window_hours=720), limit=200)
+    assert set(heat[heat.gpu_label.str.startswith("node-05")].measure) == {"utilization"}
+    assert set(heat[~heat.gpu_label.str.startswith("node-05")].measure) == {"sm_active"}
+
+
+@pytest.mark.parametrize(("hours", "bucket_hours"), [(24, 1), (168, 6), (720, 24)])
+def test_heatmap_is_aggregated_in_duckdb(queries: Queries, hours: int, bucket_hours: int) -> None:
+    heat = queries.heatmap(UtilFilter(window_hours=hours), limit=48)
+    assert heat.gpu_label.nunique() == 48
+    assert heat.groupby("gpu_label").bucket.nunique().max() <= hours // bucket_hours
+    assert heat.value.between(0, 1).all()
+
+
+def test_runs_put_anomalies_first_with_the_cost_after_onset(queries: Queries) -> None:
+    runs = queries.runs()
+    assert list(runs.job_id[:2]) == ["llm-70b-pretrain", "asr-conformer-xl"]  # the dearer one first
+    assert runs.cost_after_onset[0] > runs.cost_after_onset[1] > 0
+    assert runs.last_loss[1] != runs.last_loss[1]  # NaN: the run ended non-finite
+    assert runs.anomalies[2:].eq("").all()
+
+
+def test_loss_curve_is_bucketed(queries: Queries) -> None:
+    curve = queries.curve("llm-70b-pretrain", points=100)
+    assert 50 <= len(curve) <= 100
+    assert curve.step.is_monotonic_increasing
+
+
+def test_url_values_never_reach_sql_as_text(queries: Queries) -> None:
+    rng = queries.data_range()
+    hostile = {"team": "search') OR 1=1 --,vision", "start": "2026-10-01'; DROP TABLE allocations;--",
+               "basis": "amortized' OR '1'='1", "view": "nope"}
+    state = cost.state_from_params(hostile, rng.first_day, rng.last_day, rng.teams)
+    assert state.filter.teams == ("vision",)
+    assert state.filter.start == date(2026, 10, 1) and state.filter.basis == "amortized" and state.view == "teams"
+    # Even a filter built by hand with a hostile team is a bound parameter: it matches nothing.
+    assert queries.team_table(CostFilter(OCTOBER.start, OCTOBER.end, ("x' OR '1'='1",))).empty
+    assert queries.counts()["allocations"] > 0
+    util = utilization.filter_from_params({"threshold": "1; DROP", "window": "1y", "model": "a100"}, rng.teams)
+    assert (util.sm_threshold, util.window_hours, util.model) == (0.25, 24, "a100")
+
+
+def test_url_state_round_trips() -> None:
+    search = urlstate.encode({"start": date(2026, 10, 1), "team": ("ai-research", "search"), "view": "jobs",
+                              "empty": ()})
+    assert search == "?start=2026-10-01&team=ai-research,search&view=jobs"
+    assert urlstate.parse(search) == {"start": "2026-10-01", "team": "ai-research,search", "view": "jobs"}
+    assert urlstate.encode({}) == ""
+
+
+def test_money_is_read_not_resplit(queries: Queries, demo_data: DemoBuild) -> None:
+    """The explorer's daily rows are exactly the allocations table `gpulens attribute` wrote."""
+    with Warehouse(demo_data.warehouse).connect(read_only=True) as con:
+        stored = con.execute("SELECT sum(cost) FROM allocations WHERE basis = 'amortized'").fetchone()[0]
+    assert Decimal(str(round(queries.spend_by_day(OCTOBER).cost.sum(), 2))) == round(stored, 2)

@@ -1,0 +1,122 @@
+"""Every command line the chart and the systemd unit run is accepted by the real `gpulens` parser
+(SPEC §2), so a renamed flag breaks this test instead of a DaemonSet in production."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gpulens.cli import build_parser
+from tests.helm.chart import VALUES_SETS, containers, one, pod_spec, rendered, workloads
+from tests.helm.test_cronjob_scripts import run_script
+from tests.support.servers import REPO
+
+UNIT = REPO / "deploy" / "systemd" / "gpulens-agent.service"
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    try:
+        return build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse reports bad usage by exiting 2
+        raise AssertionError(f"gpulens rejects {argv}") from exc
+
+
+def expand(args: list[str]) -> list[str]:
+    """Kubernetes' $(VAR) substitution for the variables the chart uses."""
+    return [a.replace("$(NODE_NAME)", "gpu-node-1") for a in args]
+
+
+@pytest.mark.parametrize("values_set", sorted(VALUES_SETS))
+def test_long_running_components_start_with_valid_arguments(values_set: str) -> None:
+    for workload in workloads(rendered(values_set)):
+        if workload.kind == "CronJob":
+            continue
+        for container in containers(pod_spec(workload)):
+            if "command" in container:  # the warehouse fetch init container runs python, not gpulens
+                assert container["command"][:2] == ["python", "/opt/gpulens/scripts/warehouse_sync.py"]
+                continue
+            args = parse(expand(container["args"]))
+            if workload.kind == "Job":  # the dashboard push: a client, no port
+                continue
+            assert args.host == "0.0.0.0", "inside a pod the port is reached through the pod IP"
+            port = next(p["containerPort"] for p in container["ports"])
+            assert args.port == port
+
+
+def test_agent_arguments_carry_the_values() -> None:
+    (agent,) = pod_spec(one(rendered("all-features"), "DaemonSet", "agent"))["containers"]
+    args = parse(expand(agent["args"]))
+    assert args.node == "gpu-node-1" and args.cluster == "training-east"
+    assert str(args.socket) == "/run/gpulens/agent.sock" and args.backend == "auto"
+
+
+def test_explorer_and_remediation_arguments_carry_the_values() -> None:
+    manifests = rendered("all-features")
+    (explorer,) = pod_spec(one(manifests, "Deployment", "explorer"))["containers"]
+    args = parse(explorer["args"])
+    assert str(args.warehouse) == "/var/lib/gpulens/gpulens.duckdb"
+    assert args.prometheus == "http://kube-prometheus-stack-prometheus.monitoring:9090"
+    (receiver,) = pod_spec(one(manifests, "Deployment", "remediation"))["containers"]
+    args = parse(receiver["args"])
+    assert args.execute is True and str(args.policy) == "/etc/gpulens/policy.yaml"
+
+
+@pytest.mark.parametrize("component", ["ingest-cur", "ingest-usage", "weekly-report"])
+def test_cron_job_commands_parse(component: str, tmp_path: Path) -> None:
+    args = parse(run_script(component, tmp_path))
+    assert str(args.warehouse) == "/var/lib/gpulens/gpulens.duckdb"
+
+
+def unit_exec_start(env: dict[str, str]) -> list[str]:
+    """ExecStart of the unit with systemd's expansion: ${VAR} as one word, $VAR split on whitespace."""
+    text = UNIT.read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith("ExecStart="))[len("ExecStart="):]
+    defaults = dict(re.findall(r"^Environment=(\w+)=(.*)$", text, re.M))
+    defaults.update(env)
+    words: list[str] = []
+    for word in shlex.split(line):
+        if re.fullmatch(r"\$\w+", word):
+            words.extend(defaults[word[1:]].split())
+        else:
+            words.append(re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], word))
+    return words
+
+
+def test_the_systemd_unit_runs_a_valid_agent_command() -> None:
+    argv = unit_exec_start({"GPULENS_AGENT_ARGS": "--cluster slurm-east --instance-type p4d.24xlarge"})
+    assert argv[0] == "/opt/gpulens/bin/gpulens"
+    args = parse(argv[1:])
+    assert args.command == "agent" and args.cluster == "slurm-east" and args.instance_type == "p4d.24xlarge"
+    assert str(args.socket) == "/run/gpulens/agent.sock" and args.port == 9400
+    assert parse(unit_exec_start({})[1:]).cluster == ""
+
+
+def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed")
+    # verify checks that ExecStart exists: point it at this checkout's gpulens.
+    unit = tmp_path / UNIT.name
+    unit.write_text(UNIT.read_text().replace("/opt/gpulens/bin/gpulens", str(REPO / ".venv" / "bin" / "gpulens")))
+    out = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"})
+    assert out.returncode == 0 and UNIT.name not in out.stderr, out.stderr
+
+
+def test_dashboard_push_job_arguments_and_token() -> None:
+    job = one(rendered("all-features"), "Job", "dashboards")
+    assert job.doc["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    (push,) = pod_spec(job)["containers"]
+    args = parse(push["args"])
+    assert args.url == "https://g-abc123.grafana-workspace.us-east-1.amazonaws.com"
+    assert args.folder == "gpulens"
+    assert args.datasource_uid == "amp" and args.token is None  # the token comes from $GRAFANA_TOKEN
+    token = next(e for e in push["env"] if e["name"] == "GRAFANA_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "gpulens-grafana", "key": "token"}

@@ -1,0 +1,121 @@
+"""The reporting half of StepMonitor: finished steps in, SPEC §4 records and SPEC §7 anomalies out.
+
+A finished step is appended to `pending` (`submit`, ~1 µs). At most every `interval` seconds, at a
+step's end, `drain` judges every pending step whose end boundary is ready, in order: it builds the
+record, feeds the sinks (all non-blocking) and runs the detector. Batching keeps the common step at a
+deque append and the work warm in the CPU's caches when it runs; it stays on the training thread, so
+there is no lock, no second thread competing for the interpreter lock, and anomalies reach the user's
+callback (`fired`) on the training thread. `interval=0` judges at every step end (deterministic tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gpulens.trainer.health import Anomaly, LossHealth
+from gpulens.trainer.sinks import Sink, encode, encode_with_prefix, prefix_of
+from gpulens.trainer.timing import Timing
+
+log = logging.getLogger("gpulens.trainer")
+
+MAX_PENDING = 4096  # steps whose end has not completed; beyond this the oldest is dropped and counted
+Finished = tuple[Any, Any, float]  # (Step, end boundary, wall-clock ts)
+
+
+class Reporter:
+    def __init__(self, *, sinks: Sequence[Sink], identity: dict[str, Any], timing: Timing, health: LossHealth,
+                 reports_loss: bool, mfu: Callable[[int, float], float | None], interval: float = 0.05) -> None:
+        self.sinks = sinks
+        self.identity = identity
+        self.timing = timing
+        self.health = health
+        self.reports_loss = reports_loss
+        self.mfu = mfu
+        self.interval = interval
+        self.anomalies: list[Anomaly] = []
+        self.fired: deque[Anomaly] = deque()  # for the user callback
+        self.late_dropped = 0
+        self._pending: deque[Finished] = deque()
+        self._next_drain = 0.0
+        self._prefix = prefix_of(identity)  # the fields every step record shares, encoded once
+
+    def submit(self, step: Any, end: Any, ts: float) -> None:
+        """Called at each step's end; judges what is ready once per `interval`. Never waits on the device."""
+        pending = self._pending
+        pending.append((step, end, ts))
+        if len(pending) > MAX_PENDING:
+            pending.popleft()
+            self.late_dropped += 1
+        now = time.monotonic()
+        if now >= self._next_drain:
+            self._next_drain = now + self.interval
+            self.drain()
+
+    def drain(self) -> bool:
+        """Judge every step that is ready, in order; True when nothing is left waiting."""
+        pending, ready = self._pending, self.timing.ready
+        while pending and ready(pending[0][1]):
+            self._judge(*pending.popleft())
+        return not pending
+
+    def close(self, wait: float) -> None:
+        """Judge what is left (polling the device up to `wait` s, never a blocking call), close the sinks."""
+        deadline = time.monotonic() + wait
+        while not self.drain():
+            if time.monotonic() > deadline:
+                self.late_dropped += len(self._pending)
+                self._pending.clear()
+                break
+            time.sleep(0.001)
+        for sink in self.sinks:
+            sink.close()
+
+    def _judge(self, step: Any, end: Any, ts: float) -> None:
+        fields = self._fields(step, self.timing.seconds(step.start, end), ts)
+        line = encode_with_prefix(self._prefix, fields)
+        record = {**self.identity, **fields}
+        for sink in self.sinks:
+            sink.emit(record, line)
+        if "loss" in fields:
+            loss = fields["loss"]
+            anomaly = self.health.observe(step.index, math.nan if loss is None else loss)
+            if anomaly is not None:
+                self._report(anomaly)
+
+    def _fields(self, step: Any, seconds: float, ts: float) -> dict[str, Any]:
+        """What is particular to this step's record (the identity fields are shared)."""
+        record: dict[str, Any] = {"step": step.index, "ts": ts, "step_seconds": seconds}
+        if step.tokens is not None:
+            record["tokens"] = step.tokens
+            mfu = self.mfu(step.tokens, seconds)
+            if mfu is not None:
+                record["mfu"] = mfu
+        if step.samples is not None:
+            record["samples"] = step.samples
+        for key, value in step.values.items():
+            if key == "loss" and not self.reports_loss:
+                continue
+            try:
+                number = float(value)  # a host copy whose step has completed: no device wait
+            except (TypeError, ValueError):
+                log.debug("gpulens: %s=%r is not a number; left out", key, value)
+                continue
+            record[key] = number if math.isfinite(number) else None
+        return record
+
+    def _report(self, anomaly: Anomaly) -> None:
+        record = {**self.identity, "kind": "anomaly", "step": anomaly.step, "anomaly": anomaly.kind,
+                  "loss": anomaly.loss if math.isfinite(anomaly.loss) else None, "ts": time.time()}
+        line = encode(record)
+        for sink in self.sinks:
+            sink.emit(record, line)
+            sink.flush()
+        self.anomalies.append(anomaly)
+        self.fired.append(anomaly)
+        log.warning("gpulens: job %s rank %s: loss %s at step %d (loss %s)", self.identity["job_id"],
+                    self.identity["rank"], anomaly.kind, anomaly.step, anomaly.loss)
