@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import duckdb
+
 from gpulens.attribution.ingest.fields import MONEY, literal
 from gpulens.attribution.instances import GPUS_PER_INSTANCE
 from gpulens.attribution.model import (
@@ -50,6 +51,12 @@ class Window:
     period: str | None = None
 
 
+# An EC2 instance appears in CUR as `i-0abc...` and in some FOCUS exports as its ARN; usage rollups
+# carry the bare instance id.
+def resource_key_sql(column: str) -> str:
+    return f"regexp_replace({column}, '^arn:aws[a-z-]*:ec2:[^:]*:[0-9]*:instance/', '')"
+
+
 # --- helpers ---------------------------------------------------------------------------------------
 
 
@@ -71,9 +78,7 @@ def tag_value_sql(tags: str, key: str) -> str:
 
 def telescoped(amount: str, cumulative: str, previous: str) -> str:
     """The part of `amount` between two cumulative fractions, rounded so that parts sum exactly."""
-    return (
-        f"(CAST({amount} * {cumulative} AS {MONEY}) - CAST({amount} * {previous} AS {MONEY}))"
-    )
+    return f"(CAST({amount} * {cumulative} AS {MONEY}) - CAST({amount} * {previous} AS {MONEY}))"
 
 
 def naive_utc(t: datetime) -> datetime:
@@ -115,15 +120,19 @@ def window_lines(con: duckdb.DuckDBPyConnection, window: Window, options: Option
             f"epoch(least(usage_end, {end}::TIMESTAMP) - greatest(usage_start, {start}::TIMESTAMP)) "
             f"/ epoch(usage_end - usage_start) END"
         )
-    return _table(con, "_a_lines", f"""
+    return _table(
+        con,
+        "_a_lines",
+        f"""
         SELECT row_number() OVER () AS line_no,
                {clip_start} AS usage_start, {clip_end} AS usage_end,
-               resource_id, instance_type, line_item_type, product_code, currency,
-               {tag_value_sql('tags', options.tag_key)} AS team,
-               {tag_value_sql('tags', options.cluster_tag_key)} AS cluster,
+               resource_id, {resource_key_sql("resource_id")} AS resource_key, instance_type, line_item_type, product_code, currency,
+               {tag_value_sql("tags", options.tag_key)} AS team,
+               {tag_value_sql("tags", options.cluster_tag_key)} AS cluster,
                CAST({cost} * {fraction} AS {MONEY}) AS cost,
                CAST(unblended_cost * {fraction} AS {MONEY}) AS billed
-        FROM cost_line_items WHERE {where}""")
+        FROM cost_line_items WHERE {where}""",
+    )
 
 
 # --- step 2: usage of the window ---------------------------------------------------------------------
@@ -132,26 +141,34 @@ def window_lines(con: duckdb.DuckDBPyConnection, window: Window, options: Option
 def window_usage(con: duckdb.DuckDBPyConnection, window: Window) -> str:
     """_a_usage: hourly GPU usage in the window; team and cluster normalized like tags; `busy` is the
     mean SM activity, or the coarse utilization where SM activity is unmeasured (NULL: unknown)."""
-    return _table(con, "_a_usage", f"""
+    return _table(
+        con,
+        "_a_usage",
+        f"""
         SELECT hour, node, instance_id, NULLIF(lower(trim(cluster)), '') AS cluster, gpu, gpu_uuid, model, job_id,
                NULLIF(lower(trim(team)), '') AS team, gpu_seconds, sm_active, utilization,
                coalesce(sm_active, utilization) AS busy
         FROM gpu_usage_hourly
         WHERE hour >= {literal(window.start.isoformat(sep=" "))}::TIMESTAMP
-          AND hour < {literal(window.end.isoformat(sep=" "))}::TIMESTAMP""")
+          AND hour < {literal(window.end.isoformat(sep=" "))}::TIMESTAMP""",
+    )
 
 
 def gpu_counts(con: duckdb.DuckDBPyConnection, lines: str, usage: str) -> str:
     """_a_gpus: GPUs per instance: AWS's table by instance type, else distinct GPUs seen."""
     known = ", ".join(f"({literal(k)}, {v})" for k, v in GPUS_PER_INSTANCE.items())
-    return _table(con, "_a_gpus", f"""
+    return _table(
+        con,
+        "_a_gpus",
+        f"""
         WITH types(instance_type, gpus) AS (VALUES {known}),
         seen AS (SELECT instance_id, count(DISTINCT coalesce(gpu_uuid, CAST(gpu AS VARCHAR))) AS gpus
                  FROM {usage} GROUP BY instance_id),
-        typed AS (SELECT resource_id AS instance_id, max(t.gpus) AS gpus
+        typed AS (SELECT resource_key AS instance_id, max(t.gpus) AS gpus
                   FROM {lines} l JOIN types t ON lower(l.instance_type) = t.instance_type GROUP BY 1)
         SELECT s.instance_id, coalesce(t.gpus, s.gpus) AS gpus
-        FROM seen s LEFT JOIN typed t USING (instance_id)""")
+        FROM seen s LEFT JOIN typed t USING (instance_id)""",
+    )
 
 
 # --- step 3: GPU instance lines, cut into hours, split by GPU-seconds ----------------------------------
@@ -159,14 +176,17 @@ def gpu_counts(con: duckdb.DuckDBPyConnection, lines: str, usage: str) -> str:
 
 def gpu_line_hours(con: duckdb.DuckDBPyConnection, lines: str, gpus: str) -> str:
     """_a_gpu_hours: lines of instances with usage rollups, cut at UTC hour boundaries."""
-    return _table(con, "_a_gpu_hours", f"""
+    return _table(
+        con,
+        "_a_gpu_hours",
+        f"""
         WITH cut AS (
             SELECT l.*, g.gpus, h.hour,
                    CASE WHEN l.usage_end = l.usage_start THEN 3600.0 ELSE
                         epoch(least(l.usage_end, h.hour + INTERVAL 1 HOUR) - greatest(l.usage_start, h.hour)) END
                         AS piece_seconds,
                    greatest(epoch(l.usage_end - l.usage_start), 0.0) AS line_seconds
-            FROM {lines} l JOIN {gpus} g ON l.resource_id = g.instance_id,
+            FROM {lines} l JOIN {gpus} g ON l.resource_key = g.instance_id,
                  LATERAL (SELECT unnest(generate_series(date_trunc('hour', l.usage_start),
                           greatest(l.usage_end - INTERVAL 1 MICROSECOND, l.usage_start), INTERVAL 1 HOUR)) AS hour) h
         ),
@@ -174,22 +194,32 @@ def gpu_line_hours(con: duckdb.DuckDBPyConnection, lines: str, gpus: str) -> str
             SELECT *, sum(piece_seconds) OVER w AS done FROM cut
             WINDOW w AS (PARTITION BY line_no ORDER BY hour ROWS UNBOUNDED PRECEDING)
         )
-        SELECT line_no, resource_id, team AS line_team, line_item_type, product_code, gpus, hour, piece_seconds,
-               {telescoped('cost', 'CASE WHEN line_seconds = 0 THEN 1.0 ELSE done / line_seconds END',
-                           'CASE WHEN line_seconds = 0 THEN 0.0 ELSE (done - piece_seconds) / line_seconds END')}
+        SELECT line_no, resource_id, resource_key, team AS line_team, line_item_type, product_code, gpus, hour,
+               piece_seconds,
+               {
+            telescoped(
+                "cost",
+                "CASE WHEN line_seconds = 0 THEN 1.0 ELSE done / line_seconds END",
+                "CASE WHEN line_seconds = 0 THEN 0.0 ELSE (done - piece_seconds) / line_seconds END",
+            )
+        }
                    AS cost
-        FROM running""")
+        FROM running""",
+    )
 
 
 def gpu_time_cost(con: duckdb.DuckDBPyConnection, gpu_hours: str, usage: str) -> str:
     """_a_gpu_time: the cost of each job's GPU time in each piece (SPEC §6):
     piece cost x team_gpu_seconds / (gpus_on_instance x piece seconds); usage beyond capacity
     (a wrong GPU count) scales down so that shares never exceed the piece."""
-    return _table(con, "_a_gpu_time", f"""
+    return _table(
+        con,
+        "_a_gpu_time",
+        f"""
         WITH held AS (
-            SELECT p.line_no, p.hour, p.resource_id AS instance_id, u.team, u.job_id, u.gpu, u.busy,
+            SELECT p.line_no, p.hour, p.resource_key AS instance_id, u.team, u.job_id, u.gpu, u.busy,
                    u.gpu_seconds * p.piece_seconds / 3600.0 AS seconds
-            FROM {gpu_hours} p JOIN {usage} u ON u.instance_id = p.resource_id AND u.hour = p.hour
+            FROM {gpu_hours} p JOIN {usage} u ON u.instance_id = p.resource_key AND u.hour = p.hour
         ),
         capacity AS (
             SELECT p.line_no, p.hour, p.cost,
@@ -200,14 +230,18 @@ def gpu_time_cost(con: duckdb.DuckDBPyConnection, gpu_hours: str, usage: str) ->
         SELECT h.line_no, h.hour, h.instance_id, h.gpu, h.team, h.job_id, h.seconds,
                CAST(c.cost * (h.seconds / c.capacity) AS {MONEY}) AS cost,
                CAST(c.cost * (h.seconds / c.capacity) * greatest(1.0 - coalesce(h.busy, 1.0), 0.0) AS {MONEY}) AS waste
-        FROM held h JOIN capacity c USING (line_no, hour)""")
+        FROM held h JOIN capacity c USING (line_no, hour)""",
+    )
 
 
 def gpu_rows(con: duckdb.DuckDBPyConnection, gpu_hours: str, gpu_time: str) -> str:
     """_a_gpu_rows: direct pieces whole to the tag's team; untagged pieces to the jobs that held the
     GPUs (shared_gpu, or unallocated when the job has no team) and the remainder to idle. Waste and
     GPU-seconds go to the team that held the GPU."""
-    return _table(con, "_a_gpu_rows", f"""
+    return _table(
+        con,
+        "_a_gpu_rows",
+        f"""
         WITH jobs AS (
             SELECT t.* EXCLUDE (instance_id, gpu), p.line_team, p.resource_id, p.line_item_type, p.product_code
             FROM {gpu_time} t JOIN {gpu_hours} p USING (line_no, hour)
@@ -229,7 +263,8 @@ def gpu_rows(con: duckdb.DuckDBPyConnection, gpu_hours: str, gpu_time: str) -> s
         UNION ALL
         SELECT p.hour, NULL, 'idle', NULL, p.resource_id, p.line_item_type, p.product_code,
                p.cost - coalesce(h.held, 0), CAST(0 AS {MONEY}), 0.0
-        FROM {gpu_hours} p LEFT JOIN held h USING (line_no, hour) WHERE p.line_team IS NULL""")
+        FROM {gpu_hours} p LEFT JOIN held h USING (line_no, hour) WHERE p.line_team IS NULL""",
+    )
 
 
 # --- step 4: every other line, cut into days ----------------------------------------------------------
@@ -237,7 +272,10 @@ def gpu_rows(con: duckdb.DuckDBPyConnection, gpu_hours: str, gpu_time: str) -> s
 
 def other_line_days(con: duckdb.DuckDBPyConnection, lines: str, gpus: str) -> str:
     """_a_other_days: lines of resources without usage rollups, cut at UTC day boundaries."""
-    return _table(con, "_a_other_days", f"""
+    return _table(
+        con,
+        "_a_other_days",
+        f"""
         WITH cut AS (
             SELECT l.*, d.day,
                    CASE WHEN l.usage_end = l.usage_start THEN 1.0 ELSE
@@ -247,22 +285,31 @@ def other_line_days(con: duckdb.DuckDBPyConnection, lines: str, gpus: str) -> st
             FROM {lines} l,
                  LATERAL (SELECT unnest(generate_series(date_trunc('day', l.usage_start),
                           greatest(l.usage_end - INTERVAL 1 MICROSECOND, l.usage_start), INTERVAL 1 DAY)) AS day) d
-            WHERE l.resource_id IS NULL OR l.resource_id NOT IN (SELECT instance_id FROM {gpus})
+            WHERE l.resource_key IS NULL OR l.resource_key NOT IN (SELECT instance_id FROM {gpus})
         ),
         running AS (
             SELECT *, sum(piece_seconds) OVER w AS done FROM cut
             WINDOW w AS (PARTITION BY line_no ORDER BY day ROWS UNBOUNDED PRECEDING)
         )
         SELECT line_no, day, resource_id, team, cluster, line_item_type, product_code,
-               {telescoped('cost', 'CASE WHEN line_seconds = 0 THEN 1.0 ELSE done / line_seconds END',
-                           'CASE WHEN line_seconds = 0 THEN 0.0 ELSE (done - piece_seconds) / line_seconds END')}
+               {
+            telescoped(
+                "cost",
+                "CASE WHEN line_seconds = 0 THEN 1.0 ELSE done / line_seconds END",
+                "CASE WHEN line_seconds = 0 THEN 0.0 ELSE (done - piece_seconds) / line_seconds END",
+            )
+        }
                    AS cost
-        FROM running""")
+        FROM running""",
+    )
 
 
 def cluster_shares(con: duckdb.DuckDBPyConnection, usage: str) -> str:
     """_a_cluster_shares: each team's running fraction of its cluster's GPU-seconds in the window."""
-    return _table(con, "_a_cluster_shares", f"""
+    return _table(
+        con,
+        "_a_cluster_shares",
+        f"""
         WITH s AS (SELECT cluster, team, sum(gpu_seconds) AS seconds FROM {usage}
                    WHERE cluster IS NOT NULL AND team IS NOT NULL GROUP BY ALL HAVING sum(gpu_seconds) > 0),
         r AS (SELECT *, sum(seconds) OVER (PARTITION BY cluster ORDER BY team ROWS UNBOUNDED PRECEDING) AS done,
@@ -271,24 +318,29 @@ def cluster_shares(con: duckdb.DuckDBPyConnection, usage: str) -> str:
               FROM s)
         SELECT cluster, team, CASE WHEN last THEN 1.0 ELSE done / total END AS upto,
                (done - seconds) / total AS since
-        FROM r""")
+        FROM r""",
+    )
 
 
 def other_rows(con: duckdb.DuckDBPyConnection, other_days: str, shares: str) -> str:
     """_a_other_rows: direct by tag; shared_other by the cluster's GPU-seconds; the rest unallocated."""
-    return _table(con, "_a_other_rows", f"""
+    return _table(
+        con,
+        "_a_other_rows",
+        f"""
         SELECT day AS hour, team, 'direct' AS category, NULL AS job_id, resource_id, line_item_type,
                product_code, cost, CAST(0 AS {MONEY}) AS waste, 0.0 AS gpu_seconds
         FROM {other_days} WHERE team IS NOT NULL
         UNION ALL
         SELECT o.day, s.team, 'shared_other', NULL, o.resource_id, o.line_item_type, o.product_code,
-               {telescoped('o.cost', 's.upto', 's.since')}, CAST(0 AS {MONEY}), 0.0
+               {telescoped("o.cost", "s.upto", "s.since")}, CAST(0 AS {MONEY}), 0.0
         FROM {other_days} o JOIN {shares} s ON o.cluster = s.cluster WHERE o.team IS NULL
         UNION ALL
         SELECT day, NULL, 'unallocated', NULL, resource_id, line_item_type, product_code, cost,
                CAST(0 AS {MONEY}), 0.0
         FROM {other_days}
-        WHERE team IS NULL AND (cluster IS NULL OR cluster NOT IN (SELECT cluster FROM {shares}))""")
+        WHERE team IS NULL AND (cluster IS NULL OR cluster NOT IN (SELECT cluster FROM {shares}))""",
+    )
 
 
 # --- step 5: --idle share ---------------------------------------------------------------------------
@@ -297,7 +349,10 @@ def other_rows(con: duckdb.DuckDBPyConnection, other_days: str, shares: str) -> 
 def idle_shared(con: duckdb.DuckDBPyConnection, rows: str, usage: str) -> str:
     """_a_idle_shared: idle of each instance spread over its teams by their GPU-seconds in the window
     (`--idle share`); idle of an instance no team used stays idle."""
-    return _table(con, "_a_idle_shared", f"""
+    return _table(
+        con,
+        "_a_idle_shared",
+        f"""
         WITH s AS (SELECT instance_id, team, sum(gpu_seconds) AS seconds FROM {usage}
                    WHERE team IS NOT NULL GROUP BY ALL HAVING sum(gpu_seconds) > 0),
         r AS (SELECT *, sum(seconds) OVER (PARTITION BY instance_id ORDER BY team ROWS UNBOUNDED PRECEDING) AS done,
@@ -306,13 +361,19 @@ def idle_shared(con: duckdb.DuckDBPyConnection, rows: str, usage: str) -> str:
               FROM s)
         SELECT i.hour, r.team, 'shared_gpu' AS category, NULL AS job_id, i.resource_id, i.line_item_type,
                i.product_code,
-               {telescoped('i.cost', 'CASE WHEN r.last THEN 1.0 ELSE r.done / r.total END',
-                           '(r.done - r.seconds) / r.total')} AS cost,
+               {
+            telescoped(
+                "i.cost",
+                "CASE WHEN r.last THEN 1.0 ELSE r.done / r.total END",
+                "(r.done - r.seconds) / r.total",
+            )
+        } AS cost,
                CAST(0 AS {MONEY}) AS waste, 0.0 AS gpu_seconds
-        FROM {rows} i JOIN r ON i.resource_id = r.instance_id WHERE i.category = 'idle'
+        FROM {rows} i JOIN r ON {resource_key_sql("i.resource_id")} = r.instance_id WHERE i.category = 'idle'
         UNION ALL
         SELECT * FROM {rows}
-        WHERE category <> 'idle' OR resource_id NOT IN (SELECT instance_id FROM r)""")
+        WHERE category <> 'idle' OR {resource_key_sql("resource_id")} NOT IN (SELECT instance_id FROM r)""",
+    )
 
 
 # --- the whole split ---------------------------------------------------------------------------------
@@ -329,10 +390,14 @@ def allocation_rows(con: duckdb.DuckDBPyConnection, window: Window, options: Opt
     both = _table(con, "_a_both", f"SELECT * FROM {gpu} UNION ALL SELECT * FROM {other}")
     if options.idle == "share":
         both = idle_shared(con, both, usage)
-    return _table(con, "_a_rows", f"""
+    return _table(
+        con,
+        "_a_rows",
+        f"""
         SELECT CAST(hour AS DATE) AS day, team, category, job_id, resource_id, line_item_type, product_code,
                sum(cost) AS cost, sum(waste) AS waste, sum(gpu_seconds) AS gpu_seconds
-        FROM {both} GROUP BY ALL""")
+        FROM {both} GROUP BY ALL""",
+    )
 
 
 def _currency(con: duckdb.DuckDBPyConnection, lines: str) -> str:
@@ -357,7 +422,13 @@ def team_costs(con: duckdb.DuckDBPyConnection, rows: str, usage: str) -> tuple[T
         SELECT team, coalesce(direct, 0), coalesce(shared, 0), coalesce(gpu_hours, 0), coalesce(waste, 0)
         FROM money FULL JOIN hours USING (team)""").fetchall()
     teams = [
-        TeamCost(team=t, direct=Decimal(d), shared=Decimal(s), gpu_hours=Decimal(str(round(h, 6))), waste=Decimal(w))
+        TeamCost(
+            team=t,
+            direct=Decimal(d),
+            shared=Decimal(s),
+            gpu_hours=Decimal(str(round(h, 6))),
+            waste=Decimal(w),
+        )
         for t, d, s, h, w in found
     ]
     return tuple(sorted(teams, key=lambda t: (-t.total, t.team)))
@@ -370,14 +441,16 @@ def unallocated_lines(con: duckdb.DuckDBPyConnection, rows: str) -> tuple[Unallo
     return tuple(UnallocatedLine(r, t, p, Decimal(c)) for r, t, p, c in found)
 
 
-def _allocation(
-    con: duckdb.DuckDBPyConnection, window: Window, options: Options, label: str
-) -> Allocation:
+def _allocation(con: duckdb.DuckDBPyConnection, window: Window, options: Options, label: str) -> Allocation:
     rows = allocation_rows(con, window, options)
-    total, billed = con.execute("SELECT coalesce(sum(cost), 0), coalesce(sum(billed), 0) FROM _a_lines").fetchone() or (0, 0)
-    by_kind = dict(con.execute(
-        f"SELECT category, sum(cost) FROM {rows} WHERE category IN ('idle', 'unallocated') GROUP BY 1"
-    ).fetchall())
+    total, billed = con.execute(
+        "SELECT coalesce(sum(cost), 0), coalesce(sum(billed), 0) FROM _a_lines"
+    ).fetchone() or (0, 0)
+    by_kind = dict(
+        con.execute(
+            f"SELECT category, sum(cost) FROM {rows} WHERE category IN ('idle', 'unallocated') GROUP BY 1"
+        ).fetchall()
+    )
     return Allocation(
         period=label,
         currency=_currency(con, "_a_lines"),
@@ -436,8 +509,10 @@ def daily_allocations(
     cluster_tag_key: str = "cluster",
     idle: IdleMode = "separate",
     basis: Basis = "amortized",
+    label: str | None = None,
 ) -> list[DailyAllocation]:
-    """The allocation of [start, end) as rows per UTC day, team, category, job and resource."""
+    """The allocation of [start, end) as rows per UTC day, team, category, job and resource
+    (`label` is accepted for symmetry with `allocate` and unused)."""
     window = Window(naive_utc(start), naive_utc(end))
     rows = allocation_rows(con, window, Options(tag_key, cluster_tag_key, idle, basis))
     return _daily(con, rows)
@@ -448,8 +523,16 @@ def _daily(con: duckdb.DuckDBPyConnection, rows: str) -> list[DailyAllocation]:
         SELECT day, team, category, job_id, resource_id, sum(cost), sum(waste), sum(gpu_seconds) FROM {rows}
         GROUP BY ALL ORDER BY day, category, team NULLS LAST, job_id NULLS LAST, resource_id NULLS LAST""").fetchall()
     return [
-        DailyAllocation(day=d, team=t, category=c, job_id=j, resource_id=r, cost=Decimal(m), waste=Decimal(w),
-                        gpu_seconds=float(s))
+        DailyAllocation(
+            day=d,
+            team=t,
+            category=c,
+            job_id=j,
+            resource_id=r,
+            cost=Decimal(m),
+            waste=Decimal(w),
+            gpu_seconds=float(s),
+        )
         for d, t, c, j, r, m, w, s in found
     ]
 
@@ -466,7 +549,9 @@ def store_allocations(
 ) -> Allocation:
     """Allocates `period` and replaces its rows (for that basis) in the `allocations` table, in one
     transaction; returns the allocation. The explorer and the report read the table."""
-    allocation = allocate_period(con, period, tag_key=tag_key, cluster_tag_key=cluster_tag_key, idle=idle, basis=basis)
+    allocation = allocate_period(
+        con, period, tag_key=tag_key, cluster_tag_key=cluster_tag_key, idle=idle, basis=basis
+    )
     stamp = naive_utc(now or datetime.now(timezone.utc))
     con.begin()
     try:
@@ -483,4 +568,3 @@ def store_allocations(
         con.rollback()
         raise
     return allocation
-

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import duckdb
+
 from gpulens.attribution import allocate as alloc
 from gpulens.attribution.model import DivergentRun, Flags, UnderutilizedGpu
 
@@ -30,7 +31,8 @@ def underutilized(
     usage = alloc.window_usage(con, window)
     gpus = alloc.gpu_counts(con, lines, usage)
     priced = alloc.gpu_time_cost(con, alloc.gpu_line_hours(con, lines, gpus), usage)
-    found = con.execute(f"""
+    found = con.execute(
+        f"""
         WITH pairs AS (
             SELECT node, instance_id, gpu, any_value(team) AS team, job_id,
                    any_value(model) AS model,
@@ -48,10 +50,22 @@ def underutilized(
                coalesce(w.waste, 0), model
         FROM pairs LEFT JOIN waste w USING (instance_id, gpu, job_id)
         WHERE hours >= 1.0 AND coalesce(sm, util) < ?
-        ORDER BY coalesce(w.waste, 0) DESC, node, gpu, job_id""", [sm_threshold]).fetchall()
+        ORDER BY coalesce(w.waste, 0) DESC, node, gpu, job_id""",
+        [sm_threshold],
+    ).fetchall()
     return tuple(
-        UnderutilizedGpu(node=n, instance_id=i, gpu=g, team=t, job_id=j, hours=float(h), sm_active=float(s),
-                         waste=Decimal(w), measure=m, model=mo)
+        UnderutilizedGpu(
+            node=n,
+            instance_id=i,
+            gpu=g,
+            team=t,
+            job_id=j,
+            hours=float(h),
+            sm_active=float(s),
+            waste=Decimal(w),
+            measure=m,
+            model=mo,
+        )
         for n, i, g, t, j, h, s, m, w, mo in found
     )
 

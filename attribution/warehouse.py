@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 import duckdb
+
 from gpulens.errors import GpulensError
 
 
@@ -17,8 +18,10 @@ def schema_sql() -> str:
 
 
 def prepare(con: duckdb.DuckDBPyConnection) -> None:
-    """Session settings every query here assumes: naive TIMESTAMPs are UTC."""
+    """Session settings every query here assumes: naive TIMESTAMPs are UTC; no DuckDB progress bar on
+    the terminal (commands draw their own, on stderr)."""
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
 
 
 class Warehouse:

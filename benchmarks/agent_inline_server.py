@@ -25,7 +25,7 @@ def main() -> int:
     stats = TrainStats()
     collector = AgentCollector(AgentIdentity("inline", "sim"), sampler.tick, stats)  # reads the backend per scrape
     server = make_server("127.0.0.1", port, build_registry(collector), sampler, stale_after=1e9)
-    datagrams = DatagramServer(sock, stats.ingest)
+    datagrams = DatagramServer(sock, stats.ingest_many)
     datagrams.start()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

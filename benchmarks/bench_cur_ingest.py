@@ -137,8 +137,10 @@ def month(rows: int) -> Path:
         tmp = path.with_suffix(".tmp")
         duckdb.connect().execute(GENERATE.format(rows=rows, path=tmp))
         tmp.rename(path)
-        print(f"generated {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.0f} s",
-              file=sys.stderr)
+        print(
+            f"generated {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.0f} s",
+            file=sys.stderr,
+        )
     return path
 
 
@@ -168,8 +170,9 @@ def main() -> int:
     gpulens = str(Path(sys.executable).parent / "gpulens")
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-cur-") as tmp:
-        ours = median_of(opts.runs, lambda i: [gpulens, "ingest", "cur", str(path), "--warehouse",
-                                               f"{tmp}/w{i}.duckdb"])
+        ours = median_of(
+            opts.runs, lambda i: [gpulens, "ingest", "cur", str(path), "--warehouse", f"{tmp}/w{i}.duckdb"]
+        )
     bare = median_of(opts.runs, lambda i: [sys.executable, "-c", BARE, str(path)])
     pandas = median_of(opts.pandas_runs, lambda i: [sys.executable, "-c", PANDAS, str(path)])
     load_after = os.getloadavg()

@@ -80,7 +80,7 @@ def run_agent(config: AgentConfig, stop: threading.Event, toggle: threading.Even
         backend.close()
         raise GpulensError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}", field="--port") from None
     raise_dgram_qlen()  # before the socket exists: the kernel reads it at creation
-    datagrams = DatagramServer(config.socket, stats.ingest)
+    datagrams = DatagramServer(config.socket, stats.ingest_many)
     sampler.start()
     datagrams.start()
     serve_in_thread(server)

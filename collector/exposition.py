@@ -19,6 +19,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.samples import Sample
+
 from gpulens import __version__
 from gpulens.collector import metrics as M
 from gpulens.collector.backends.base import GpuReading
@@ -26,9 +30,6 @@ from gpulens.collector.render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from gpulens.collector.sampler import COUNTED, INTEGRATED, SAMPLE_BUCKETS, Sampler, Snapshot
 from gpulens.collector.trainstats import STEP_BUCKETS, RankStats, TrainKey, TrainStats
 from gpulens.collector.xid import classify
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector, CollectorRegistry
-from prometheus_client.samples import Sample
 
 log = logging.getLogger(__name__)
 

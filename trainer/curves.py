@@ -12,7 +12,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from gpulens.errors import GpulensError
 
@@ -35,15 +37,15 @@ def read_curve(path: Path) -> Curve:
                            path=path) from None
 
 
-def _number(path: Path, row: int, column: str, text: str, kind: type) -> float:
+def _number(path: Path, row: int, column: str, text: Any, kind: type) -> float:
     try:
         return kind(text)
     except (TypeError, ValueError):
         raise GpulensError(f"{text!r} is not a number", path=path, row=row, field=column) from None
 
 
-def _csv(path: Path, handle: object) -> Curve:
-    reader = csv.DictReader(handle)  # type: ignore[arg-type]
+def _csv(path: Path, handle: Iterable[str]) -> Curve:
+    reader = csv.DictReader(handle)
     fields = [f.strip().lower() for f in (reader.fieldnames or [])]
     missing = [c for c in ("step", "loss") if c not in fields]
     if missing:

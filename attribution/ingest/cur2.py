@@ -62,7 +62,9 @@ def tags_sql(columns: dict[str, str]) -> str:
         return "CAST(resource_tags AS MAP(VARCHAR, VARCHAR))"
     if kind is not None:
         return "CAST(TRY_CAST(NULLIF(trim(resource_tags), '') AS JSON) AS MAP(VARCHAR, VARCHAR))"
-    flat = {name.removeprefix("resource_tags_"): name for name in columns if name.startswith("resource_tags_")}
+    flat = {
+        name.removeprefix("resource_tags_"): name for name in columns if name.startswith("resource_tags_")
+    }
     return flat_tags_sql(flat)
 
 

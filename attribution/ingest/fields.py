@@ -68,6 +68,8 @@ def present(columns: dict[str, str], name: str) -> tuple[str | None, str]:
     return (name, columns[name]) if name in columns else (None, "VARCHAR")
 
 
-def field(columns: dict[str, str], name: str, source: str, kind: Kind, required_for: tuple[str, ...] = ()) -> Field:
+def field(
+    columns: dict[str, str], name: str, source: str, kind: Kind, required_for: tuple[str, ...] = ()
+) -> Field:
     src, typ = present(columns, source)
     return Field(name, src, kind, typ, required_for)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
+
 from gpulens.attribution.ingest.delivery import read_sql
 from gpulens.errors import GpulensError
 
@@ -73,9 +74,14 @@ def _metric_row(rec: dict[str, Any], path: Path, row: int) -> tuple[Any, ...]:
     if step is None:
         raise GpulensError("a step record needs a step", path=path, row=row, field="step")
     return (
-        str(rec.get("job_id") or path.stem), rec.get("team") or None, _number(rec.get("rank"), path, row, "rank", int),
-        step, _ts(rec.get("ts"), path, row), _number(rec.get("loss"), path, row, "loss"),
-        _number(rec.get("step_seconds"), path, row, "step_seconds"), _number(rec.get("tokens"), path, row, "tokens", int),
+        str(rec.get("job_id") or path.stem),
+        rec.get("team") or None,
+        _number(rec.get("rank"), path, row, "rank", int),
+        step,
+        _ts(rec.get("ts"), path, row),
+        _number(rec.get("loss"), path, row, "loss"),
+        _number(rec.get("step_seconds"), path, row, "step_seconds"),
+        _number(rec.get("tokens"), path, row, "tokens", int),
         _number(rec.get("mfu"), path, row, "mfu"),
     )
 
@@ -98,8 +104,14 @@ def read_jsonl(path: Path) -> dict[str, _Run]:
             elif kind == "anomaly" and rec.get("anomaly") in KINDS:
                 job = str(rec.get("job_id") or path.stem)
                 step = _number(rec.get("step"), path, row, "step", int)
-                online = (job, rec.get("team") or None, _number(rec.get("rank"), path, row, "rank", int), step,
-                          rec["anomaly"], _number(rec.get("loss"), path, row, "loss"))
+                online = (
+                    job,
+                    rec.get("team") or None,
+                    _number(rec.get("rank"), path, row, "rank", int),
+                    step,
+                    rec["anomaly"],
+                    _number(rec.get("loss"), path, row, "loss"),
+                )
                 runs.setdefault(job, _Run([], [])).online.append(online)
     return runs
 
@@ -126,7 +138,9 @@ def _anomalies(run: _Run, detect: Detector) -> list[tuple[Any, ...]]:
     """Offline anomalies of the run's loss curve (lowest rank, by step) plus the online ones, once each."""
     rank = min((m[2] for m in run.metrics if m[2] is not None), default=None)
     curve = sorted((m[3], m[5]) for m in run.metrics if m[2] == rank and m[5] is not None)
-    job, team = (run.metrics[0][0], run.metrics[0][1]) if run.metrics else (run.online[0][0], run.online[0][1])
+    job, team = (
+        (run.metrics[0][0], run.metrics[0][1]) if run.metrics else (run.online[0][0], run.online[0][1])
+    )
     found = {(a[3], a[4]): a for a in run.online}
     for a in detect(curve):
         loss = None if a.loss is None or not math.isfinite(a.loss) else float(a.loss)
@@ -163,14 +177,23 @@ def ingest_runs(
             con.execute("DELETE FROM train_metrics WHERE job_id = ?", [job])
             con.execute("DELETE FROM train_anomalies WHERE job_id = ?", [job])
             if run.metrics:
-                con.executemany(f"INSERT INTO train_metrics ({', '.join(METRIC_COLUMNS)}) VALUES "
-                                f"({', '.join('?' for _ in METRIC_COLUMNS)})", run.metrics)
+                con.executemany(
+                    f"INSERT INTO train_metrics ({', '.join(METRIC_COLUMNS)}) VALUES "
+                    f"({', '.join('?' for _ in METRIC_COLUMNS)})",
+                    run.metrics,
+                )
             if anomalies[job]:
-                con.executemany("INSERT INTO train_anomalies (job_id, team, rank, step, kind, loss) "
-                                "VALUES (?, ?, ?, ?, ?, ?)", anomalies[job])
+                con.executemany(
+                    "INSERT INTO train_anomalies (job_id, team, rank, step, kind, loss) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    anomalies[job],
+                )
         con.commit()
     except BaseException:
         con.rollback()
         raise
-    return RunsResult(tuple(sorted(runs)), sum(len(r.metrics) for r in runs.values()),
-                      sum(len(a) for a in anomalies.values()))
+    return RunsResult(
+        tuple(sorted(runs)),
+        sum(len(r.metrics) for r in runs.values()),
+        sum(len(a) for a in anomalies.values()),
+    )

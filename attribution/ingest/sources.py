@@ -46,7 +46,9 @@ def manifest_keys(text: str, where: str) -> list[str]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise GpulensError(f"manifest is not valid JSON ({exc.msg} at line {exc.lineno})", path=where) from exc
+        raise GpulensError(
+            f"manifest is not valid JSON ({exc.msg} at line {exc.lineno})", path=where
+        ) from exc
     if "dataFiles" in doc:
         return [u.split("/", 3)[3] if u.startswith("s3://") else u for u in doc["dataFiles"]]
     if "reportKeys" in doc:
@@ -60,7 +62,9 @@ def local_files(root: Path) -> list[SourceFile]:
         raise GpulensError("no such file or directory", path=root)
     if root.is_file():
         if is_manifest(root.name):
-            return _listed(root.read_text(encoding="utf-8"), str(root), root.parent, _walk(_bucket_root(root)))
+            return _listed(
+                root.read_text(encoding="utf-8"), str(root), root.parent, _walk(_bucket_root(root))
+            )
         return [SourceFile(root, str(root))]
     everything = _walk(root)
     manifests = [p for p in everything if is_manifest(p.name)]
@@ -144,7 +148,9 @@ def unzip(src: SourceFile, workdir: Path) -> SourceFile:
         with zipfile.ZipFile(src.local) as archive:
             members = [m for m in archive.namelist() if not m.endswith("/")]
             if len(members) != 1:
-                raise GpulensError(f"expected one file in the zip archive, found {len(members)}", path=src.name)
+                raise GpulensError(
+                    f"expected one file in the zip archive, found {len(members)}", path=src.name
+                )
             target = workdir / "unzipped" / src.local.name.removesuffix(".zip")
             target.parent.mkdir(parents=True, exist_ok=True)
             with archive.open(members[0]) as inner, target.open("wb") as out:

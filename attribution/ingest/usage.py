@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
+
 from gpulens.attribution.ingest import promql
 from gpulens.attribution.ingest.delivery import read_sql
 from gpulens.attribution.ingest.fields import Field, quote
@@ -68,8 +69,9 @@ def _stage_file(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     columns = {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE _gpulens_usage_raw").fetchall()}
     for name in REQUIRED:
         if name not in columns:
-            raise GpulensError(f"required column missing (usage files have {', '.join(COLUMNS)})",
-                               path=path, field=name)
+            raise GpulensError(
+                f"required column missing (usage files have {', '.join(COLUMNS)})", path=path, field=name
+            )
     fields = _fields(columns)
     numbered = f"SELECT row_number() OVER () AS _row, * FROM {read_sql(str(path))}"
     if str(path).endswith(".parquet"):
@@ -85,13 +87,18 @@ def _stage_file(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             continue
         hit = con.execute(
             f"SELECT _row, {f.raw()} FROM _gpulens_usage_num WHERE NULLIF(trim({f.raw()}), '') IS NOT NULL "
-            f"AND {f.cast(safe=True)} IS NULL ORDER BY _row LIMIT 1").fetchone()
+            f"AND {f.cast(safe=True)} IS NULL ORDER BY _row LIMIT 1"
+        ).fetchone()
         if hit:
             kind = "a timestamp" if f.kind == "timestamp" else "a number"
             raise GpulensError(f"{hit[1]!r} is not {kind}", path=path, row=int(hit[0]), field=f.name)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _gpulens_usage_typed AS SELECT _row, {typed} FROM _gpulens_usage_num")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _gpulens_usage_typed AS SELECT _row, {typed} FROM _gpulens_usage_num"
+    )
     for name, bad, problem in (*((n, f"{n} IS NULL", "is empty") for n in REQUIRED), *RANGES):
-        hit = con.execute(f"SELECT _row, {name} FROM _gpulens_usage_typed WHERE {bad} ORDER BY _row LIMIT 1").fetchone()
+        hit = con.execute(
+            f"SELECT _row, {name} FROM _gpulens_usage_typed WHERE {bad} ORDER BY _row LIMIT 1"
+        ).fetchone()
         if hit:
             raise GpulensError(f"{hit[1]!r} {problem}", path=path, row=int(hit[0]), field=name)
     con.execute(f"INSERT INTO {STAGE} SELECT * EXCLUDE (_row) FROM _gpulens_usage_typed")
@@ -144,12 +151,18 @@ def ingest_usage_rows(con: duckdb.DuckDBPyConnection, rows: Iterable[UsageRow]) 
 # --- Prometheus --------------------------------------------------------------------------------------
 
 
-def query_range(base_url: str, query: str, start: datetime, end: datetime, *, timeout: float = 30.0) -> list[dict]:
+def query_range(
+    base_url: str, query: str, start: datetime, end: datetime, *, timeout: float = 30.0
+) -> list[dict]:
     """Prometheus `/api/v1/query_range` at a 1 h step; the `result` matrix."""
-    params = urllib.parse.urlencode({
-        "query": query, "start": start.replace(tzinfo=timezone.utc).timestamp(),
-        "end": end.replace(tzinfo=timezone.utc).timestamp(), "step": "3600",
-    })
+    params = urllib.parse.urlencode(
+        {
+            "query": query,
+            "start": start.replace(tzinfo=timezone.utc).timestamp(),
+            "end": end.replace(tzinfo=timezone.utc).timestamp(),
+            "step": "3600",
+        }
+    )
     url = f"{base_url.rstrip('/')}/api/v1/query_range?{params}"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - the user's URL
@@ -179,7 +192,9 @@ def usage_from_prometheus(base_url: str, start: datetime, end: datetime) -> list
     held = query_range(base_url, promql.HELD_SECONDS_PER_HOUR, first, last)
     sm = _by_gpu_hour(query_range(base_url, promql.SM_ACTIVE_MEAN_PER_HOUR, first, last))
     util = _by_gpu_hour(query_range(base_url, promql.UTILIZATION_MEAN_PER_HOUR, first, last))
-    nodes = {s["metric"].get("node", ""): s["metric"] for s in query_range(base_url, promql.NODE_INFO, first, last)}
+    nodes = {
+        s["metric"].get("node", ""): s["metric"] for s in query_range(base_url, promql.NODE_INFO, first, last)
+    }
     rows = []
     for series in held:
         m = series["metric"]
@@ -190,11 +205,20 @@ def usage_from_prometheus(base_url: str, start: datetime, end: datetime) -> list
             seconds = min(max(float(v), 0.0), 3600.0)  # increase() extrapolates past the hour's edges
             if seconds <= 0:
                 continue
-            rows.append(UsageRow(
-                hour=hour, node=node or None, instance_id=info.get("instance_id"), cluster=info.get("cluster"),
-                gpu=int(gpu) if gpu.isdigit() else None, gpu_uuid=m.get("uuid"), model=m.get("model"),
-                job_id=m.get("job_id"), team=m.get("team"), gpu_seconds=seconds,
-                sm_active=sm.get((node, gpu, hour)), utilization=util.get((node, gpu, hour)),
-            ))
+            rows.append(
+                UsageRow(
+                    hour=hour,
+                    node=node or None,
+                    instance_id=info.get("instance_id"),
+                    cluster=info.get("cluster"),
+                    gpu=int(gpu) if gpu.isdigit() else None,
+                    gpu_uuid=m.get("uuid"),
+                    model=m.get("model"),
+                    job_id=m.get("job_id"),
+                    team=m.get("team"),
+                    gpu_seconds=seconds,
+                    sm_active=sm.get((node, gpu, hour)),
+                    utilization=util.get((node, gpu, hour)),
+                )
+            )
     return rows
-

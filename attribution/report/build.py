@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import duckdb
+
 from gpulens.attribution import allocate as alloc
 from gpulens.attribution.allocate import allocate
 from gpulens.attribution.flags import find_flags

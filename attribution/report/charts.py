@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from html import escape
 
-from gpulens.attribution.report.model import WeeklyReport
-from gpulens.attribution.report.tables import cents
 from reportlab.graphics.shapes import Drawing, Rect, String
 from reportlab.lib import colors
+
+from gpulens.attribution.report.model import WeeklyReport
+from gpulens.attribution.report.tables import cents
 
 PALETTE = ("#2f6db5", "#a9c4e6", "#d98b2b", "#8a8a8a")
 LABEL_W, BAR_H, GAP, WIDTH, VALUE_W = 150.0, 14.0, 10.0, 640.0, 90.0

@@ -5,15 +5,16 @@ from __future__ import annotations
 import io
 from html import escape
 
-from gpulens.attribution.report.charts import charts, to_drawing
-from gpulens.attribution.report.model import WeeklyReport
-from gpulens.attribution.report.tables import Cell, format_cell, sections
-from gpulens.attribution.report.tables import Table as Section
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from gpulens.attribution.report.charts import charts, to_drawing
+from gpulens.attribution.report.model import WeeklyReport
+from gpulens.attribution.report.tables import Cell, format_cell, sections
+from gpulens.attribution.report.tables import Table as Section
 
 _STYLES = getSampleStyleSheet()
 _CELL = ParagraphStyle("cell", parent=_STYLES["BodyText"], fontSize=7.5, leading=9)

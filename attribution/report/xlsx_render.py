@@ -11,10 +11,11 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import xlsxwriter
-from gpulens.attribution.report.model import WeeklyReport
-from gpulens.attribution.report.tables import Cell, sections
 from xlsxwriter.format import Format
 from xlsxwriter.worksheet import Worksheet
+
+from gpulens.attribution.report.model import WeeklyReport
+from gpulens.attribution.report.tables import Cell, sections
 
 
 def _currency_format(currency: str) -> str:

@@ -1,7 +1,8 @@
 """GPU -> job from trainer datagrams (SPEC §4 `pid`, `gpu`, `job_id`, `team`).
 
-A mapping ends when its process exits, or when no record has arrived for `timeout` seconds (the
-process may live in another pid namespace, where we cannot see it exit).
+A mapping ends when its process exits, or when no record has arrived for `timeout` seconds. A pid
+the agent cannot see at all (the trainer runs in another pid namespace, e.g. a container without
+hostPID) is never declared dead: only the timeout ends its mapping.
 """
 
 from __future__ import annotations
@@ -23,22 +24,24 @@ class TrainerMapper:
         self._alive = alive
         self._clock = clock
         self._lock = threading.Lock()
-        self._by_gpu: dict[int, tuple[int, str, str, float]] = {}  # gpu -> (pid, job, team, last seen)
+        # gpu -> (pid, job, team, last seen, pid visible to us when last seen)
+        self._by_gpu: dict[int, tuple[int, str, str, float, bool]] = {}
 
     def observe(self, gpu: int, pid: int, job_id: str, team: str) -> None:
-        """Called by the socket thread for every step record that names a pid and a GPU."""
+        """Called from the socket thread (at most once a second per rank) for records naming a pid and GPU."""
+        visible = self._alive is not None and pid > 0 and self._alive(pid)
         with self._lock:
-            self._by_gpu[gpu] = (pid, job_id, team, self._clock())
+            self._by_gpu[gpu] = (pid, job_id, team, self._clock(), visible)
 
     def current(self) -> dict[int, tuple[str, str]]:
         """GPU index -> (job_id, team) for mappings still alive; expired ones are dropped."""
         now = self._clock()
         with self._lock:
-            for gpu, (pid, _job, _team, seen) in list(self._by_gpu.items()):
-                gone = self._alive is not None and pid > 0 and not self._alive(pid)
-                if gone or now - seen > self.timeout:
+            for gpu, (pid, _job, _team, seen, visible) in list(self._by_gpu.items()):
+                exited = visible and self._alive is not None and not self._alive(pid)
+                if exited or now - seen > self.timeout:
                     del self._by_gpu[gpu]
-            return {gpu: (job, team) for gpu, (_pid, job, team, _seen) in self._by_gpu.items()}
+            return {gpu: (job, team) for gpu, (_pid, job, team, _seen, _visible) in self._by_gpu.items()}
 
     def annotate(self, readings: Sequence[GpuReading]) -> list[GpuReading]:
         jobs = self.current()

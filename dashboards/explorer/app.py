@@ -20,10 +20,11 @@ from typing import Any
 import dash
 from dash import Dash, Input, Output, State, dcc, html
 from flask import Response, request
+from werkzeug.serving import BaseWSGIServer, make_server
+
 from gpulens.dashboards.explorer import ids, urlstate
 from gpulens.dashboards.explorer.pages import cost, training, utilization
 from gpulens.dashboards.explorer.queries import Queries
-from werkzeug.serving import BaseWSGIServer, make_server
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ class ExplorerConfig:
     auth: tuple[str, str] | None = None  # (user, password) for HTTP basic auth; None: no auth
 
 
-def create_app(config: ExplorerConfig) -> Dash:
-    queries = Queries(config.warehouse, prometheus=config.prometheus)
+def create_app(config: ExplorerConfig, queries: Queries | None = None) -> Dash:
+    queries = queries or Queries(config.warehouse, prometheus=config.prometheus)
     app = Dash(__name__, title="gpulens explorer", update_title=None, suppress_callback_exceptions=True,
                assets_folder=str(Path(__file__).parent / "assets"))
     app.layout = shell
@@ -117,7 +118,9 @@ class ExplorerServer:
 
     def __init__(self, config: ExplorerConfig) -> None:
         self.config = config
-        self.app = create_app(config)
+        self.queries = Queries(config.warehouse, prometheus=config.prometheus)
+        self.app = create_app(config, self.queries)
+        self.warm = threading.Event()  # set once the first views' data is cached
         _check_bindable(config.host, config.port)
         self._server: BaseWSGIServer = make_server(config.host, config.port, self.app.server, threaded=True)
         self._thread: threading.Thread | None = None
@@ -126,10 +129,20 @@ class ExplorerServer:
     def url(self) -> str:
         return f"http://{self.config.host}:{self._server.server_port}"
 
+    def _prewarm(self) -> None:
+        try:
+            self.queries.prewarm()
+        except Exception:  # noqa: BLE001 - a cold cache is slower, never fatal; the pages report errors
+            log.warning("could not prewarm the explorer's cache", exc_info=True)
+        finally:
+            self.warm.set()
+
     def serve_forever(self) -> None:
+        threading.Thread(target=self._prewarm, name="explorer-prewarm", daemon=True).start()
         self._server.serve_forever()
 
     def start(self) -> None:
+        threading.Thread(target=self._prewarm, name="explorer-prewarm", daemon=True).start()
         self._thread = threading.Thread(target=self._server.serve_forever, name="explorer", daemon=True)
         self._thread.start()
 

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
+
 from gpulens.attribution.model import Flags
-from gpulens.attribution.warehouse import Warehouse
+from gpulens.dashboards.explorer.readonly import ReadOnlyWarehouse
 
 T = TypeVar("T")
 
@@ -68,7 +69,7 @@ class Queries:
     """Read-only access to one warehouse (and optionally a Prometheus for live views)."""
 
     def __init__(self, warehouse: Path, *, prometheus: str | None = None, cache_size: int = 256) -> None:
-        self.warehouse = Warehouse(warehouse)
+        self.warehouse = ReadOnlyWarehouse(warehouse)
         self.prometheus = prometheus.rstrip("/") if prometheus else None
         self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._cache_size = cache_size
@@ -76,8 +77,7 @@ class Queries:
 
     # -- plumbing -------------------------------------------------------------------------------
     def _version(self) -> int:
-        path = self.warehouse.path
-        return path.stat().st_mtime_ns if path.exists() else 0
+        return self.warehouse.version()
 
     def _cached(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
         key = (self._version(), *key)
@@ -93,7 +93,7 @@ class Queries:
         return value
 
     def _frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        with self.warehouse.connect(read_only=True) as con:
+        with self.warehouse.cursor() as con:
             return con.execute(sql, list(params)).df()
 
     # -- what is there --------------------------------------------------------------------------
@@ -101,7 +101,7 @@ class Queries:
         return self._cached(("range",), self._data_range)
 
     def _data_range(self) -> DataRange:
-        with self.warehouse.connect(read_only=True) as con:
+        with self.warehouse.cursor() as con:
             periods = tuple(r[0] for r in con.execute(
                 "SELECT DISTINCT period FROM allocations ORDER BY 1").fetchall())
             first, last = con.execute("SELECT min(day), max(day) FROM allocations").fetchone() or (None, None)
@@ -117,7 +117,7 @@ class Queries:
         """Rows per table, for empty states ("run `gpulens ingest cur`")."""
         def compute() -> dict[str, int]:
             tables = ("cost_line_items", "gpu_usage_hourly", "train_metrics", "allocations")
-            with self.warehouse.connect(read_only=True) as con:
+            with self.warehouse.cursor() as con:
                 return {t: int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}  # type: ignore[index]
         return self._cached(("counts",), compute)
 
@@ -190,14 +190,28 @@ class Queries:
 
     # -- /utilization ---------------------------------------------------------------------------
     def flags(self, window_hours: int, sm_threshold: float) -> Flags:
-        """`find_flags` over the window ending at the newest usage hour: exactly `gpulens flags`."""
-        def compute() -> Flags:
-            from gpulens.attribution.flags import find_flags
+        """`find_flags` over the window ending at the newest usage hour: exactly `gpulens flags`.
 
-            with self.warehouse.connect(read_only=True) as con:
-                return find_flags(con, window=timedelta(hours=window_hours), until=None,
-                                  sm_threshold=sm_threshold)
-        return self._cached(("flags", window_hours, sm_threshold), compute)
+        Priced once per window: `find_flags` runs with a threshold of 1.0 (every pair held >= 1 h)
+        and the pairs below `sm_threshold` are kept, which is the same set its own `measured <
+        threshold` filter returns for any threshold <= 1, so moving the threshold slider costs nothing.
+        """
+        every = self._cached(("flags", window_hours), lambda: self._find_flags(window_hours))
+        kept = tuple(u for u in every.underutilized if u.sm_active < sm_threshold)
+        return Flags(underutilized=kept, divergent_runs=every.divergent_runs)
+
+    def _find_flags(self, window_hours: int) -> Flags:
+        from gpulens.attribution.flags import find_flags
+
+        with self.warehouse.cursor() as con:
+            return find_flags(con, window=timedelta(hours=window_hours), until=None, sm_threshold=1.0)
+
+    def prewarm(self, windows: Sequence[int] = (24, 168, 720)) -> None:
+        """Computes what the first page views need (flags per window priced once), e.g. at startup."""
+        self.data_range()
+        self.counts()
+        for hours in windows:
+            self.flags(hours, 0.25)
 
     def underutilized(self, f: UtilFilter) -> pd.DataFrame:
         """The flagged (GPU, job) pairs as a table, filtered by model and team."""
@@ -225,9 +239,8 @@ class Queries:
             if rng.newest_usage_hour is None:
                 return pd.DataFrame(columns=["gpu_label", "model", "bucket", "value", "measure"])
             end = rng.newest_usage_hour + timedelta(hours=1)
-            start = end - timedelta(hours=f.window_hours)
             bucket = 1 if f.window_hours <= 48 else (6 if f.window_hours <= 240 else 24)
-            params: list[Any] = [start, end]
+            params: list[Any] = [end - timedelta(hours=f.window_hours), end]
             extra = ""
             if f.model != "all":
                 extra += " AND model ILIKE ?"
@@ -236,20 +249,19 @@ class Queries:
                 extra += " AND team IN (SELECT unnest(?::VARCHAR[]))"
                 params.append(list(f.teams))
             return self._frame(f"""
-                WITH u AS (
-                    SELECT node || ' / GPU ' || gpu AS gpu_label, any_value(model) OVER w AS model, hour,
-                           gpu_seconds, coalesce(sm_active, utilization) AS v,
-                           CASE WHEN sm_active IS NULL THEN 'utilization' ELSE 'sm_active' END AS measure
-                    FROM gpu_usage_hourly WHERE hour >= ? AND hour < ? {extra}
-                    WINDOW w AS (PARTITION BY node, gpu)),
+                WITH u AS MATERIALIZED (
+                    SELECT node, gpu, model, hour, gpu_seconds, coalesce(sm_active, utilization) AS v,
+                           sm_active IS NULL AS coarse
+                    FROM gpu_usage_hourly WHERE hour >= ? AND hour < ? {extra}),
                 ranked AS (
-                    SELECT gpu_label FROM u GROUP BY 1
-                    ORDER BY sum(v * gpu_seconds) / sum(gpu_seconds), gpu_label LIMIT {int(limit)})
-                SELECT gpu_label, any_value(model) AS model,
+                    SELECT node, gpu FROM u GROUP BY node, gpu
+                    ORDER BY sum(v * gpu_seconds) / sum(gpu_seconds), node, gpu LIMIT {int(limit)})
+                SELECT node || ' / GPU ' || gpu AS gpu_label, any_value(model) AS model,
                        time_bucket(INTERVAL '{bucket} hours', hour) AS bucket,
-                       sum(v * gpu_seconds) / sum(gpu_seconds) AS value, any_value(measure) AS measure
-                FROM u WHERE gpu_label IN (SELECT gpu_label FROM ranked)
-                GROUP BY gpu_label, bucket ORDER BY gpu_label, bucket""", params)
+                       sum(v * gpu_seconds) / sum(gpu_seconds) AS value,
+                       CASE WHEN bool_or(coarse) THEN 'utilization' ELSE 'sm_active' END AS measure
+                FROM u SEMI JOIN ranked USING (node, gpu)
+                GROUP BY node, gpu, bucket ORDER BY node, gpu, bucket""", params)
         return self._cached(("heatmap", f, limit), compute)
 
     def coarse_nodes(self, window_hours: int) -> tuple[str, ...]:
@@ -307,31 +319,29 @@ class Queries:
         for d in flags.divergent_runs:
             kinds.setdefault(d.job_id, []).append(d.kind)
             first_step[d.job_id] = min(first_step.get(d.job_id, d.step), d.step)
+        after = self.cost_after(first_step)
         runs["anomalies"] = [", ".join(sorted(kinds.get(j, []))) for j in runs.job_id]
         runs["onset_step"] = [first_step.get(j) for j in runs.job_id]
-        runs["cost_after_onset"] = [self.cost_after(j, first_step[j]) if j in first_step else None
-                                    for j in runs.job_id]
+        runs["cost_after_onset"] = [after.get(j) for j in runs.job_id]
         runs["flagged"] = runs.job_id.isin(list(kinds))
         return runs.sort_values(["flagged", "cost_after_onset", "job_id"], ascending=[False, False, True],
                                 na_position="last").reset_index(drop=True)
 
-    def cost_after(self, job_id: str, step: int) -> float:
-        """Money allocated to the job from the onset (the timestamp of `step`) to the newest usage hour.
-
-        Computed by `attribution.allocate.daily_allocations` over that window (lines prorated by the
-        hour), so it is the allocation's own number, not a re-split here.
-        """
-        from gpulens.attribution.allocate import daily_allocations
-        from gpulens.attribution.flags import newest_usage_end
-
-        with self.warehouse.connect(read_only=True) as con:
-            onset = con.execute("SELECT min(ts) FROM train_metrics WHERE job_id = ? AND step >= ?",
-                                [job_id, step]).fetchone()
-            end = newest_usage_end(con)
-            if onset is None or onset[0] is None or end is None or onset[0] >= end:
-                return 0.0
-            rows = daily_allocations(con, onset[0], end)
-        return round(float(sum(r.cost for r in rows if r.job_id == job_id)), 2)
+    def cost_after(self, onset_steps: dict[str, int]) -> dict[str, float]:
+        """Money allocated to each job from the UTC day of its onset step on, read from `allocations`
+        (amortized; the table `gpulens attribute` writes is daily, so the onset day counts whole)."""
+        if not onset_steps:
+            return {}
+        df = self._frame("""
+            WITH onset AS (
+                SELECT o.job_id, min(m.ts)::DATE AS day
+                FROM (SELECT unnest(?::VARCHAR[]) AS job_id, unnest(?::BIGINT[]) AS step) o
+                JOIN train_metrics m ON m.job_id = o.job_id AND m.step >= o.step GROUP BY o.job_id)
+            SELECT onset.job_id, CAST(coalesce(sum(a.cost), 0) AS DOUBLE) AS cost
+            FROM onset LEFT JOIN allocations a
+              ON a.job_id = onset.job_id AND a.day >= onset.day AND a.basis = 'amortized'
+            GROUP BY onset.job_id""", [list(onset_steps), list(onset_steps.values())])
+        return {j: round(float(c), 2) for j, c in zip(df.job_id, df.cost, strict=True)}
 
     def curve(self, job_id: str, points: int = 1500) -> pd.DataFrame:
         """step, loss, step_seconds, mfu of one run (rank 0), bucketed in DuckDB to at most `points`."""

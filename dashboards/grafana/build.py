@@ -9,7 +9,6 @@ from typing import Any
 
 from gpulens.dashboards.grafana import fleet, node, team, training
 from gpulens.dashboards.grafana.model import Dashboard
-
 from gpulens.errors import GpulensError
 
 HERE = Path(__file__).parent

@@ -26,6 +26,8 @@ SM_ACTIVITY_WHY = (
     "source=utilization_ratio: read those as an upper bound."
 )
 
+LAST_VALUE = {"calcs": ["lastNotNull"], "fields": "", "values": False}
+STAT = {"colorMode": "background", "graphMode": "none", "reduceOptions": LAST_VALUE}
 RATIO_STEPS = (Step("red"), Step("orange", 0.25), Step("green", 0.5))
 
 

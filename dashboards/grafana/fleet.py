@@ -6,9 +6,11 @@ from gpulens.collector import metrics as m
 from gpulens.dashboards.grafana.common import (
     FLEET_UID,
     GPU_SCOPE,
+    LAST_VALUE,
     NODE,
     RATIO_STEPS,
     SM_ACTIVITY_WHY,
+    STAT,
     TRAINING_UID,
     gpu_activity,
     held,
@@ -26,14 +28,15 @@ THRESHOLD = Variable("threshold", "SM threshold", "custom", query="0.1, 0.25, 0.
 
 
 def gpu_states(window: str) -> str:
-    """One series per GPU state (busy, held not busy, idle), counting GPUs, over `window`."""
+    """One series per GPU state (busy, held not busy, idle, not answering), counting GPUs, over `window`."""
     activity, holding = gpu_activity(window), held(window)
-    up = in_cluster(f"{sel(m.GPU_UP.name, GPU_SCOPE)} == 1")
-    busy = f"(({activity}) >= $threshold) and on ({GPU_KEY}) ({holding})"
-    lazy = f"(({activity}) < $threshold) and on ({GPU_KEY}) ({holding})"
+    up, lost = (in_cluster(f"{sel(m.GPU_UP.name, GPU_SCOPE)} == {v}") for v in (1, 0))
+    # A GPU that stopped answering may still be held; it counts as not answering, not as held.
+    busy = f"(({activity}) >= $threshold) and on ({GPU_KEY}) ({holding}) and on ({GPU_KEY}) ({up})"
+    lazy = f"(({activity}) < $threshold) and on ({GPU_KEY}) ({holding}) and on ({GPU_KEY}) ({up})"
     idle = f"({up}) unless on ({GPU_KEY}) ({holding})"
-    parts = [f'label_replace({expr}, "state", "{state}", "", "")'
-             for expr, state in ((busy, "busy"), (lazy, "held, not busy"), (idle, "idle (not held)"))]
+    parts = [f'label_replace({expr}, "state", "{state}", "", "")' for expr, state in (
+        (busy, "busy"), (lazy, "held, not busy"), (idle, "idle (not held)"), (lost, "not answering"))]
     return "count by (state) (\n" + "\nor\n".join(parts) + "\n)"
 
 
@@ -46,37 +49,43 @@ def underutilized() -> str:
 
 STATE_DESCRIPTION = (
     "busy: held by a job with mean SM activity at or above the SM threshold; held, not busy: held "
-    "but below it (paid for, mostly idle); idle (not held): answering GPUs no job holds. "
+    "but below it (paid for, mostly idle); idle (not held): answering GPUs no job holds; not "
+    "answering: gpulens_gpu_up is 0. "
     + SM_ACTIVITY_WHY
 )
 
 
-def panels() -> tuple[Panel, ...]:
-    xid = m.GPU_XID_ERRORS.name
+
+
+
+def now_panels() -> tuple[Panel, ...]:
+    """One-number answers for the last 5 minutes."""
     activity_now = gpu_activity("5m")
     return (
         row("Now"),
         Panel("GPUs by state", "stat", STATE_DESCRIPTION, (Target(gpu_states("5m"), "{{state}}", instant=True),),
-              width=10, height=5, options={"colorMode": "background", "graphMode": "none", "textMode": "value_and_name",
-                                          "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
+              width=10, height=5, options=STAT | {"textMode": "value_and_name"},
               thresholds=(Step("blue"),)),
         Panel("Fleet mean SM activity", "stat", "Mean over all selected GPUs, last 5 minutes. " + SM_ACTIVITY_WHY,
               (Target(f"avg(\n{activity_now}\n)", instant=True),), unit="percentunit", width=5, height=5,
               min=0, max=1, thresholds=RATIO_STEPS,
               options={"colorMode": "value", "graphMode": "area",
-                       "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}),
+                       "reduceOptions": LAST_VALUE}),
         Panel("GPUs not answering", "stat", "GPUs whose gpulens_gpu_up is 0 (fallen off the bus, driver lost "
               "them): the GpuLost alert fires after a minute.",
               (Target(f"sum(1 - ({in_cluster(sel(m.GPU_UP.name, NODE))}))", instant=True),),
               width=4, height=5, thresholds=(Step("green"), Step("red", 1)), no_value="0",
-              options={"colorMode": "background", "graphMode": "none",
-                       "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}),
+              options=STAT),
         Panel("Non-recoverable XIDs", "stat", "XID events NVIDIA's catalog classes as not recoverable by the "
               "application, counted since each agent started (see Node & GPU for which GPU).",
-              (Target(f"sum({in_cluster(sel(xid, NON_RECOVERABLE))})", instant=True),),
+              (Target(f"sum({in_cluster(sel(m.GPU_XID_ERRORS.name, NON_RECOVERABLE))})", instant=True),),
               width=5, height=5, thresholds=(Step("green"), Step("red", 1)), no_value="0",
-              options={"colorMode": "background", "graphMode": "none",
-                       "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}),
+              options=STAT),
+    )
+
+
+def trend_panels() -> tuple[Panel, ...]:
+    return (
         row("Over time"),
         Panel("GPUs: busy vs held vs idle", "timeseries", STATE_DESCRIPTION, (Target(gpu_states(W), "{{state}}"),),
               width=12, custom={"drawStyle": "bars", "fillOpacity": 80, "stacking": {"mode": "normal"}, "lineWidth": 0},
@@ -96,6 +105,13 @@ def panels() -> tuple[Panel, ...]:
                       "GPU utilization (coarse)")),
               unit="percentunit", min=0, max=1, width=24, thresholds=RATIO_STEPS,
               custom={"fillOpacity": 10, "thresholdsStyle": {"mode": "dashed"}}),
+    )
+
+
+def attention_panels() -> tuple[Panel, ...]:
+    """Where to look: underutilized GPUs and XID errors."""
+    xid = m.GPU_XID_ERRORS.name
+    return (
         row("Attention"),
         Panel("Underutilized GPUs (last hour)", "table", "GPUs a job held for the whole last hour at a mean SM "
               "activity below the SM threshold: the GpuUnderutilized alert and `gpulens flags` use the same rule "
@@ -120,5 +136,5 @@ def dashboard() -> Dashboard:
     return Dashboard(
         FLEET_UID, "gpulens / Fleet overview",
         "How much of the fleet is doing work: GPUs busy, held but idle, or free; SM activity; XID errors.",
-        panels(), (*variables(), THRESHOLD), links=links(FLEET_UID), time_from="now-6h",
+        now_panels() + trend_panels() + attention_panels(), (*variables(), THRESHOLD), links=links(FLEET_UID), time_from="now-6h",
     )

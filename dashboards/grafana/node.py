@@ -5,6 +5,7 @@ from __future__ import annotations
 from gpulens.collector import metrics as m
 from gpulens.dashboards.grafana.common import (
     GPU_SCOPE,
+    LAST_VALUE,
     NODE,
     NODE_UID,
     RATIO_STEPS,
@@ -81,7 +82,7 @@ def device_panels() -> tuple[Panel, ...]:
               "(increase of gpulens_gpu_energy_joules_total).",
               (Target(f"sum by (node) ({per_gpu(f'increase({sel(m.GPU_ENERGY.name, GPU_SCOPE)}[$__range])')})",
                       "{{node}}", instant=True),), unit="joule", width=8,
-              options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}),
+              options={"reduceOptions": LAST_VALUE}),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from gpulens.collector import metrics as m
 from gpulens.dashboards.grafana.common import (
     GPU_SCOPE,
+    LAST_VALUE,
     RATIO_STEPS,
     SM_ACTIVITY_WHY,
     TEAM_UID,
@@ -27,7 +28,7 @@ WASTE_STEP_SECONDS = 300
 WASTE_WHY = ("Waste = GPU time held x (1 - mean SM activity), the same definition as the cost report's waste "
              "(SPEC §6), in GPU-hours: hours paid for in which the SMs had nothing to do.")
 BAR = {"displayMode": "gradient", "orientation": "horizontal", "showUnfilled": True,
-       "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}
+       "reduceOptions": LAST_VALUE}
 
 
 def gpu_hours(by: str) -> str:
@@ -44,7 +45,8 @@ def wasted_hours(by: str) -> str:
     return f"sum by ({by}) (\n{slices}\n) * {WASTE_STEP_SECONDS} / 3600"
 
 
-def panels() -> tuple[Panel, ...]:
+def range_panels() -> tuple[Panel, ...]:
+    """Per-team totals over the dashboard's time range."""
     return (
         row("In the selected time range"),
         Panel("GPU-hours held, by team", "bargauge", "GPU-hours each team's jobs held GPUs in the time range "
@@ -56,6 +58,11 @@ def panels() -> tuple[Panel, ...]:
               "last 5 minutes. " + SM_ACTIVITY_WHY,
               (Target(activity_while_held("team", "5m"), "{{team}}", instant=True),), unit="percentunit",
               min=0, max=1, width=8, thresholds=RATIO_STEPS, options=BAR),
+    )
+
+
+def trend_panels() -> tuple[Panel, ...]:
+    return (
         row("Over time"),
         Panel("GPUs held, by team", "timeseries", "GPUs held by each team's jobs (GPU-seconds held per second).",
               (Target(f"sum by (team) ({held(W)})", "{{team}}"),), min=0, width=12,
@@ -67,6 +74,12 @@ def panels() -> tuple[Panel, ...]:
               "each team accrues waste, in GPUs. " + WASTE_WHY + " " + SM_ACTIVITY_WHY,
               (Target(f"sum by (team) (\n{idle_of_held(W)}\n)", "{{team}}"),), min=0, width=24,
               custom={"fillOpacity": 60, "stacking": {"mode": "normal"}}),
+    )
+
+
+def job_table() -> tuple[Panel, ...]:
+    """One row per job: GPU-hours, waste and SM activity, merged from three instant queries."""
+    return (
         row("Jobs"),
         Panel("Jobs in the time range", "table", "Per job: GPU-hours held, wasted GPU-hours, and SM activity "
               "while held over the last 5 minutes. Click a job to open it. " + SM_ACTIVITY_WHY,
@@ -99,5 +112,5 @@ def dashboard() -> Dashboard:
     return Dashboard(
         TEAM_UID, "gpulens / Team usage",
         "GPU-hours each team held, how busy it kept them, and the waste: the usage side of cost attribution.",
-        panels(), variables(), links=links(TEAM_UID), time_from="now-7d", refresh="5m",
+        range_panels() + trend_panels() + job_table(), variables(), links=links(TEAM_UID), time_from="now-7d", refresh="5m",
     )

@@ -8,6 +8,7 @@ from gpulens.dashboards.grafana.common import (
     NODE,
     RATIO_STEPS,
     SM_ACTIVITY_WHY,
+    STAT,
     TRAINING_UID,
     activity_of_held,
     held,
@@ -57,8 +58,7 @@ def throughput_panels() -> tuple[Panel, ...]:
               (Target(f"time() - max by (job_id) ({sel(m.TRAIN_LAST_STEP.name, TRAIN)})", "{{job_id}}",
                       instant=True),),
               unit="s", width=8, thresholds=(Step("green"), Step("orange", 300), Step("red", 600)),
-              options={"colorMode": "background", "graphMode": "none",
-                       "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}),
+              options=STAT),
         Panel("Step time quantiles", "timeseries", "Step wall time (CUDA events, no host sync) p50/p90/p99 over "
               "all ranks. A p99 far above p50 means stragglers or periodic stalls (checkpoints, evaluation).",
               tuple(Target(step_quantile(q), f"{{{{job_id}}}} {name}") for name, q in QUANTILES),
@@ -85,8 +85,7 @@ def loss_panels() -> tuple[Panel, ...]:
               (Target(f"sum by (job_id, kind) ({sel(m.TRAIN_ANOMALIES.name, TRAIN)})", "{{job_id}} {{kind}}",
                       instant=True),),
               width=8, height=9, thresholds=(Step("green"), Step("red", 1)), no_value="0",
-              options={"colorMode": "background", "graphMode": "none", "textMode": "value_and_name",
-                       "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}),
+              options=STAT | {"textMode": "value_and_name"}),
     )
 
 

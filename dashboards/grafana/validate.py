@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+
 from gpulens.dashboards.grafana.model import GRID_COLUMNS
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "dashboard.schema.json"

@@ -21,7 +21,9 @@ class AlertOptions:
     """
 
     runbook_base: str = DEFAULT_RUNBOOK_BASE
-    agent_job: str = "gpulens(-agent)?"
+    # Matches `gpulens` (a plain scrape config), `gpulens-agent` and the Helm chart's ServiceMonitor
+    # job, which is the agent Service's name: `<release>-gpulens-agent`.
+    agent_job: str = "(.+-)?gpulens(-agent)?"
     sm_threshold: float = 0.25
     held_fraction: float = 0.95  # "held for the hour", allowing for scrape jitter at the edges
     stall_minutes: int = 10

@@ -14,13 +14,18 @@ from gpulens.commands._options import add_warehouse_option, warehouse_path
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "attribute", help="allocate a billing period's cost to teams, idle and unallocated",
+        "attribute",
+        help="allocate a billing period's cost to teams, idle and unallocated",
         description="Allocate a period (SPEC §6), write the allocations table and print the result. Exits 1 "
-                    "if teams + idle + unallocated ever differ from the total by a cent.",
+        "if teams + idle + unallocated ever differ from the total by a cent.",
     )
     parser.add_argument("--period", required=True, metavar="YYYY-MM")
-    parser.add_argument("--tag-key", default="team", help="cost allocation tag naming the team (default team)")
-    parser.add_argument("--cluster-tag-key", default="cluster", help="tag naming the cluster (default cluster)")
+    parser.add_argument(
+        "--tag-key", default="team", help="cost allocation tag naming the team (default team)"
+    )
+    parser.add_argument(
+        "--cluster-tag-key", default="cluster", help="tag naming the cluster (default cluster)"
+    )
     parser.add_argument("--idle", choices=("separate", "share"), default="separate")
     parser.add_argument("--cost", choices=("amortized", "billed"), default="amortized")
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
@@ -34,7 +39,11 @@ def _attribute(args: argparse.Namespace) -> int:
 
     with Warehouse(warehouse_path(args)).connect() as con:
         allocation = store_allocations(
-            con, args.period, tag_key=args.tag_key, cluster_tag_key=args.cluster_tag_key, idle=args.idle,
+            con,
+            args.period,
+            tag_key=args.tag_key,
+            cluster_tag_key=args.cluster_tag_key,
+            idle=args.idle,
             basis=args.cost,
         )
     {"json": _json, "csv": _csv, "table": _table}[args.format](allocation)
@@ -44,13 +53,23 @@ def _attribute(args: argparse.Namespace) -> int:
 def as_json(a: Any) -> dict[str, Any]:
     """SPEC §2 shape; money as numbers in the billing currency, never rounded before summing."""
     return {
-        "period": a.period, "currency": a.currency, "total": float(a.total), "billed_total": float(a.billed_total),
+        "period": a.period,
+        "currency": a.currency,
+        "total": float(a.total),
+        "billed_total": float(a.billed_total),
         "teams": [
-            {"team": t.team, "direct": float(t.direct), "shared": float(t.shared), "total": float(t.total),
-             "gpu_hours": float(t.gpu_hours), "waste": float(t.waste)}
+            {
+                "team": t.team,
+                "direct": float(t.direct),
+                "shared": float(t.shared),
+                "total": float(t.total),
+                "gpu_hours": float(t.gpu_hours),
+                "waste": float(t.waste),
+            }
             for t in a.teams
         ],
-        "idle": float(a.idle), "unallocated": float(a.unallocated),
+        "idle": float(a.idle),
+        "unallocated": float(a.unallocated),
     }
 
 
@@ -62,7 +81,9 @@ def _csv(a: Any) -> None:
     out = csv.writer(sys.stdout, lineterminator="\n")
     out.writerow(["period", "currency", "kind", "team", "direct", "shared", "total", "gpu_hours", "waste"])
     for t in a.teams:
-        out.writerow([a.period, a.currency, "team", t.team, t.direct, t.shared, t.total, t.gpu_hours, t.waste])
+        out.writerow(
+            [a.period, a.currency, "team", t.team, t.direct, t.shared, t.total, t.gpu_hours, t.waste]
+        )
     out.writerow([a.period, a.currency, "idle", "", "", "", a.idle, "", ""])
     out.writerow([a.period, a.currency, "unallocated", "", "", "", a.unallocated, "", ""])
 
@@ -75,8 +96,10 @@ def _table(a: Any) -> None:
     print(f"{a.period}  {a.basis} cost  {_money(a.total)} {a.currency}  (billed {_money(a.billed_total)})")
     print(f"{'team':<24}{'direct':>14}{'shared':>14}{'total':>14}{'GPU hours':>12}{'waste':>14}")
     for t in a.teams:
-        print(f"{t.team:<24}{_money(t.direct):>14}{_money(t.shared):>14}{_money(t.total):>14}"
-              f"{float(t.gpu_hours):>12.1f}{_money(t.waste):>14}")
+        print(
+            f"{t.team:<24}{_money(t.direct):>14}{_money(t.shared):>14}{_money(t.total):>14}"
+            f"{float(t.gpu_hours):>12.1f}{_money(t.waste):>14}"
+        )
     print(f"{'idle':<24}{'':>28}{_money(a.idle):>14}")
     print(f"{'unallocated':<24}{'':>28}{_money(a.unallocated):>14}")
     for line in a.unallocated_lines[:10]:

@@ -31,10 +31,19 @@ def utc_time(text: str) -> datetime:
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("flags", help="underutilized GPUs and divergent runs")
-    parser.add_argument("--window", type=duration, default=timedelta(hours=24), help="look-back (default 24h)")
-    parser.add_argument("--until", type=utc_time, default=None, metavar="T",
-                        help="end of the window (default: the newest usage hour in the warehouse)")
-    parser.add_argument("--sm-threshold", type=float, default=0.25, help="mean SM activity below this flags a GPU")
+    parser.add_argument(
+        "--window", type=duration, default=timedelta(hours=24), help="look-back (default 24h)"
+    )
+    parser.add_argument(
+        "--until",
+        type=utc_time,
+        default=None,
+        metavar="T",
+        help="end of the window (default: the newest usage hour in the warehouse)",
+    )
+    parser.add_argument(
+        "--sm-threshold", type=float, default=0.25, help="mean SM activity below this flags a GPU"
+    )
     parser.add_argument("--format", choices=("table", "json"), default="table")
     add_warehouse_option(parser)
     parser.set_defaults(handler=_flags)
@@ -44,8 +53,16 @@ def as_json(flags: Any) -> dict[str, Any]:
     """SPEC §2 shape."""
     return {
         "underutilized": [
-            {"node": u.node, "instance_id": u.instance_id, "gpu": u.gpu, "team": u.team, "job_id": u.job_id,
-             "hours": u.hours, "sm_active": u.sm_active, "waste": float(u.waste)}
+            {
+                "node": u.node,
+                "instance_id": u.instance_id,
+                "gpu": u.gpu,
+                "team": u.team,
+                "job_id": u.job_id,
+                "hours": u.hours,
+                "sm_active": u.sm_active,
+                "waste": float(u.waste),
+            }
             for u in flags.underutilized
         ],
         "divergent_runs": [
@@ -66,8 +83,10 @@ def _flags(args: argparse.Namespace) -> int:
     print(f"underutilized GPUs ({len(flags.underutilized)}):")
     for u in flags.underutilized:
         label = "SM" if u.measure == "sm_active" else "util (no SM metric)"
-        print(f"  {u.node or u.instance_id} gpu {u.gpu}  {u.team or '-'}/{u.job_id}  {u.hours:.1f} h  "
-              f"{label} {u.sm_active:.0%}  waste {u.waste:.2f}")
+        print(
+            f"  {u.node or u.instance_id} gpu {u.gpu}  {u.team or '-'}/{u.job_id}  {u.hours:.1f} h  "
+            f"{label} {u.sm_active:.0%}  waste {u.waste:.2f}"
+        )
     print(f"divergent runs ({len(flags.divergent_runs)}):")
     for r in flags.divergent_runs:
         print(f"  {r.job_id} ({r.team or '-'}): {r.kind} at step {r.step}")

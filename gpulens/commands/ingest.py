@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gpulens.commands._options import add_warehouse_option, warehouse_path
+from gpulens.commands.flags import utc_time
 from gpulens.errors import GpulensError
 
 
@@ -19,39 +20,42 @@ def register(subparsers: Any) -> None:
     sub = parser.add_subparsers(dest="ingest_command", metavar="WHAT", required=True)
 
     cur = sub.add_parser(
-        "cur", help="load a CUR 2.0, legacy CUR or FOCUS delivery",
+        "cur",
+        help="load a CUR 2.0, legacy CUR or FOCUS delivery",
         description="Load one delivery: files, directories (manifests honoured) or s3://bucket/prefix. The "
-                    "delivery replaces every line already held for its billing periods and payer accounts, "
-                    "in one transaction; any bad file changes nothing.",
+        "delivery replaces every line already held for its billing periods and payer accounts, "
+        "in one transaction; any bad file changes nothing.",
     )
     cur.add_argument("paths", nargs="+", metavar="PATH", help="file, directory or s3://bucket/prefix")
-    cur.add_argument("--format", choices=("cur2", "legacy", "focus"), default=None,
-                     help="the export flavour (default: detected from the columns)")
-    cur.add_argument("--endpoint-url", default=None, metavar="URL",
-                     help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
+    cur.add_argument(
+        "--format",
+        choices=("cur2", "legacy", "focus"),
+        default=None,
+        help="the export flavour (default: detected from the columns)",
+    )
+    cur.add_argument(
+        "--endpoint-url",
+        default=None,
+        metavar="URL",
+        help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)",
+    )
     add_warehouse_option(cur)
     cur.set_defaults(handler=_cur)
 
     usage = sub.add_parser("usage", help="load hourly GPU usage rollups from files or Prometheus")
     usage.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="CSV or Parquet rollup files")
     usage.add_argument("--prometheus", metavar="URL", help="read the agent's metrics from this Prometheus")
-    usage.add_argument("--start", type=_utc, metavar="T", help="first hour (ISO 8601, UTC unless stated)")
-    usage.add_argument("--end", type=_utc, metavar="T", help="end of the last hour (exclusive)")
+    usage.add_argument("--start", type=utc_time, metavar="T", help="first hour (ISO 8601, UTC unless stated)")
+    usage.add_argument("--end", type=utc_time, metavar="T", help="end of the last hour (exclusive)")
     add_warehouse_option(usage)
     usage.set_defaults(handler=_usage)
 
     runs = sub.add_parser("runs", help="load training-run metrics and scan their loss curves")
-    runs.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="trainer JSONL or CSV step,loss[,...]")
+    runs.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="trainer JSONL or CSV step,loss[,...]"
+    )
     add_warehouse_option(runs)
     runs.set_defaults(handler=_runs)
-
-
-def _utc(text: str) -> datetime:
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
-    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
 
 
 def _cur(args: argparse.Namespace) -> int:
@@ -67,8 +71,10 @@ def _cur(args: argparse.Namespace) -> int:
         with _progress(len(files)) as advance:
             result = ingest_cur(con, files, fmt=args.format, now=now, on_file=advance)
     periods = ", ".join(f"{p} (payer {a})" for p, a in result.periods)
-    print(f"ingested {result.line_items} {result.format} line items from {len(result.files)} file(s) "
-          f"for {periods}; replaced {result.replaced} earlier line items")
+    print(
+        f"ingested {result.line_items} {result.format} line items from {len(result.files)} file(s) "
+        f"for {periods}; replaced {result.replaced} earlier line items"
+    )
     return 0
 
 
@@ -82,9 +88,10 @@ class _progress:
     def __enter__(self) -> Any:
         if not sys.stderr.isatty():
             return lambda _src: None
+        from rich.console import Console
         from rich.progress import Progress
 
-        self.bar = Progress(transient=True, console=None)
+        self.bar = Progress(transient=True, console=Console(stderr=True))
         self.bar.start()
         task = self.bar.add_task("ingesting", total=self.total)
 

@@ -30,10 +30,15 @@ def write_runs(scenario: Scenario, out: Path) -> list[Path]:
             continue
         path = out / f"{job.job_id}.jsonl"
         with path.open("w") as fh:
-            for record in run_records(scenario, job, seed=scenario.seed * 1000 + i):
+            for record in run_records(scenario, job, seed=run_seed(scenario, i)):
                 fh.write(json.dumps(record) + "\n")
         written.append(path)
     return written
+
+
+def run_seed(scenario: Scenario, index: int) -> int:
+    """The noise seed of the scenario's `index`-th job's log."""
+    return scenario.seed * 1000 + index
 
 
 def run_records(scenario: Scenario, job: Job, *, seed: int) -> Iterator[dict[str, object]]:

@@ -50,8 +50,10 @@ CENT = Decimal("0.01")
 
 
 def _teams(a: Allocation) -> dict[str, tuple[Decimal, Decimal, Decimal, Decimal]]:
-    return {t.team: (t.direct.quantize(CENT), t.shared.quantize(CENT), t.gpu_hours, t.waste.quantize(CENT))
-            for t in a.teams}
+    return {
+        t.team: (t.direct.quantize(CENT), t.shared.quantize(CENT), t.gpu_hours, t.waste.quantize(CENT))
+        for t in a.teams
+    }
 
 
 @pytest.fixture(params=sorted(LEDGER_FILES))
@@ -100,7 +102,10 @@ def test_billed_basis_uses_unblended_cost(gpulens: Callable[..., int], warehouse
     assert a.idle == Decimal("8.00")
     assert a.unallocated == Decimal("195.10")
     assert {t.team: t.total for t in a.teams} == {
-        "search": Decimal("27.00"), "ads": Decimal("13.25"), "ml": Decimal("0")}
+        "search": Decimal("27.00"),
+        "ads": Decimal("13.25"),
+        "ml": Decimal("0"),
+    }
 
 
 def test_a_window_prorates_lines_by_overlap(gpulens: Callable[..., int], warehouse: Path) -> None:
@@ -127,8 +132,10 @@ def test_daily_rows_add_up_to_the_allocation(ledger: Path) -> None:
     assert {r.day.isoformat()[:7] for r in rows} == {"2026-10"}
     assert sum(r.cost for r in rows if r.category == "idle") == Decimal("28.00")
     gpu = [r for r in rows if r.category == "shared_gpu"]
-    assert {(r.team, r.job_id, r.gpu_seconds) for r in gpu} == {("search", "j-search", 14400.0),
-                                                               ("ads", "j-ads", 7200.0)}
+    assert {(r.team, r.job_id, r.gpu_seconds) for r in gpu} == {
+        ("search", "j-search", 14400.0),
+        ("ads", "j-ads", 7200.0),
+    }
     assert len({r.day for r in rows}) == 31  # month-long lines spread over every day
 
 
@@ -142,10 +149,18 @@ def test_attribute_stores_allocations_and_prints_spec_json(
     assert set(out["teams"][0]) == {"team", "direct", "shared", "total", "gpu_hours", "waste"}
     assert out["total"] == pytest.approx(85.95) and out["idle"] == pytest.approx(28.0)
     with Warehouse(ledger).connect(read_only=True) as con:
-        stored = dict(con.execute("SELECT category, sum(cost) FROM allocations WHERE period = '2026-10' "
-                                  "GROUP BY 1").fetchall())
-    assert stored == {"direct": Decimal("4.85"), "shared_gpu": Decimal("24.00"), "shared_other": Decimal("12.00"),
-                      "idle": Decimal("28.00"), "unallocated": Decimal("17.10")}
+        stored = dict(
+            con.execute(
+                "SELECT category, sum(cost) FROM allocations WHERE period = '2026-10' GROUP BY 1"
+            ).fetchall()
+        )
+    assert stored == {
+        "direct": Decimal("4.85"),
+        "shared_gpu": Decimal("24.00"),
+        "shared_other": Decimal("12.00"),
+        "idle": Decimal("28.00"),
+        "unallocated": Decimal("17.10"),
+    }
     assert gpulens("attribute", "--period", "2026-10", "--format", "csv") == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("period,currency,kind,team") and len(lines) == 1 + 3 + 2
@@ -155,9 +170,16 @@ def test_attribute_stores_allocations_and_prints_spec_json(
 
 def test_a_broken_allocation_cannot_be_built() -> None:
     with pytest.raises(InvariantViolation, match="does not reconcile"):
-        Allocation(period="2026-10", currency="USD", basis="amortized",
-                   teams=(TeamCost("a", Decimal("1"), Decimal("0"), Decimal("0"), Decimal("0")),),
-                   idle=Decimal("0"), unallocated=Decimal("0"), total=Decimal("1.02"), billed_total=Decimal("1"))
+        Allocation(
+            period="2026-10",
+            currency="USD",
+            basis="amortized",
+            teams=(TeamCost("a", Decimal("1"), Decimal("0"), Decimal("0"), Decimal("0")),),
+            idle=Decimal("0"),
+            unallocated=Decimal("0"),
+            total=Decimal("1.02"),
+            billed_total=Decimal("1"),
+        )
 
 
 def test_bad_period_is_one_line(gpulens: Callable[..., int], capsys: pytest.CaptureFixture[str]) -> None:

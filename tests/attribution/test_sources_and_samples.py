@@ -24,13 +24,17 @@ needs_data = pytest.mark.skipif(not DATA.exists(), reason="the shared public sam
 
 def _sum(path: Path, column: str, null: str = "") -> Decimal:
     with path.open(newline="") as fh:
-        return sum((Decimal(r[column]) for r in csv.DictReader(fh) if r[column] not in ("", null)), Decimal(0))
+        return sum(
+            (Decimal(r[column]) for r in csv.DictReader(fh) if r[column] not in ("", null)), Decimal(0)
+        )
 
 
 def _totals(warehouse: Path) -> dict[str, tuple[int, Decimal, Decimal]]:
     with Warehouse(warehouse).connect(read_only=True) as con:
-        rows = con.execute("SELECT billing_period, count(*), sum(unblended_cost), sum(amortized_cost) "
-                           "FROM cost_line_items GROUP BY 1").fetchall()
+        rows = con.execute(
+            "SELECT billing_period, count(*), sum(unblended_cost), sum(amortized_cost) "
+            "FROM cost_line_items GROUP BY 1"
+        ).fetchall()
     return {p: (n, u, a) for p, n, u, a in rows}
 
 
@@ -44,10 +48,14 @@ def test_real_legacy_cur_sample(gpulens: Callable[..., int], warehouse: Path) ->
     assert unblended == _sum(sample, "lineItem/UnblendedCost") == amortized  # no commitments in it
     assert unblended.quantize(Decimal("0.000001")) == Decimal("1.682309")
     with Warehouse(warehouse).connect(read_only=True) as con:
-        types = dict(con.execute("SELECT line_item_type, count(*) FROM cost_line_items GROUP BY 1").fetchall())
+        types = dict(
+            con.execute("SELECT line_item_type, count(*) FROM cost_line_items GROUP BY 1").fetchall()
+        )
         a = allocate_period(con, "2023-11")
     assert types == {"Usage": 1269, "Tax": 12}
-    assert a.teams == () and a.unallocated == a.total  # untagged, no usage: all of it must be tagged by someone
+    assert (
+        a.teams == () and a.unallocated == a.total
+    )  # untagged, no usage: all of it must be tagged by someone
 
 
 @needs_data
@@ -68,8 +76,9 @@ def test_real_focus_sample(gpulens: Callable[..., int], warehouse: Path) -> None
     assert effective.quantize(Decimal("0.0001")) == Decimal("14.9765")
     with Warehouse(warehouse).connect(read_only=True) as con:
         tagged = con.execute("SELECT count(*) FROM cost_line_items WHERE cardinality(tags) > 0").fetchone()
-        gpu = con.execute("SELECT DISTINCT instance_type FROM cost_line_items WHERE instance_type LIKE 'g%' "
-                          "ORDER BY 1").fetchall()
+        gpu = con.execute(
+            "SELECT DISTINCT instance_type FROM cost_line_items WHERE instance_type LIKE 'g%' ORDER BY 1"
+        ).fetchall()
     assert tagged == (711,)
     assert gpu == [("g3.4xlarge",), ("g5.4xlarge",)]
 
@@ -80,7 +89,9 @@ def test_real_athena_snake_case_sample(gpulens: Callable[..., int], warehouse: P
     # filled in its two rows (user_insights_project and user_c25_key are empty, so absent).
     assert gpulens("ingest", "cur", DATA / "cur" / "koku_legacy_cur_athena_snakecase_2rows.csv") == 0
     with Warehouse(warehouse).connect(read_only=True) as con:
-        keys = con.execute("SELECT DISTINCT unnest(map_keys(tags)) FROM cost_line_items ORDER BY 1").fetchall()
+        keys = con.execute(
+            "SELECT DISTINCT unnest(map_keys(tags)) FROM cost_line_items ORDER BY 1"
+        ).fetchall()
     assert _totals(warehouse)["2022-07"][0] == 2
     assert keys == [("aws_created_by",)]
 
@@ -93,8 +104,9 @@ def test_aws_layouts_with_manifests(gpulens: Callable[..., int], warehouse: Path
     root = tmp_path / "buckets"
     shutil.copytree(DATA / "cur" / "keboola_mock" / "cur_2_0" / "s3_structure", root / "v2")
     shutil.copytree(DATA / "cur" / "keboola_mock" / "cur_1_0" / "s3_structure", root / "v1")
-    (root / "v2" / "mock-cur-v2-bucket" / "data" / "BILLING_PERIOD=2024-09" / "superseded-00001.csv").write_text(
-        "not,a,delivery\n")
+    (
+        root / "v2" / "mock-cur-v2-bucket" / "data" / "BILLING_PERIOD=2024-09" / "superseded-00001.csv"
+    ).write_text("not,a,delivery\n")
     assert gpulens("ingest", "cur", root / "v2") == 0
     assert gpulens("ingest", "cur", root / "v1") == 0
     totals = _totals(warehouse)
@@ -112,8 +124,11 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     try:
@@ -123,7 +138,10 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def test_s3_delivery_with_manifest(
-    s3: str, gpulens: Callable[..., int], warehouse: Path, monkeypatch: pytest.MonkeyPatch,
+    s3: str,
+    gpulens: Callable[..., int],
+    warehouse: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     import boto3
@@ -132,11 +150,17 @@ def test_s3_delivery_with_manifest(
     client.create_bucket(Bucket="cur-bucket")
     data = "exports/gpulens/data/BILLING_PERIOD=2026-10/gpulens-00001.snappy.parquet"
     client.upload_file(str(LEDGER_FILES["cur2-parquet"]), "cur-bucket", data)
-    client.put_object(Bucket="cur-bucket", Key="exports/gpulens/data/BILLING_PERIOD=2026-10/old-00001.csv",
-                      Body=b"superseded,garbage\n")
+    client.put_object(
+        Bucket="cur-bucket",
+        Key="exports/gpulens/data/BILLING_PERIOD=2026-10/old-00001.csv",
+        Body=b"superseded,garbage\n",
+    )
     manifest = {"dataFiles": [f"s3://cur-bucket/{data}"], "schema": "2"}
-    client.put_object(Bucket="cur-bucket", Body=json.dumps(manifest).encode(),
-                      Key="exports/gpulens/metadata/BILLING_PERIOD=2026-10/gpulens-Manifest.json")
+    client.put_object(
+        Bucket="cur-bucket",
+        Body=json.dumps(manifest).encode(),
+        Key="exports/gpulens/metadata/BILLING_PERIOD=2026-10/gpulens-Manifest.json",
+    )
 
     assert gpulens("ingest", "cur", "s3://cur-bucket/exports/gpulens", "--endpoint-url", s3) == 0
     assert gpulens("ingest", "usage", USAGE) == 0
@@ -153,3 +177,46 @@ def test_s3_delivery_with_manifest(
     assert gpulens("ingest", "cur", "s3://cur-bucket/nothing-here") == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["gpulens ingest: error: s3://cur-bucket/nothing-here: no objects under this prefix"]
+
+
+def test_focus_parquet_and_a_directory_without_manifest(
+    gpulens: Callable[..., int], warehouse: Path, tmp_path: Path
+) -> None:
+    # The FOCUS ledger as Parquet, and the CUR 2.0 ledger split into two parts under BILLING_PERIOD=2026-10/
+    # of another payer: each is one delivery; both allocate to the ledger's 85.95.
+    import duckdb
+
+    part_dir = tmp_path / "export" / "data" / "BILLING_PERIOD=2026-10"
+    part_dir.mkdir(parents=True)
+    con = duckdb.connect()
+    focus = tmp_path / "focus.parquet"
+    con.execute(
+        f"COPY (SELECT * FROM read_csv('{LEDGER_FILES['focus-csv']}', all_varchar = true)) TO '{focus}'"
+    )
+    source = f"read_csv('{LEDGER_FILES['cur2-csv']}', all_varchar = true)"
+    for n, where in enumerate(["identity_line_item_id <= 'L07'", "identity_line_item_id > 'L07'"], start=1):
+        con.execute(
+            f"COPY (SELECT * REPLACE ('222' AS bill_payer_account_id) FROM {source} WHERE {where}) "
+            f"TO '{part_dir}/part-{n}.csv' (HEADER)"
+        )
+    assert gpulens("ingest", "cur", focus) == 0
+    assert gpulens("ingest", "cur", tmp_path / "export") == 0
+    with Warehouse(warehouse).connect(read_only=True) as con2:
+        per_payer = con2.execute(
+            "SELECT payer_account_id, count(*), sum(amortized_cost) FROM cost_line_items "
+            "GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    assert per_payer == [("111111111111", 14, Decimal("85.95")), ("222", 15, Decimal("85.95"))]
+
+
+def test_usage_from_parquet(gpulens: Callable[..., int], warehouse: Path, tmp_path: Path) -> None:
+    import duckdb
+
+    parquet = tmp_path / "usage.parquet"
+    duckdb.connect().execute(f"COPY (SELECT * FROM read_csv('{USAGE}')) TO '{parquet}'")
+    assert gpulens("ingest", "usage", parquet) == 0
+    with Warehouse(warehouse).connect(read_only=True) as con:
+        assert con.execute("SELECT count(*), sum(gpu_seconds) FROM gpu_usage_hourly").fetchone() == (
+            7,
+            25200.0,
+        )

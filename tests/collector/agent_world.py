@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
+from prometheus_client.registry import CollectorRegistry
+
 from gpulens.collector.backends.sim import SimBackend, SimFault
 from gpulens.collector.exposition import AgentCollector, AgentIdentity, build_registry
 from gpulens.collector.mapping.static import StaticMapper
 from gpulens.collector.mapping.trainer import TrainerMapper
 from gpulens.collector.sampler import Sampler
 from gpulens.collector.trainstats import TrainStats
-from prometheus_client.registry import CollectorRegistry
 
 
 class Clock:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+
 from gpulens.collector.backends.base import GpuBackend, GpuReading
 from gpulens.collector.backends.dcgm import DcgmBackend
 from gpulens.collector.backends.nvml import NvmlBackend
 from gpulens.collector.backends.sim import SimBackend
-
 from tests.collector.fake_dcgm import A100_FIELDS, FakeDcgmSession
 from tests.collector.fake_nvml import FakeGpu, make_fake_nvml
 

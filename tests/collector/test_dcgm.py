@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from gpulens.collector.backends.base import BackendUnavailable
 from gpulens.collector.backends.dcgm import DcgmBackend, PydcgmSession
-
 from tests.collector.fake_dcgm import A100_FIELDS, FakeDcgmSession
 
 

@@ -7,13 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
-from gpulens.collector import metrics as M
-from gpulens.collector.render import render, wants_openmetrics
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
+from gpulens.collector import metrics as M
+from gpulens.collector.render import render, wants_openmetrics
 from tests.collector.agent_world import seeded_registry
 
 GOLDEN = Path(__file__).parent / "golden" / "sim_metrics.txt"

@@ -7,13 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from gpulens.collector.backends.base import GpuIdentity, GpuReading
 from gpulens.collector.mapping.kubelet import KubeletMapper, pod_uid
 from gpulens.collector.mapping.proc import ProcMapper, ProcReader
 from gpulens.collector.mapping.slurm import slurm_job
 from gpulens.collector.mapping.static import StaticMapper, parse_labels
 from gpulens.collector.mapping.trainer import TrainerMapper
-
 from gpulens.errors import GpulensError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -65,16 +65,18 @@ def test_trainer_mapping_expires_and_ends_with_the_process() -> None:
     alive = {4242: True}
     mapper = TrainerMapper(timeout=60.0, alive=lambda pid: alive.get(pid, False), clock=lambda: now[0])
     mapper.observe(3, 4242, "bgpt", "ai")
-    mapper.observe(5, 5555, "other", "ml")  # pid 5555 is not running here
+    mapper.observe(5, 5555, "other", "ml")  # pid 5555 is invisible here (another pid namespace)
     out = mapper.annotate(_readings((), (), (), (), (), ()))
-    assert (out[3].job_id, out[3].team) == ("bgpt", "ai") and out[5].job_id is None
+    assert (out[3].job_id, out[3].team) == ("bgpt", "ai") and (out[5].job_id, out[5].team) == ("other", "ml")
     now[0] = 30.0
-    assert mapper.current() == {3: ("bgpt", "ai")}
-    alive[4242] = False
+    assert mapper.current() == {3: ("bgpt", "ai"), 5: ("other", "ml")}
+    alive[4242] = False  # the visible process exited: its mapping ends now; the invisible one waits for the timeout
+    assert mapper.current() == {5: ("other", "ml")}
+    now[0] = 61.0
     assert mapper.current() == {}
     alive[4242] = True
     mapper.observe(3, 4242, "bgpt", "ai")
-    now[0] = 91.0  # 61 s without a record
+    now[0] = 122.0  # 61 s without a record
     assert mapper.current() == {}
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from gpulens.collector.backends.base import BackendUnavailable, DeviceLost
 from gpulens.collector.backends.nvml import NvmlBackend
 from gpulens.collector.sampler import Sampler
-
 from tests.collector.fake_nvml import FakeGpu, make_fake_nvml
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+
 from gpulens.collector.backends.base import Capabilities, DeviceLost, GpuIdentity, GpuReading, XidEvent
 from gpulens.collector.backends.sim import SimBackend, SimFault, parse_fault
 from gpulens.collector.integrator import Integrator, window_mean
 from gpulens.collector.sampler import Sampler
-
 from gpulens.errors import GpulensError
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from gpulens.collector.trainstats import TrainStats
 
 STEP = {"v": 1, "kind": "step", "job_id": "bgpt-50b", "team": "ai-research", "rank": 0, "local_rank": 0, "gpu": 0,

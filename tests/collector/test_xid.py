@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
+
 from gpulens.collector.xid import ACTIONS, CATALOG, catalog, classify, loses_device
 
 SHARED = Path("/work/shared/data/xid/nvidia_xid_catalog_via_gpud.csv")

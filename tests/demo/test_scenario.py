@@ -11,13 +11,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from gpulens.trainer.health import scan
 
 from gpulens.demo import cur
 from gpulens.demo.artifacts import write_artifacts
-from gpulens.demo.runs import run_records
+from gpulens.demo.runs import run_records, run_seed
 from gpulens.demo.scenario import TEAMS, build_scenario
 from gpulens.demo.usage import USAGE_COLUMNS, usage_table
+from gpulens.trainer.health import scan
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_only_the_two_broken_runs_are_anomalous() -> None:
     for i, job in enumerate(s.jobs):
         if job.run == "none":
             continue
-        steps = [r for r in run_records(s, job, seed=i) if r["kind"] == "step"]
+        steps = [r for r in run_records(s, job, seed=run_seed(s, i)) if r["kind"] == "step"]
         kinds = {a.kind for a in scan((r["step"], math.nan if r["loss"] is None else r["loss"]) for r in steps)}
         if kinds:
             found[job.job_id] = kinds

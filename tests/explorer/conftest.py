@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from gpulens.dashboards.explorer.app import ExplorerConfig, ExplorerServer
 
+from gpulens.dashboards.explorer.app import ExplorerConfig, ExplorerServer
 from gpulens.demo.build import DemoBuild
 from tests.support.browser import chromium
-from tests.support.explorer_data import demo_data  # noqa: F401 - a fixture
+from tests.support.explorer_data import cli_flags, demo_data  # noqa: F401 - a fixture
 from tests.support.servers import free_port, wait_http
 
 
@@ -19,15 +20,19 @@ from tests.support.servers import free_port, wait_http
 class Served:
     url: str
     data: DemoBuild
+    flags: dict[str, Any]  # `gpulens flags --format json` on the same warehouse
 
 
 @pytest.fixture(scope="session")
 def explorer(demo_data: DemoBuild) -> Iterator[Served]:  # noqa: F811
+    # `gpulens flags` opens the warehouse for writing, which a reader in another process would block.
+    flags = cli_flags(demo_data.warehouse)
     server = ExplorerServer(ExplorerConfig(warehouse=demo_data.warehouse, port=free_port()))
     server.start()
     try:
         wait_http(f"{server.url}/cost")
-        yield Served(server.url, demo_data)
+        assert server.warm.wait(60)
+        yield Served(server.url, demo_data, flags)
     finally:
         server.stop()
 

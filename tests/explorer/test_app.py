@@ -11,11 +11,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from gpulens.commands.explorer import auth_from_env
 from gpulens.dashboards.explorer import ids
 from gpulens.dashboards.explorer.app import ExplorerConfig, ExplorerServer, route
 from gpulens.dashboards.explorer.queries import Queries
-
-from gpulens.commands.explorer import auth_from_env
 from gpulens.errors import GpulensError
 from tests.support.servers import free_port, gpulens_exe, wait_http
 

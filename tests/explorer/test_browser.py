@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gpulens.dashboards.explorer import ids
 
+from gpulens.dashboards.explorer import ids
 from tests.explorer.conftest import Served
 from tests.support.browser import wait_until
-from tests.support.explorer_data import cli_flags
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -70,7 +69,7 @@ def test_each_page_loads_on_demo_data(explorer: Served, browser: Any, artifacts_
 
 
 def test_flagged_gpus_are_exactly_those_of_gpulens_flags(explorer: Served, browser: Any) -> None:
-    expected = cli_flags(explorer.data.warehouse)["underutilized"]
+    expected = explorer.flags["underutilized"]
     assert 0 < len(expected) <= 15  # one page of the table
     open_page(browser, explorer.url + "/utilization")
     shown = wait_until(lambda: rows(browser, ids.UTIL_TABLE, ["node", "gpu", "job_id", "waste"]), what="table")
@@ -80,7 +79,7 @@ def test_flagged_gpus_are_exactly_those_of_gpulens_flags(explorer: Served, brows
 
 
 def test_flagged_runs_are_exactly_those_of_gpulens_flags(explorer: Served, browser: Any) -> None:
-    expected = {(r["job_id"], r["kind"]) for r in cli_flags(explorer.data.warehouse)["divergent_runs"]}
+    expected = {(r["job_id"], r["kind"]) for r in explorer.flags["divergent_runs"]}
     assert {kind for _, kind in expected} >= {"divergence", "nan"}
     open_page(browser, explorer.url + "/training")
     shown = wait_until(lambda: rows(browser, ids.TRAIN_TABLE, ["job_id", "anomalies"]), what="runs table")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from gpulens.dashboards.grafana.build import DASHBOARDS, HERE, dashboards, render
 from gpulens.dashboards.grafana.validate import layout_errors, problems, schema_errors, variable_errors
 from gpulens.dashboards.rules.promql import metric_names, unknown_metrics

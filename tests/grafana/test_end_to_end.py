@@ -1,13 +1,14 @@
 """End to end with real parts: a real Prometheus scrapes a real `gpulens agent --backend sim` while a
 trainer stand-in sends SPEC §4 datagrams; every panel query of every dashboard (variables set to
-match-all), every annotation and variable query, and every recording rule returns series.
+match-all), every annotation and variable query, and every recording rule returns series; and the XID and
+NaN alerts fire with the labels remediation matches on.
 
-What is shortened, and why: the test runs for about 30 s, so windows meant for hours are shrunk
-before querying — `$__range` -> 20s, `[1h]` -> `[20s]`, `[5m]`/`[2m]` -> `[10s]`, `$__rate_interval`
--> 4s, the 5 min waste slices -> 2s — and the rule file is loaded with the same shrinking and a 1 s
-evaluation interval. The SM threshold variable is set to 1, so every held GPU lands in the
-"underutilized" table (the sim's jobs are busy; the threshold logic itself is covered by the
-promtool tests). The queries are otherwise exactly the committed ones.
+What is shortened, and why: the test runs for about 25 s, so windows meant for hours are shrunk
+before querying: `$__range` -> 20s, `[1h]` -> `[10s]`, `[5m]`/`[2m]` -> `[10s]`, `$__rate_interval`
+-> 4s, the 5 min waste slices -> 2s; the rule file is loaded with windows of 10-20 s, offsets of
+10 s and a 1 s evaluation interval. The SM threshold variable is set to 1, so every held GPU lands
+in the "underutilized" table (the sim's jobs are busy; the threshold logic itself is covered by
+the promtool tests). The queries are otherwise exactly the committed ones.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+
 from gpulens.dashboards.grafana.build import dashboards
 from gpulens.dashboards.rules.build import render
-
 from tests.grafana.datagrams import JOB_ID, Trainer
 from tests.support.servers import Prometheus, http_get, run_agent, run_prometheus
 
 MATCH_ALL = {"$cluster": ".*", "$node": ".*", "$team": ".*", "$job_id": ".*", "$threshold": "1"}
-SHORTER = [("$__rate_interval", "4s"), ("$__interval", "1s"), ("$__range", "20s"), ("[1h]", "[20s]"),
+SHORTER = [("$__rate_interval", "4s"), ("$__interval", "1s"), ("$__range", "20s"), ("[1h]", "[10s]"),
            ("[5m]", "[10s]"), ("[2m]", "[10s]"), ("offset 2m", "offset 10s"), (":5m]", ":2s]")]
 
 
@@ -90,6 +91,11 @@ def query_panel(title: str, ref: str = "A") -> str:
     return substitute(dict(panel_queries())[title + f" [{ref}]"])
 
 
+def first(prom: Prometheus, expr: str) -> float | None:
+    result = prom.query(expr)
+    return float(result[0]["value"][1]) if result else None
+
+
 def sanity_values(prom: Prometheus) -> dict[str, object]:
     states = prom.query(f"sum({query_panel('gpulens-fleet-overview.json: GPUs by state')})")
     tokens = prom.query(query_panel("gpulens-training-job.json: Tokens per second"))
@@ -97,6 +103,8 @@ def sanity_values(prom: Prometheus) -> dict[str, object]:
     return {
         "states": float(states[0]["value"][1]) if states else None,
         "gpus": float(prom.query("count(gpulens_gpu_up)")[0]["value"][1]),
+        "lost": first(prom, query_panel("gpulens-fleet-overview.json: GPUs not answering")),
+        "xids": first(prom, query_panel("gpulens-fleet-overview.json: Non-recoverable XIDs")),
         "tokens": sum(float(r["value"][1]) for r in tokens if r["metric"].get("job_id") == JOB_ID),
         "anomaly_kinds": sorted({r["metric"]["kind"] for r in marks}),
         "teams": [r["metric"].get("team") for r in prom.query("gpulens:team_gpu_held_seconds:increase1h")],
@@ -104,10 +112,12 @@ def sanity_values(prom: Prometheus) -> dict[str, object]:
 
 
 @pytest.mark.timeout(120)
-def test_every_dashboard_query_and_recording_rule_returns_series(tmp_path: Path) -> None:
+def test_every_query_and_recording_rule_returns_series_and_alerts_fire(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(shortened_rules())
-    faults = ("--sim-fault", "79:3:2", "--sim-fault", "13:2:2")
+    # XID 79 once Prometheus has scraped the agent for more than the (shortened) 10 s "offset", so
+    # GpuXidNonRecoverable must fire; XID 13 at once, before that, and recoverable anyway.
+    faults = ("--sim-fault", "79:3:20", "--sim-fault", "13:2:2")
     with run_agent(tmp_path, "--interval", "0.5", "--cluster", "e2e", *faults) as agent, \
             run_prometheus(tmp_path, [f"127.0.0.1:{agent.port}"], rule_files=[rules]) as prom:
         trainer = Trainer(agent.socket)
@@ -118,22 +128,31 @@ def test_every_dashboard_query_and_recording_rule_returns_series(tmp_path: Path)
             trainer.anomaly("spike")
             trainer.anomaly("nan")
             prom.wait_for('gpulens_train_loss_anomalies_total{kind="nan"}', timeout=15)
-            time.sleep(8)  # a few more scrapes and rule evaluations with the anomaly present
+            # A few more scrapes and rule evaluations, well inside the 10 s in which the anomaly is new.
+            time.sleep(3)
             answers = {where: series_count(prom, substitute(expr)) for where, expr in panel_queries()}
-            empty = [f"{where}: {answer}" for where, answer in answers.items() if answer in (0, "")
-                     or isinstance(answer, str)]
+            empty = [f"{where}: {answer}" for where, answer in answers.items() if answer == 0 or isinstance(answer, str)]
             empty += [where for where, selector, label in variable_queries()
                       if not label_values(prom, substitute(selector), label)]
-            values = sanity_values(prom)
             records = sorted({line.split(": ", 1)[1] for line in shortened_rules().splitlines()
                               if line.strip().startswith("- record: ")})
             empty += [f"recording rule {r}" for r in records if not prom.query(r)]
+            xid_alert = prom.wait_for('ALERTS{alertname="GpuXidNonRecoverable",alertstate="firing"}', timeout=30)
+            nan_alert = prom.wait_for('ALERTS{alertname="TrainingLossNaN",alertstate="firing"}', timeout=10)
+            values = sanity_values(prom)
         finally:
             trainer.stop()
     assert len(records) == 14 and len(panel_queries()) > 40
     # Beyond presence, a few numbers that must hold whatever the sim does.
     assert values["states"] == values["gpus"] == 8, values  # every GPU is in exactly one state
+    # --sim-fault 79:3:20: GPU 3 falls off the bus (non-recoverable); 13:2:2 is recoverable.
+    assert values["lost"] == 1 and values["xids"] == 1, values
     assert 10_000 < values["tokens"] < 200_000, values  # 2 ranks x ~10 steps/s x 4096 tokens
     assert values["anomaly_kinds"] == ["nan", "spike"], values
     assert "e2e-team" in values["teams"], values
+    # The alerts the remediation service acts on carry what its policy matches on.
+    [xid] = [a["metric"] for a in xid_alert]
+    assert (xid["node"], xid["gpu"], xid["xid"], xid["severity"]) == ("testnode", "3", "79", "critical"), xid
+    assert xid["uuid"].startswith("GPU-") and xid["action"], xid
+    assert [(a["metric"]["job_id"], a["metric"]["kind"]) for a in nan_alert] == [(JOB_ID, "nan")]
     assert empty == [], "queries that returned no series:\n" + "\n".join(empty)

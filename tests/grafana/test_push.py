@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
+
 from gpulens.dashboards.grafana.build import dashboards
 from gpulens.dashboards.grafana.push import GrafanaTarget, push
-
 from gpulens.errors import GpulensError
 from tests.grafana.grafana_server import PASSWORD, TOKEN, USER, State, run_grafana
 from tests.support.servers import free_port

@@ -49,7 +49,7 @@ def test_dashboard_copies_are_identical_to_the_generated_files() -> None:
 
 
 def test_sync_files_check_reports_nothing() -> None:
-    assert load_sync().differences() == []
+    assert load_sync().differences() == [], "run `python helm/sync_files.py`"
 
 
 def test_sync_files_refreshes_changed_and_removes_stale_copies(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_prometheus_rule_holds_exactly_the_generated_rules() -> None:
     if not RULES.exists():
         pytest.skip("dashboards/rules/gpulens-rules.yaml not generated yet")
     rule = one(render_with(WITH_RULES), "PrometheusRule", "rules").doc
-    assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
+    assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"], "run `python helm/sync_files.py`"
 
 
 def test_the_rendered_rules_pass_promtool(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 from gpulens.cli import build_parser
 from tests.helm.chart import VALUES_SETS, containers, one, pod_spec, rendered, workloads
 from tests.helm.test_cronjob_scripts import run_script
-from tests.support.servers import REPO
+from tests.support.servers import REPO, gpulens_exe
 
 UNIT = REPO / "deploy" / "systemd" / "gpulens-agent.service"
 
@@ -104,7 +104,9 @@ def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
         pytest.skip("systemd-analyze not installed")
     # verify checks that ExecStart exists: point it at this checkout's gpulens.
     unit = tmp_path / UNIT.name
-    unit.write_text(UNIT.read_text().replace("/opt/gpulens/bin/gpulens", str(REPO / ".venv" / "bin" / "gpulens")))
+    exe = shutil.which(gpulens_exe())
+    assert exe is not None
+    unit.write_text(UNIT.read_text().replace("/opt/gpulens/bin/gpulens", exe))
     out = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"})
     assert out.returncode == 0 and UNIT.name not in out.stderr, out.stderr
@@ -120,3 +122,17 @@ def test_dashboard_push_job_arguments_and_token() -> None:
     assert args.datasource_uid == "amp" and args.token is None  # the token comes from $GRAFANA_TOKEN
     token = next(e for e in push["env"] if e["name"] == "GRAFANA_TOKEN")
     assert token["valueFrom"]["secretKeyRef"] == {"name": "gpulens-grafana", "key": "token"}
+
+
+def test_the_receiver_policy_in_the_config_map_passes_remediate_check(tmp_path: Path) -> None:
+    manifests = rendered("all-features")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(one(manifests, "ConfigMap", "remediation").doc["data"]["policy.yaml"])
+    out = subprocess.run([gpulens_exe(), "remediate", "check", "--policy", str(policy)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "xid-node-fault" in out.stdout and "gpu-lost" in out.stdout
+    (receiver,) = pod_spec(one(manifests, "Deployment", "remediation"))["containers"]
+    assert receiver["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    audit = next(v for v in pod_spec(one(manifests, "Deployment", "remediation"))["volumes"] if v["name"] == "audit")
+    assert audit["persistentVolumeClaim"]["claimName"] == "gl-gpulens-remediation-audit"

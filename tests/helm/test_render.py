@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import helm_python as helm
@@ -11,6 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+import gpulens
 from tests.helm import crd_schemas
 from tests.helm.chart import (
     CHART,
@@ -123,3 +125,20 @@ def test_notes_say_where_to_look_next() -> None:
 def test_values_files_are_plain_yaml_mappings() -> None:
     for path in VALUES_DIR.glob("*.yaml"):
         assert isinstance(yaml.safe_load(path.read_text()), dict), path
+
+
+def test_chart_app_version_is_the_package_version() -> None:
+    """The default image tag (appVersion) is the gpulens release the chart's commands were written against."""
+    with helm.Chart.load(CHART) as chart:
+        assert chart.metadata["appVersion"] == gpulens.__version__
+
+
+def test_the_packaged_chart_renders_the_same_objects(tmp_path: Path) -> None:
+    """`helm package` keeps files/ (rules, dashboards, scripts): the .tgz renders what the directory does."""
+    archive = helm.package(CHART, destination=tmp_path)
+    values = load_values(VALUES_SETS["all-features"])
+    with helm.Chart.load(archive) as packaged, helm.Chart.load(CHART) as directory:
+        assert packaged.render(values=values, name="gl", namespace=NAMESPACE) == directory.render(
+            values=values, name="gl", namespace=NAMESPACE)
+        names = {f["name"] for f in packaged.files}
+    assert "files/rules/gpulens-rules.yaml" in names and "files/scripts/warehouse_sync.py" in names

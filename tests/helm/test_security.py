@@ -103,9 +103,11 @@ def test_nothing_but_the_agent_runs_as_root(values_set: str) -> None:
         spec = pod_spec(workload)
         component = workload.doc["metadata"]["labels"]["app.kubernetes.io/component"]
         for container in containers(spec):
-            if component != "agent":
+            if component != "agent":  # Pod Security "restricted": non-root, no host namespaces or paths
                 assert not runs_as_root(spec, container), f"{workload.name}/{container['name']}"
                 assert spec["securityContext"]["runAsNonRoot"] is True
+                assert not any("hostPath" in v for v in spec.get("volumes", []))
+                assert not (spec.get("hostPID") or spec.get("hostNetwork") or spec.get("hostIPC"))
 
 
 def test_the_agent_is_root_only_for_the_host_socket_directory() -> None:
@@ -226,7 +228,7 @@ def test_network_policies_admit_only_prometheus_to_the_agent() -> None:
 
 def test_the_warehouse_volume_follows_the_mode() -> None:
     pvc_mode = rendered("all-features")
-    (claim,) = of_kind(pvc_mode, "PersistentVolumeClaim")
+    claim = one(pvc_mode, "PersistentVolumeClaim", "warehouse")
     assert claim.doc["spec"]["accessModes"] == ["ReadWriteMany"]
     assert claim.doc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     s3_mode = rendered("s3-warehouse")

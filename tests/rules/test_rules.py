@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from gpulens.attribution.ingest.promql import RECORDED
 from gpulens.dashboards.rules.alerts import AlertOptions
 from gpulens.dashboards.rules.build import COMMITTED, RULES_FILE, render
 from gpulens.dashboards.rules.promql import metric_names, unknown_metrics
-
 from tests.support.servers import REPO, gpulens_exe, require_binary
 
 PROMTOOL_TESTS = sorted((Path(__file__).parent / "promtool").glob("*.yaml"))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from gpulens.trainer import StepMonitor
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from gpulens.errors import GpulensError
 from gpulens.trainer.mfu import (
     decoder_params,
     gpu_model_key,
@@ -10,8 +12,6 @@ from gpulens.trainer.mfu import (
     peak_flops,
     transformer_flops_per_token,
 )
-
-from gpulens.errors import GpulensError
 
 
 @pytest.mark.parametrize(("name", "key"), [

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
 from gpulens.trainer import StepMonitor
 from gpulens.trainer.sinks import JsonlSink
 from gpulens.trainer.timing import CudaTiming

@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from gpulens.trainer.reference.run import ReferenceConfig, train
 from prometheus_client.parser import text_string_to_metric_families
 
+from gpulens.trainer.reference.run import ReferenceConfig, train
 from tests.support.servers import REPO, gpulens_exe, run_agent
 
 STEPS, NAN_AT, DIVERGE_AT, TOKENS_PER_STEP = 110, 10, 40, 16 * 64

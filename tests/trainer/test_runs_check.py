@@ -12,7 +12,7 @@ import pytest
 
 from gpulens.cli import main
 
-DATA = Path("/work/shared/data/loss")
+DATA = Path(__file__).resolve().parents[1] / "fixtures" / "loss"
 
 
 def check(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -38,11 +38,16 @@ def test_csv_with_a_spike_and_a_nan_as_json(tmp_path: Path, capsys: pytest.Captu
                                              {"step": 200, "kind": "nan", "loss": None}]}
 
 
-def test_llmc_log_as_csv_is_clean_in_a_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rows = [(int(m[1]), m[2]) for line in (DATA / "llmc_gpt2_124M_8xH100_main.log").open()
-            if (m := re.match(r"s:(\d+) trl:(\S+)", line))]
-    code, out, _ = check(capsys, str(write_csv(tmp_path / "llmc.csv", rows, "step,loss,job_id")))
-    assert code == 0 and out.strip() == f"{tmp_path / 'llmc.csv'}: 19560 points, 0 anomalies"
+def test_llmc_gpt2_curve_is_clean_in_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+    path = DATA / "llmc_gpt2_124M_8xH100_train_loss.csv"
+    code, out, _ = check(capsys, str(path))
+    assert code == 0 and out.strip() == f"{path}: 19560 points, 0 anomalies"
+
+
+def test_extra_columns_are_ignored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_csv(tmp_path / "x.csv", [(1, "2.0,job-a,ml"), (2, "nan,job-a,ml")], "Step,Loss,job_id,team")
+    code, out, _ = check(capsys, str(path), "--format", "json")
+    assert json.loads(out) == {"anomalies": [{"step": 2, "kind": "nan", "loss": None}]}
 
 
 def test_bloom_chronicle_excerpt_as_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import torch  # noqa: TID253 - only the reference trainer and the benchmarks import this module
 import torch.nn.functional as F  # noqa: TID253
-from gpulens.trainer.mfu import decoder_params, transformer_flops_per_token
 from torch import nn  # noqa: TID253
+
+from gpulens.trainer.mfu import decoder_params, transformer_flops_per_token
 
 
 @dataclass(frozen=True)

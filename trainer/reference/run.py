@@ -83,6 +83,7 @@ class Workload:
 
     def __init__(self, config: ReferenceConfig) -> None:
         import torch
+
         from gpulens.trainer.reference.model import ModelShape, TinyGPT
 
         text = corpus.generate(seed=config.seed)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 from dash import Dash, Input, Output, State, dcc, html, no_update
+
 from gpulens.dashboards.explorer import figures, ids, urlstate, widgets
 from gpulens.dashboards.explorer.queries import CostFilter, Queries
 

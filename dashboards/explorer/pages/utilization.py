@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dash import Dash, Input, Output, dcc, html
+
 from gpulens.dashboards.explorer import figures, ids, urlstate, widgets
 from gpulens.dashboards.explorer.queries import Queries, UtilFilter
 

@@ -205,3 +205,33 @@ spec:
             - name: tmp
               emptyDir: {}
 {{- end }}
+
+{{/*
+A ClusterRole with `rules` and its binding to the component's ServiceAccount.
+Call with (dict "ctx" $ "component" "agent" "rules" (list ...)).
+*/}}
+{{- define "gpulens.clusterRole" -}}
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {{ include "gpulens.componentName" . }}
+  labels:
+    {{- include "gpulens.labels" . | nindent 4 }}
+rules:
+  {{- toYaml .rules | nindent 2 }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: {{ include "gpulens.componentName" . }}
+  labels:
+    {{- include "gpulens.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: {{ include "gpulens.componentName" . }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ include "gpulens.serviceAccountName" . }}
+    namespace: {{ .ctx.Release.Namespace }}
+{{- end }}
