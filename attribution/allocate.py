@@ -237,7 +237,7 @@ def gpu_time_cost(con: duckdb.DuckDBPyConnection, gpu_hours: str, usage: str) ->
 def gpu_rows(con: duckdb.DuckDBPyConnection, gpu_hours: str, gpu_time: str) -> str:
     """_a_gpu_rows: direct pieces whole to the tag's team; untagged pieces to the jobs that held the
     GPUs (shared_gpu, or unallocated when the job has no team) and the remainder to idle. Waste and
-    GPU-seconds go to the team that held the GPU."""
+    GPU-seconds go to the team that held the GPU. Summed per UTC day (the hours were only for the split)."""
     return _table(
         con,
         "_a_gpu_rows",
@@ -246,7 +246,8 @@ def gpu_rows(con: duckdb.DuckDBPyConnection, gpu_hours: str, gpu_time: str) -> s
             SELECT t.* EXCLUDE (instance_id, gpu), p.line_team, p.resource_id, p.line_item_type, p.product_code
             FROM {gpu_time} t JOIN {gpu_hours} p USING (line_no, hour)
         ),
-        held AS (SELECT line_no, hour, sum(cost) AS held FROM {gpu_time} GROUP BY ALL)
+        held AS (SELECT line_no, hour, sum(cost) AS held FROM {gpu_time} GROUP BY ALL),
+        parts AS (
         -- direct: the whole piece to the tagged team
         SELECT hour, line_team AS team, 'direct' AS category, NULL AS job_id, resource_id, line_item_type,
                product_code, cost, CAST(0 AS {MONEY}) AS waste, 0.0 AS gpu_seconds
@@ -263,7 +264,10 @@ def gpu_rows(con: duckdb.DuckDBPyConnection, gpu_hours: str, gpu_time: str) -> s
         UNION ALL
         SELECT p.hour, NULL, 'idle', NULL, p.resource_id, p.line_item_type, p.product_code,
                p.cost - coalesce(h.held, 0), CAST(0 AS {MONEY}), 0.0
-        FROM {gpu_hours} p LEFT JOIN held h USING (line_no, hour) WHERE p.line_team IS NULL""",
+        FROM {gpu_hours} p LEFT JOIN held h USING (line_no, hour) WHERE p.line_team IS NULL)
+        SELECT CAST(hour AS DATE) AS day, team, category, job_id, resource_id, line_item_type, product_code,
+               sum(cost) AS cost, sum(waste) AS waste, sum(gpu_seconds) AS gpu_seconds
+        FROM parts GROUP BY ALL""",
     )
 
 
@@ -328,7 +332,7 @@ def other_rows(con: duckdb.DuckDBPyConnection, other_days: str, shares: str) -> 
         con,
         "_a_other_rows",
         f"""
-        SELECT day AS hour, team, 'direct' AS category, NULL AS job_id, resource_id, line_item_type,
+        SELECT CAST(day AS DATE) AS day, team, 'direct' AS category, NULL AS job_id, resource_id, line_item_type,
                product_code, cost, CAST(0 AS {MONEY}) AS waste, 0.0 AS gpu_seconds
         FROM {other_days} WHERE team IS NOT NULL
         UNION ALL
@@ -359,7 +363,7 @@ def idle_shared(con: duckdb.DuckDBPyConnection, rows: str, usage: str) -> str:
                      sum(seconds) OVER (PARTITION BY instance_id) AS total,
                      row_number() OVER (PARTITION BY instance_id ORDER BY team DESC) = 1 AS last
               FROM s)
-        SELECT i.hour, r.team, 'shared_gpu' AS category, NULL AS job_id, i.resource_id, i.line_item_type,
+        SELECT i.day, r.team, 'shared_gpu' AS category, NULL AS job_id, i.resource_id, i.line_item_type,
                i.product_code,
                {
             telescoped(
@@ -394,7 +398,7 @@ def allocation_rows(con: duckdb.DuckDBPyConnection, window: Window, options: Opt
         con,
         "_a_rows",
         f"""
-        SELECT CAST(hour AS DATE) AS day, team, category, job_id, resource_id, line_item_type, product_code,
+        SELECT day, team, category, job_id, resource_id, line_item_type, product_code,
                sum(cost) AS cost, sum(waste) AS waste, sum(gpu_seconds) AS gpu_seconds
         FROM {both} GROUP BY ALL""",
     )

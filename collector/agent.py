@@ -21,6 +21,7 @@ from gpulens.collector.exposition import (
     make_server,
     serve_in_thread,
 )
+from gpulens.collector.mapping.kubelet import KubeletMapper, PodResourcesClient
 from gpulens.collector.mapping.proc import ProcMapper, ProcReader
 from gpulens.collector.mapping.static import StaticMapper, parse_labels
 from gpulens.collector.mapping.trainer import TrainerMapper
@@ -50,6 +51,7 @@ class AgentConfig:
     cluster: str = ""
     labels: tuple[str, ...] = ()
     datagram_timeout: float = 60.0  # seconds without a record before a trainer mapping ends
+    kubelet_socket: Path | None = None  # the kubelet's pod-resources socket, when mounted
 
 
 def make_backend(config: AgentConfig) -> GpuBackend:
@@ -60,7 +62,14 @@ def make_backend(config: AgentConfig) -> GpuBackend:
 
 def make_mappers(config: AgentConfig, trainer: TrainerMapper, reader: ProcReader) -> list[Mapper]:
     """Weakest first: each later mapper overrides the ones before where it knows better."""
-    return [StaticMapper(parse_labels(config.labels)), ProcMapper(reader), trainer]
+    mappers: list[Mapper] = [StaticMapper(parse_labels(config.labels))]
+    if config.kubelet_socket is not None and config.kubelet_socket.exists():
+        try:
+            mappers.append(KubeletMapper(PodResourcesClient(config.kubelet_socket).list))
+            log.info("mapping GPUs to pods through %s", config.kubelet_socket)
+        except GpulensError as exc:
+            log.warning("%s", exc)
+    return [*mappers, ProcMapper(reader), trainer]
 
 
 def run_agent(config: AgentConfig, stop: threading.Event, toggle: threading.Event) -> int:

@@ -10,7 +10,9 @@ Three kinds, each reported once per episode:
 - ``divergence``: the smoothed loss stays >= ``divergence_ratio`` x its running minimum for
   >= ``divergence_steps`` observations without recovering. The smoothed loss is an EMA of the loss
   clipped at the spike threshold, so one-step blips move it little while a loss that stays high
-  still lifts it above the bar.
+  still lifts it above the bar. The running minimum starts once the average has warmed up
+  (2/alpha observations): before that the "smoothed" loss is a handful of noisy samples, and a low
+  one would set a floor that ordinary noise then stays 10 % above.
 
 Steps are whatever the caller numbers them; "consecutive" means consecutive observations, so a
 curve logged every 10 steps is judged per logged point. The trainer, `gpulens runs check`,
@@ -61,7 +63,9 @@ class LossHealth:
         self.config = config
         self._baseline: float | None = None  # spike baseline: EMA of losses below the threshold
         self._smooth: float | None = None  # divergence smoother: EMA of clipped losses
-        self._floor = math.inf  # running minimum of the smoothed loss
+        self._floor = math.inf  # running minimum of the smoothed loss, once warmed up
+        self._warmup = math.ceil(2 / config.alpha)
+        self._seen = 0
         self._in_nan = False
         self._spike_run = 0
         self._divergence_run = 0
@@ -76,7 +80,7 @@ class LossHealth:
             return Anomaly(step, "nan", loss)
         self._in_nan = False
         if self._baseline is None or self._smooth is None:
-            self._baseline = self._smooth = self._floor = loss
+            self._baseline = self._smooth = loss
             return None
         spike = self._judge_spike(step, loss)
         divergence = self._judge_divergence(step, loss)
@@ -102,6 +106,9 @@ class LossHealth:
         clipped = min(loss, cfg.spike_ratio * self._baseline)
         smooth += cfg.alpha * (clipped - smooth)
         self._smooth = smooth
+        self._seen += 1
+        if self._seen < self._warmup:
+            return None
         if smooth >= cfg.divergence_ratio * self._floor:
             self._divergence_run += 1
             if self._divergence_run == cfg.divergence_steps:

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from gpulens.errors import GpulensError
+
 log = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 8192  # bytes (SPEC §4)
@@ -89,8 +91,12 @@ class JsonlSink:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.dropped = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[str] | None = self.path.open("a", encoding="utf-8", buffering=1 << 16)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file: IO[str] | None = self.path.open("a", encoding="utf-8", buffering=1 << 16)
+        except OSError as exc:
+            raise GpulensError(f"cannot append the training log ({exc.strerror}); choose another log path",
+                               path=self.path) from None
 
     def emit(self, record: Record, line: str) -> None:
         if self._file is None:
@@ -141,7 +147,11 @@ class PrometheusSink:
                            TRAIN_LABELS, registry=reg)
         self._anomalies = Counter("gpulens_train_loss_anomalies", "Loss anomalies, one per episode.",
                                   (*TRAIN_LABELS, "kind"), registry=reg)
-        self._server, self._thread = start_http_server(port, addr=host, registry=reg)
+        try:
+            self._server, self._thread = start_http_server(port, addr=host, registry=reg)
+        except OSError as exc:
+            raise GpulensError(f"cannot serve /metrics on {host}:{port} ({exc.strerror}); choose another port",
+                               field="prometheus_port") from None
         self.port = port
 
     def emit(self, record: Record, line: str) -> None:

@@ -27,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,12 +70,16 @@ def sync_check(device: str, steps: int, log: Path) -> list[str]:
     if on_cuda:
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")
+    index = -1
     try:
         for index in range(steps):
             with monitor.step(tokens=work.tokens_per_step, samples=work.config.batch, step=index) as step:
                 loss, grad_norm = work.step(skip_update=index == nan_at)
-                step.record(loss=loss, lr=work.config.lr) if grad_norm is None else step.record(
-                    loss=loss, grad_norm=grad_norm, lr=work.config.lr)
+                step.record(**work.figures(loss, grad_norm))
+    except RuntimeError as exc:  # set_sync_debug_mode("error") raises RuntimeError at the synchronizing call
+        frames = traceback.extract_tb(exc.__traceback__)[-4:]
+        where = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))
+        return [f"step {index}: {str(exc).splitlines()[0]} (at {where})"]
     finally:
         if on_cuda:
             torch.cuda.set_sync_debug_mode("default")

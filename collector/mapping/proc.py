@@ -36,12 +36,6 @@ class ProcReader:
                 env[key.decode(errors="replace")] = value.decode(errors="replace")
         return env
 
-    def cgroup(self, pid: int) -> str | None:
-        try:
-            return (self.proc / str(pid) / "cgroup").read_text(errors="replace")
-        except OSError:
-            return None
-
 
 def job_from_env(env: dict[str, str]) -> tuple[str, str] | None:
     """(job_id, team) declared by gpulens variables, else by Slurm, else None."""

@@ -82,7 +82,7 @@ def sm_heatmap(df: pd.DataFrame, *, threshold: float) -> go.Figure:
         colorbar={"title": {"text": "SM active"}, "tickformat": ".0%", "thickness": 12},
         hovertemplate="%{y}<br>%{x}<br>%{z:.0%}<extra></extra>",
     ))
-    height = max(260, min(900, 18 * len(grid) + 90))
+    height = max(260, min(820, 15 * len(grid) + 90))
     fig.update_yaxes(tickfont={"size": 10}, automargin=True)
     fig.update_layout(title={"text": f"least busy GPUs; below {threshold:.0%} is flagged", "font": {"size": 12},
                              "x": 0, "xanchor": "left"}, margin={"t": 36})

@@ -139,17 +139,25 @@ class Queries:
                 f"FROM allocations WHERE {where} GROUP BY ALL ORDER BY day, grp, team", params)
         return self._cached(("spend_by_day", f), compute)
 
+    def _usage_hours(self, f: CostFilter, by: str) -> tuple[str, list[Any]]:
+        """GPU hours held per `by` in the filter's days, from the usage rollups (as `gpulens attribute`
+        measures `gpu_hours`), as a SQL subquery and its parameters."""
+        sql = (f"SELECT {by}, sum(gpu_seconds) / 3600 AS gpu_hours FROM gpu_usage_hourly "
+               f"WHERE hour >= ? AND hour < ? + INTERVAL 1 DAY GROUP BY {by}")
+        return sql, [f.start, f.end]
+
     def cost_totals(self, f: CostFilter) -> dict[str, float]:
-        """Totals of the range per group plus waste and GPU hours."""
+        """Totals of the range per group, waste, and GPU hours (of the filter's teams, from usage)."""
         def compute() -> dict[str, float]:
             where, params = self._cost_where(f)
             df = self._frame(
-                f"SELECT {_GROUP_SQL} AS grp, CAST(sum(cost) AS DOUBLE) AS cost, CAST(sum(waste) AS DOUBLE) AS waste, "
-                f"sum(gpu_seconds) / 3600 AS gpu_hours FROM allocations WHERE {where} GROUP BY ALL", params)
+                f"SELECT {_GROUP_SQL} AS grp, CAST(sum(cost) AS DOUBLE) AS cost, CAST(sum(waste) AS DOUBLE) AS waste "
+                f"FROM allocations WHERE {where} GROUP BY ALL", params)
             out = {g: float(df.loc[df.grp == g, "cost"].sum()) for g in GROUP_ORDER}
             out["total"] = float(df.cost.sum())
             out["waste"] = float(df.waste.sum())
-            out["gpu_hours"] = float(df.gpu_hours.sum())
+            hours = self.team_table(f)
+            out["gpu_hours"] = float(hours.gpu_hours.sum())
             return out
         return self._cached(("cost_totals", f), compute)
 
@@ -157,25 +165,39 @@ class Queries:
         """Per team: direct, shared, total, GPU hours, waste; idle and unallocated as their own rows."""
         def compute() -> pd.DataFrame:
             where, params = self._cost_where(f)
-            return self._frame(
-                "SELECT coalesce(team, '(' || category || ')') AS label, "
-                "round(CAST(sum(cost) FILTER (category = 'direct') AS DOUBLE), 2) AS direct, "
-                "round(CAST(sum(cost) FILTER (category IN ('shared_gpu', 'shared_other')) AS DOUBLE), 2) AS shared, "
-                "round(CAST(sum(cost) AS DOUBLE), 2) AS total, round(sum(gpu_seconds) / 3600, 1) AS gpu_hours, "
-                "round(CAST(sum(waste) AS DOUBLE), 2) AS waste "
-                f"FROM allocations WHERE {where} GROUP BY 1 ORDER BY starts_with(label, '('), total DESC", params
-            ).fillna(0.0).rename(columns={"label": "team"})
+            usage, usage_params = self._usage_hours(f, "team")
+            return self._frame(f"""
+                WITH a AS (
+                    SELECT coalesce(team, '(' || category || ')') AS label, team,
+                           sum(cost) FILTER (category = 'direct') AS direct,
+                           sum(cost) FILTER (category IN ('shared_gpu', 'shared_other')) AS shared,
+                           sum(cost) AS total, sum(waste) AS waste
+                    FROM allocations WHERE {where} GROUP BY label, team)
+                SELECT label AS team, round(CAST(coalesce(direct, 0) AS DOUBLE), 2) AS direct,
+                       round(CAST(coalesce(shared, 0) AS DOUBLE), 2) AS shared,
+                       round(CAST(total AS DOUBLE), 2) AS total, round(coalesce(u.gpu_hours, 0), 1) AS gpu_hours,
+                       round(CAST(waste AS DOUBLE), 2) AS waste
+                FROM a LEFT JOIN ({usage}) u ON u.team = a.team
+                ORDER BY starts_with(label, '('), total DESC""", params + usage_params)
         return self._cached(("team_table", f), compute)
 
     def team_jobs(self, f: CostFilter) -> pd.DataFrame:
         """Drill-down: per team, job and instance (resource id): category, cost, GPU hours, waste."""
         def compute() -> pd.DataFrame:
             where, params = self._cost_where(f)
-            return self._frame(
-                "SELECT team, coalesce(job_id, '-') AS job_id, coalesce(resource_id, '-') AS resource_id, "
-                f"{_GROUP_SQL} AS category, round(CAST(sum(cost) AS DOUBLE), 2) AS cost, "
-                "round(sum(gpu_seconds) / 3600, 1) AS gpu_hours, round(CAST(sum(waste) AS DOUBLE), 2) AS waste "
-                f"FROM allocations WHERE {where} AND team IS NOT NULL GROUP BY ALL ORDER BY cost DESC", params)
+            usage, usage_params = self._usage_hours(f, "job_id, instance_id")
+            return self._frame(f"""
+                WITH a AS (
+                    SELECT team, job_id, resource_id, {_GROUP_SQL} AS category, sum(cost) AS cost,
+                           sum(waste) AS waste
+                    FROM allocations WHERE {where} AND team IS NOT NULL GROUP BY ALL)
+                SELECT team, coalesce(a.job_id, '-') AS job_id, coalesce(resource_id, '-') AS resource_id, category,
+                       round(CAST(cost AS DOUBLE), 2) AS cost,
+                       round(CASE WHEN category IN ('direct', 'shared') THEN coalesce(u.gpu_hours, 0) ELSE 0 END, 1)
+                           AS gpu_hours,
+                       round(CAST(waste AS DOUBLE), 2) AS waste
+                FROM a LEFT JOIN ({usage}) u ON u.job_id = a.job_id AND u.instance_id = a.resource_id
+                ORDER BY cost DESC, job_id, resource_id""", params + usage_params)
         return self._cached(("team_jobs", f), compute)
 
     def unallocated(self, f: CostFilter) -> pd.DataFrame:

@@ -49,6 +49,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gpulens.collector.agent import AgentConfig, run_agent
+    from gpulens.collector.mapping.kubelet import KUBELET_SOCKET
 
     if args.interval <= 0 or not 0 < args.port < 65536:
         print("gpulens agent: error: --interval must be positive and --port in 1..65535", file=sys.stderr)
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         sim_gpus=args.sim_gpus, sim_model=args.sim_model, sim_seed=args.sim_seed,
         sim_scenario=args.sim_scenario, sim_faults=tuple(args.sim_fault), instance_id=args.instance_id,
         instance_type=args.instance_type, cluster=args.cluster, labels=tuple(args.label),
+        kubelet_socket=KUBELET_SOCKET if args.backend != "sim" else None,
     )
     stop = threading.Event()
     toggle = threading.Event()

@@ -1,15 +1,13 @@
-"""Job mapping from a fixture /proc tree, Slurm variables, pod cgroups, trainer datagrams, static labels."""
+"""Job mapping from a fixture /proc tree, Slurm variables, trainer datagrams, static labels."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 
 from gpulens.collector.backends.base import GpuIdentity, GpuReading
-from gpulens.collector.mapping.kubelet import KubeletMapper, pod_uid
 from gpulens.collector.mapping.proc import ProcMapper, ProcReader
 from gpulens.collector.mapping.slurm import slurm_job
 from gpulens.collector.mapping.static import StaticMapper, parse_labels
@@ -43,21 +41,6 @@ def test_slurm_job() -> None:
     assert slurm_job({"SLURM_JOB_ID": "42", "SLURM_JOB_ACCOUNT": "vision"}) == ("42", "vision")
     assert slurm_job({"SLURM_JOB_ID": "42"}) == ("42", "")
     assert slurm_job({}) is None
-
-
-def test_pod_uid_from_systemd_and_cgroupfs_paths() -> None:
-    reader = ProcReader(FIXTURES / "proc")
-    assert pod_uid(reader.cgroup(1003) or "") == "1a2b3c4d-5e6f-7a8b-9c0d-112233445566"
-    assert pod_uid(reader.cgroup(1004) or "") == "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
-    assert pod_uid("0::/user.slice/session-1.scope\n") is None
-
-
-def test_kubelet_mapper_uses_the_pod_lookup() -> None:
-    pods = {k: tuple(v) for k, v in json.loads((FIXTURES / "kubelet_pods.json").read_text()).items()}
-    mapper = KubeletMapper(ProcReader(FIXTURES / "proc"), lambda: pods)  # type: ignore[arg-type, return-value]
-    out = mapper.annotate(_readings((1003,), (1004,), (1001,)))
-    assert [(r.job_id, r.team) for r in out] == [("ml-train/llama-ft-0", "nlp"), ("batch/embed-7", "search"),
-                                                 (None, None)]
 
 
 def test_trainer_mapping_expires_and_ends_with_the_process() -> None:

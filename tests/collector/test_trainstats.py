@@ -66,3 +66,13 @@ def test_copy_is_independent() -> None:
     ranks, _, _ = stats.copy()
     stats.ingest(_b(STEP))
     assert ranks[("bgpt-50b", "ai-research", "0", "0")].steps == 1
+
+
+def test_rank_spellings_share_one_series_but_bool_is_not_a_number() -> None:
+    stats = TrainStats()
+    for rank in (0, "0", 0.0, False):
+        stats.ingest(_b({**STEP, "rank": rank, "gpu": 1}))
+    ranks, _, _ = stats.copy()
+    assert ranks[("bgpt-50b", "ai-research", "0", "1")].steps == 2  # 0 and "0"
+    assert ranks[("bgpt-50b", "ai-research", "0.0", "1")].steps == 1
+    assert ranks[("bgpt-50b", "ai-research", "", "1")].steps == 1  # a bool is no rank

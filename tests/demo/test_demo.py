@@ -6,8 +6,10 @@ what the first built (it must serve in seconds, not rebuild the month).
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -42,6 +44,8 @@ def test_demo_serves_and_stops_cleanly(demo_data: DemoBuild, tmp_path: Path, sig
         text = log.read_text()
         assert "reusing the demo month" in text
         assert f"http://127.0.0.1:{port}" in text and "/utilization" in text and "/training" in text
+        if sig == signal.SIGINT:
+            assert_trainer_reports_to_agent(log)
         proc.send_signal(sig)
         assert proc.wait(timeout=30) == 0, log.read_text()
         _, alive = psutil.wait_procs(children, timeout=10)
@@ -52,12 +56,23 @@ def test_demo_serves_and_stops_cleanly(demo_data: DemoBuild, tmp_path: Path, sig
             proc.wait()
 
 
+def assert_trainer_reports_to_agent(log: Path) -> None:
+    """The live reference run (torch on the CPU) reaches the agent: its steps show on /metrics."""
+    match = re.search(r"agent .* on (http://127\.0\.0\.1:\d+)/metrics", log.read_text())
+    assert match, log.read_text()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if 'job_id="live-demo-run"' in http_get(f"{match.group(1)}/metrics") and "gpulens_train_steps_total" in \
+                http_get(f"{match.group(1)}/metrics"):
+            return
+        time.sleep(1)
+    pytest.fail("the live trainer's steps never reached the agent's /metrics")
+
+
 def test_demo_refuses_a_busy_port(demo_data: DemoBuild, tmp_path: Path) -> None:
     """One clear line and exit 1 when the explorer's port is taken; nothing left running."""
     workdir = tmp_path / "demo"
     shutil.copytree(demo_data.workdir, workdir, ignore=shutil.ignore_patterns("logs", "run", "prometheus", "live"))
-    import socket
-
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

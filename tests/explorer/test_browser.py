@@ -44,7 +44,9 @@ def query(browser: Any) -> dict[str, str]:
 
 
 def full_page_screenshot(browser: Any, path: Path) -> None:
-    height = browser.execute_script("return document.documentElement.scrollHeight")
+    height = browser.execute_script(
+        "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight,"
+        " document.querySelector('.app').scrollHeight)")
     browser.set_window_size(1440, min(int(height) + 40, 4000))
     time.sleep(0.5)
     browser.save_screenshot(str(path))

@@ -34,6 +34,8 @@ def test_cost_page_shows_the_allocation_of_gpulens_attribute(demo_data: DemoBuil
     for team in expected["teams"]:  # type: ignore[attr-defined]
         assert table.loc[team["team"], "total"] == pytest.approx(team["total"], abs=0.01)
         assert table.loc[team["team"], "direct"] == pytest.approx(team["direct"], abs=0.01)
+        assert table.loc[team["team"], "waste"] == pytest.approx(team["waste"], abs=0.01)
+        assert table.loc[team["team"], "gpu_hours"] == pytest.approx(team["gpu_hours"], abs=0.1)
     assert queries.spend_by_day(OCTOBER).cost.sum() == pytest.approx(totals["total"])
 
 

@@ -10,12 +10,13 @@ import shlex
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gpulens.cli import build_parser
-from tests.helm.chart import VALUES_SETS, containers, one, pod_spec, rendered, workloads
-from tests.helm.test_cronjob_scripts import run_script
+from tests.helm.chart import CHART, VALUES_SETS, containers, one, pod_spec, render_with, rendered, workloads
+from tests.helm.test_cronjob_scripts import RECORDER, run_script
 from tests.support.servers import REPO, gpulens_exe
 
 UNIT = REPO / "deploy" / "systemd" / "gpulens-agent.service"
@@ -33,16 +34,39 @@ def expand(args: list[str]) -> list[str]:
     return [a.replace("$(NODE_NAME)", "gpu-node-1") for a in args]
 
 
+def agent_argv(container: dict[str, Any], tmp_path: Path, instance_id: str = "", instance_type: str = "") -> list[str]:
+    """What the agent container executes: its /bin/sh wrapper run for real, with the node identity the init
+    container would have written, and a recorder standing in for `gpulens` (tests/helm/test_cronjob_scripts)."""
+    if "command" not in container:
+        return expand(container["args"])
+    identity = tmp_path / "node"
+    identity.mkdir(exist_ok=True)
+    (identity / "instance-id").write_text(instance_id)
+    (identity / "instance-type").write_text(instance_type)
+    shell, flag, script, name = container["command"]
+    assert (shell, flag) == ("/bin/sh", "-c")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "gpulens").write_text(RECORDER)
+    (bin_dir / "gpulens").chmod(0o755)
+    out = tmp_path / "argv"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ARGV_OUT": str(out)}
+    subprocess.run([shell, flag, script.replace("/etc/gpulens-node", str(identity)), name, *expand(container["args"])],
+                   env=env, check=True, timeout=30)
+    return out.read_text().splitlines()
+
+
 @pytest.mark.parametrize("values_set", sorted(VALUES_SETS))
-def test_long_running_components_start_with_valid_arguments(values_set: str) -> None:
+def test_long_running_components_start_with_valid_arguments(values_set: str, tmp_path: Path) -> None:
     for workload in workloads(rendered(values_set)):
         if workload.kind == "CronJob":
             continue
         for container in containers(pod_spec(workload)):
-            if "command" in container:  # the warehouse fetch init container runs python, not gpulens
-                assert container["command"][:2] == ["python", "/opt/gpulens/scripts/warehouse_sync.py"]
+            if container["name"] in ("fetch-warehouse", "node-identity"):  # helper scripts, not gpulens
+                interpreter, script = container["command"][:2]
+                assert interpreter == "python" and (CHART / "files" / "scripts" / Path(script).name).is_file()
                 continue
-            args = parse(expand(container["args"]))
+            args = parse(agent_argv(container, tmp_path) if container["name"] == "agent" else container["args"])
             if workload.kind == "Job":  # the dashboard push: a client, no port
                 continue
             assert args.host == "0.0.0.0", "inside a pod the port is reached through the pod IP"
@@ -50,11 +74,20 @@ def test_long_running_components_start_with_valid_arguments(values_set: str) -> 
             assert args.port == port
 
 
-def test_agent_arguments_carry_the_values() -> None:
+def test_agent_arguments_carry_the_values_and_the_node_identity(tmp_path: Path) -> None:
     (agent,) = pod_spec(one(rendered("all-features"), "DaemonSet", "agent"))["containers"]
-    args = parse(expand(agent["args"]))
+    args = parse(agent_argv(agent, tmp_path, "i-0123456789abcdef0", "p4d.24xlarge"))
     assert args.node == "gpu-node-1" and args.cluster == "training-east"
     assert str(args.socket) == "/run/gpulens/agent.sock" and args.backend == "auto"
+    assert args.instance_id == "i-0123456789abcdef0" and args.instance_type == "p4d.24xlarge"
+    off_aws = parse(agent_argv(agent, tmp_path))
+    assert off_aws.instance_id == "" and off_aws.instance_type == ""
+
+
+def test_without_node_identity_the_agent_runs_gpulens_directly() -> None:
+    (agent,) = pod_spec(one(render_with({"agent": {"nodeIdentity": {"enabled": False}}}), "DaemonSet", "agent"))[
+        "containers"]
+    assert "command" not in agent and parse(expand(agent["args"])).instance_id == ""
 
 
 def test_explorer_and_remediation_arguments_carry_the_values() -> None:

@@ -142,3 +142,12 @@ def test_the_packaged_chart_renders_the_same_objects(tmp_path: Path) -> None:
             values=values, name="gl", namespace=NAMESPACE)
         names = {f["name"] for f in packaged.files}
     assert "files/rules/gpulens-rules.yaml" in names and "files/scripts/warehouse_sync.py" in names
+
+
+def test_a_release_named_gpulens_gets_the_names_the_docs_use() -> None:
+    with helm.Chart.load(CHART) as chart:
+        files = chart.render(values={"remediation": {"enabled": True}}, name="gpulens", namespace="gpulens")
+    names = {(d["kind"], d["metadata"]["name"]) for template, text in files.items()
+             if not template.endswith("NOTES.txt") for d in yaml.safe_load_all(text) if d}
+    assert {("DaemonSet", "gpulens-agent"), ("Deployment", "gpulens-explorer"), ("Service", "gpulens-remediation"),
+            ("ServiceAccount", "gpulens-explorer")} <= names

@@ -88,7 +88,8 @@ def test_no_container_is_privileged_or_keeps_a_capability(values_set: str) -> No
             assert ctx["capabilities"]["drop"] == ["ALL"], where
             added = ctx["capabilities"].get("add", [])
             # The one exception: reading other users' /proc/<pid>/environ when asked to (agent.hostPID).
-            assert added == (["SYS_PTRACE"] if spec.get("hostPID") else []), where
+            ptrace = spec.get("hostPID") and container["name"] == "agent"
+            assert added == (["SYS_PTRACE"] if ptrace else []), where
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
 
 
@@ -175,11 +176,30 @@ def test_only_components_that_call_the_api_server_get_a_token_and_a_role() -> No
     tokens = {m.name: pod_spec(m)["automountServiceAccountToken"] for m in workloads(manifests)}
     assert {n for n, mounted in tokens.items() if mounted} == {"gl-gpulens-agent", "gl-gpulens-remediation"}
     agent_role = next(m.doc for m in of_kind(manifests, "ClusterRole") if m.name == "gl-gpulens-agent")
-    assert agent_role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
-    # A dry-run receiver and a default agent get neither a token nor a role.
+    assert agent_role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
+                                   {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    receiver_role = next(m.doc for m in of_kind(manifests, "ClusterRole") if m.name == "gl-gpulens-remediation")
+    assert {r["resources"][0]: r["verbs"] for r in receiver_role["rules"]} == {
+        "nodes": ["get", "patch"], "pods": ["list"], "pods/eviction": ["create"]}
+    # A dry-run receiver gets neither a token nor a role; a default agent reads only its own Node, and
+    # only from the init container.
     dry_run = render_with({"remediation": {"enabled": True}})
-    assert of_kind(dry_run, "ClusterRole") == []
+    assert [m.doc["rules"] for m in of_kind(dry_run, "ClusterRole")] == [
+        [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]]
     assert not any(pod_spec(m)["automountServiceAccountToken"] for m in workloads(dry_run))
+
+
+def test_only_the_node_identity_init_container_holds_an_api_token() -> None:
+    spec = agent_spec("defaults")
+    token_path = "/var/run/secrets/kubernetes.io/serviceaccount"
+    assert spec["automountServiceAccountToken"] is False
+    (init,) = spec["initContainers"]
+    assert {m["mountPath"]: m["name"] for m in init["volumeMounts"]}[token_path] == "api-token"
+    assert init["securityContext"]["runAsUser"] == 65532 and init["securityContext"]["runAsNonRoot"] is True
+    (agent,) = spec["containers"]
+    assert token_path not in {m["mountPath"] for m in agent["volumeMounts"]}
+    token = next(v for v in spec["volumes"] if v["name"] == "api-token")["projected"]["sources"][0]
+    assert token == {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}
 
 
 def test_cron_jobs_are_scheduled_once_at_a_time_with_history_limits() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import socket
 import threading
 import time
 import urllib.request
@@ -14,6 +15,7 @@ import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
+from gpulens.errors import GpulensError
 from gpulens.trainer import Anomaly, StepMonitor
 from tests.support.servers import free_port
 from tests.trainer.conftest import Receiver
@@ -161,3 +163,14 @@ def test_own_prometheus_endpoint_on_base_port_plus_local_rank(tmp_path: Path) ->
     assert samples[("gpulens_train_loss_anomalies_total", "nan")][0] == 1
     assert 0 < samples[("gpulens_train_mfu_ratio", None)][0]
     assert math.isnan(samples[("gpulens_train_loss", None)][0])
+
+
+def test_unusable_destinations_are_clear_errors_at_construction(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(GpulensError, match="cannot append the training log"):
+        StepMonitor("j", "t", socket=tmp_path / "none.sock", log_path=tmp_path / "file" / "run.jsonl", env={})
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(GpulensError, match="cannot serve /metrics"):
+            StepMonitor("j", "t", socket=tmp_path / "none.sock", prometheus_port=busy.getsockname()[1], env={})

@@ -20,6 +20,7 @@ from typing import Any
 
 from gpulens.trainer.monitor import StepMonitor
 from gpulens.trainer.reference import corpus
+from gpulens.trainer.sinks import SocketSink
 
 CPU_NOMINAL_HZ = 3.0e9  # a nominal all-core clock; MFU on a CPU is a demonstration figure, not a benchmark
 
@@ -115,6 +116,13 @@ class Workload:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
+    def figures(self, loss: Any, grad_norm: Any) -> dict[str, Any]:
+        """What a step records: loss and grad norm (device tensors, unread) and the learning rate."""
+        values = {"loss": loss, "lr": self.optimizer.param_groups[0]["lr"]}
+        if grad_norm is not None:  # None on a skipped update
+            values["grad_norm"] = grad_norm
+        return values
+
     def step(self, skip_update: bool = False) -> tuple[Any, Any]:
         """One optimizer step; returns (loss, grad_norm) as device tensors, unread."""
         import torch
@@ -166,9 +174,7 @@ def train(config: ReferenceConfig, monitor: StepMonitor | None = None) -> Summar
                 if index == config.diverge_at:
                     work.set_lr(config.lr * config.diverge_factor)
                 loss, grad_norm = work.step(skip_update=index == config.nan_at)
-                lr = work.optimizer.param_groups[0]["lr"]
-                step.record(loss=loss, lr=lr) if grad_norm is None else step.record(
-                    loss=loss, grad_norm=grad_norm, lr=lr)
+                step.record(**work.figures(loss, grad_norm))
             first = loss if first is None else first
             recent.append(loss)
     finally:
@@ -176,8 +182,8 @@ def train(config: ReferenceConfig, monitor: StepMonitor | None = None) -> Summar
     seconds = time.perf_counter() - started
     # One read of the device at the very end, after the timed loop, for the summary line.
     final = torch.stack(list(recent)).float().nanmean().item() if recent else float("nan")
-    socket_sink = next((s for s in monitor.sinks if hasattr(s, "sent")), None)
+    socket_sink = next((s for s in monitor.sinks if isinstance(s, SocketSink)), None)
     return Summary(steps=config.steps, seconds=seconds, tokens=config.steps * work.tokens_per_step,
                    first_loss=float(first) if first is not None else float("nan"), final_loss=final,
                    anomalies=tuple(f"{a.kind}@{a.step}" for a in monitor.anomalies),
-                   sent=int(getattr(socket_sink, "sent", 0)), dropped=monitor.dropped)
+                   sent=socket_sink.sent if socket_sink else 0, dropped=monitor.dropped)

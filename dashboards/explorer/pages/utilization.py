@@ -85,7 +85,7 @@ def render(queries: Queries, f: UtilFilter) -> tuple[Any, ...]:
     coarse = queries.coarse_nodes(f.window_hours)
     note = html.Div(className="note", children=[
         html.Strong("Coarse utilization only: "),
-        f"{', '.join(coarse)} report no SM activity (an A100 without DCGM profiling). Their rows use NVML's "
+        f"{', '.join(coarse)} {'reports' if len(coarse) == 1 else 'report'} no SM activity (an A100 without DCGM profiling). Their rows use NVML's "
         "utilization.gpu, which counts any running kernel and reads higher than SM activity; they are "
         "labelled 'utilization'.",
     ]) if coarse else None
