@@ -20,6 +20,7 @@ from gpulens.collector.trainstats import TrainStats
 
 def main() -> int:
     port, sock = int(sys.argv[1]), Path(sys.argv[2])
+    sys.setswitchinterval(0.001)  # as `gpulens agent` does
     backend = SimBackend(8)
     sampler = Sampler(backend)
     stats = TrainStats()

@@ -17,6 +17,7 @@ from gpulens.collector.backends.sim import SimBackend, parse_fault
 from gpulens.collector.exposition import (
     AgentCollector,
     AgentIdentity,
+    agent_generation,
     build_registry,
     make_server,
     serve_in_thread,
@@ -84,7 +85,8 @@ def run_agent(config: AgentConfig, stop: threading.Event, toggle: threading.Even
                              config.instance_id, config.instance_type, config.cluster)
     registry = build_registry(AgentCollector(identity, lambda: sampler.snapshot, stats))
     try:
-        server = make_server(config.host, config.port, registry, sampler, stale_after=max(10.0, 5 * config.interval))
+        server = make_server(config.host, config.port, registry, sampler, stale_after=max(10.0, 5 * config.interval),
+                             generation=agent_generation(sampler, stats))
     except OSError as exc:
         backend.close()
         raise GpulensError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}", field="--port") from None

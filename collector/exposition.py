@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -231,9 +231,41 @@ class AgentHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
+class MetricsPage:
+    """The /metrics body, rendered again only when `generation()` changes (a new tick, new datagrams).
+
+    Prometheus HA pairs and dashboards scrape the same state repeatedly; they get the bytes already made.
+    """
+
+    def __init__(self, registry: CollectorRegistry, generation: Callable[[], Hashable] | None) -> None:
+        self._registry = registry
+        self._generation = generation
+        self._lock = threading.Lock()
+        self._cached: dict[bool, tuple[Hashable, bytes]] = {}
+
+    def body(self, openmetrics: bool) -> bytes:
+        if self._generation is None:
+            return render(self._registry.collect(), openmetrics=openmetrics)
+        generation = self._generation()
+        with self._lock:
+            hit = self._cached.get(openmetrics)
+            if hit is not None and hit[0] == generation:
+                return hit[1]
+        body = render(self._registry.collect(), openmetrics=openmetrics)
+        with self._lock:
+            self._cached[openmetrics] = (generation, body)
+        return body
+
+
+def agent_generation(sampler: Sampler, train: TrainStats) -> Callable[[], Hashable]:
+    """What a /metrics body depends on: the snapshot (tick time and count) and the datagrams seen."""
+    return lambda: (sampler.snapshot.t, sampler.snapshot.sample_count, train.generation)
+
+
 def make_server(host: str, port: int, registry: CollectorRegistry, sampler: Sampler,
-                stale_after: float) -> AgentHTTPServer:
+                stale_after: float, generation: Callable[[], Hashable] | None = None) -> AgentHTTPServer:
     """The HTTP server (not started); `stale_after` seconds without a tick makes /healthz 503."""
+    page = MetricsPage(registry, generation)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -253,7 +285,7 @@ def make_server(host: str, port: int, registry: CollectorRegistry, sampler: Samp
             path = urllib.parse.urlsplit(self.path).path
             if path == "/metrics":
                 om = wants_openmetrics(self.headers.get("Accept", ""))
-                body = render(registry.collect(), openmetrics=om)
+                body = page.body(om)
                 self._send(200, body, OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE)
             elif path == "/healthz":
                 age = sampler.age()

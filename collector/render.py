@@ -18,9 +18,10 @@ TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 _label_cache: dict[tuple[tuple[str, str], ...], str] = {}
-# Rendered line per Sample object: the collector reuses Sample objects until their values change
-# (a snapshot's GPU series, an unchanged rank), so most lines of a scrape are a dict lookup.
-_line_cache: dict[int, tuple[Sample, str]] = {}
+# Rendered line per Sample object of the previous render: the collector reuses Sample objects until
+# their values change (a snapshot's GPU series, an unchanged rank), so most lines of a scrape are a
+# dict lookup. Only the last render's lines are kept: nothing accumulates for the collector to find.
+_previous: dict[int, tuple[Sample, str]] = {}
 CACHE_LIMIT = 200_000
 
 
@@ -42,22 +43,10 @@ def _labels(labels: dict[str, str]) -> str:
 
 
 def _value(v: float) -> str:
-    if v == 0.0:
-        return "0.0"
-    if v == 1.0:
-        return "1.0"
+    """floatToGoString's output; below 1e6 in magnitude that is Python's repr of the float."""
+    if -1e6 < v < 1e6:
+        return repr(float(v))
     return floatToGoString(v)
-
-
-def _line(s: Sample) -> str:
-    hit = _line_cache.get(id(s))
-    if hit is not None and hit[0] is s:  # holding `s` in the cache keeps its id from being reused
-        return hit[1]
-    if len(_line_cache) > CACHE_LIMIT:
-        _line_cache.clear()
-    line = f"{s.name}{_labels(s.labels)} {_value(s.value)}\n"
-    _line_cache[id(s)] = (s, line)
-    return line
 
 
 def _help(text: str, openmetrics: bool) -> str:
@@ -67,6 +56,8 @@ def _help(text: str, openmetrics: bool) -> str:
 
 def render(families: Iterable[Metric], openmetrics: bool = False) -> bytes:
     """The exposition text of `families` in Prometheus text format or OpenMetrics."""
+    global _previous
+    previous, current = _previous, {}
     out: list[str] = []
     for fam in families:
         name, kind = fam.name, fam.type
@@ -76,7 +67,15 @@ def render(families: Iterable[Metric], openmetrics: bool = False) -> bytes:
             elif kind == "info":
                 name, kind = name + "_info", "gauge"
         out.append(f"# HELP {name} {_help(fam.documentation, openmetrics)}\n# TYPE {name} {kind}\n")
-        out.extend(map(_line, fam.samples))
+        for sample in fam.samples:
+            hit = previous.get(id(sample))
+            if hit is not None and hit[0] is sample:  # holding `sample` keeps its id from being reused
+                line = hit[1]
+            else:
+                line = f"{sample.name}{_labels(sample.labels)} {_value(sample.value)}\n"
+            current[id(sample)] = (sample, line)
+            out.append(line)
+    _previous = current
     if openmetrics:
         out.append("# EOF\n")
     return "".join(out).encode()

@@ -130,6 +130,7 @@ class TrainStats:
         self.ranks: dict[TrainKey, RankStats] = {}
         self.anomalies: dict[tuple[str, str, str, str, str], float] = {}
         self.results: dict[str, float] = {"ok": 0.0, "malformed": 0.0}
+        self.generation = 0  # bumped by every batch: a scrape re-renders only after a change
         self._on_step = on_step
 
     def ingest(self, data: bytes) -> bool:
@@ -150,6 +151,7 @@ class TrainStats:
                 bad += 1
         mapped = []
         with self._lock:
+            self.generation += 1
             self.results["malformed"] += bad
             self.results["ok"] += len(parsed)
             now = self._clock()

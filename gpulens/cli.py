@@ -27,9 +27,26 @@ def build_parser() -> argparse.ArgumentParser:
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        try:
+            module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        except ImportError as exc:  # an optional extra is not installed: the other commands still work
+            _register_unavailable(sub, info.name, exc)
+            continue
         module.register(sub)
     return parser
+
+
+def _register_unavailable(sub: argparse._SubParsersAction, name: str, exc: ImportError) -> None:
+    """A command whose optional dependency is missing answers with what to install, not a traceback."""
+    missing = exc.name or str(exc)
+    message = f"needs the Python module {missing!r}, which is not installed: pip install 'gpulens[all]'"
+    parser = sub.add_parser(name, help=f"(unavailable: {message})", add_help=False)
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
+
+    def unavailable(args: argparse.Namespace) -> int:
+        raise GpulensError(message)
+
+    parser.set_defaults(handler=unavailable)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

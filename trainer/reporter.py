@@ -59,8 +59,12 @@ class Reporter:
     def drain(self) -> bool:
         """Judge every step that is ready, in order; True when nothing is left waiting."""
         pending, ready = self._pending, self.timing.ready
+        judged = bool(pending) and ready(pending[0][1])
         while pending and ready(pending[0][1]):
             self._judge(*pending.popleft())
+        if judged:  # one write per batch: a process killed without close() loses at most one interval
+            for sink in self.sinks:
+                sink.flush()
         return not pending
 
     def close(self, wait: float) -> None:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import ModuleType
 
 import duckdb
@@ -40,10 +41,14 @@ class DeliveryResult:
     currency: str
 
 
+def is_parquet(path: str | Path) -> bool:
+    return str(path).lower().endswith(".parquet")
+
+
 def read_sql(local: str, *, row_numbers: bool = False) -> str:
     """A DuckDB table function that reads one export file; CSV cells stay text until cast."""
     path = literal(local)
-    if local.endswith(".parquet"):
+    if is_parquet(local):
         extra = ", file_row_number = true" if row_numbers else ""
         return f"read_parquet({path}{extra})"
     return f"read_csv({path}, header = true, all_varchar = true, nullstr = ['', 'NULL'])"
@@ -148,7 +153,7 @@ def _load_file(con: duckdb.DuckDBPyConnection, src: SourceFile, fmt: str | None,
     flavour = detect(columns, fmt, src)
     require_columns(flavour, columns, src)
     try:
-        trim = not str(src.local).endswith(".parquet")
+        trim = not is_parquet(src.local)
         con.execute(insert_sql(flavour, columns, f"{flavour.NAME}:{src.name}", now, trim=trim))
     except duckdb.Error as exc:
         raise diagnose(con, src, flavour, columns) or unreadable(src, exc) from exc
@@ -205,7 +210,7 @@ def _replace(
 def _numbered(con: duckdb.DuckDBPyConnection, src: SourceFile) -> str:
     """A temp view over the file with `_row`, the 1-based data row (header not counted)."""
     local = str(src.local)
-    if local.endswith(".parquet"):
+    if is_parquet(local):
         sql = f"SELECT file_row_number + 1 AS _row, * EXCLUDE (file_row_number) FROM {read_sql(local, row_numbers=True)}"
     else:
         # One thread keeps the scan in file order, so row_number() is the data row.

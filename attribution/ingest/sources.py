@@ -41,6 +41,18 @@ def is_manifest(name: str) -> bool:
     return name.lower().endswith(MANIFEST_SUFFIX)
 
 
+def current_manifests(names: list[str]) -> list[str]:
+    """The manifests that describe current deliveries: legacy CUR keeps a copy of each delivery's
+    manifest inside its assembly folder and the current one a level up, so a manifest below another
+    manifest's folder is a superseded delivery and is dropped."""
+    folders = {_folder(n) for n in names}
+    return [n for n in names if not any(_folder(n) != f and _folder(n).startswith(f) for f in folders)]
+
+
+def _folder(name: str) -> str:
+    return name.rsplit("/", 1)[0] + "/" if "/" in name else ""
+
+
 def manifest_keys(text: str, where: str) -> list[str]:
     """Object keys (without bucket) listed by a CUR 2.0 (`dataFiles`) or legacy (`reportKeys`) manifest."""
     try:
@@ -67,7 +79,8 @@ def local_files(root: Path) -> list[SourceFile]:
             )
         return [SourceFile(root, str(root))]
     everything = _walk(root)
-    manifests = [p for p in everything if is_manifest(p.name)]
+    found = {p.as_posix(): p for p in everything if is_manifest(p.name)}
+    manifests = [found[n] for n in current_manifests(sorted(found))]
     if not manifests:
         return [SourceFile(p, str(p)) for p in everything if is_data(p.name)]
     chosen: dict[Path, SourceFile] = {}
@@ -100,7 +113,7 @@ def s3_files(url: str, client: Any, workdir: Path) -> list[SourceFile]:
     """Downloads the objects under s3://bucket/prefix (or those its manifests list) into `workdir`."""
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
     keys = _list_keys(client, bucket, prefix, url)
-    manifests = [k for k in keys if is_manifest(k)]
+    manifests = current_manifests([k for k in keys if is_manifest(k)])
     if manifests:
         wanted: list[str] = []
         for m in manifests:

@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 from gpulens.attribution.ingest import promql
-from gpulens.attribution.ingest.delivery import read_sql
+from gpulens.attribution.ingest.delivery import is_parquet, read_sql
 from gpulens.attribution.ingest.fields import Field, quote
 from gpulens.errors import GpulensError
 
@@ -74,7 +74,7 @@ def _stage_file(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             )
     fields = _fields(columns)
     numbered = f"SELECT row_number() OVER () AS _row, * FROM {read_sql(str(path))}"
-    if str(path).endswith(".parquet"):
+    if is_parquet(path):
         numbered = f"SELECT file_row_number + 1 AS _row, * EXCLUDE (file_row_number) FROM {read_sql(str(path), row_numbers=True)}"
     typed = ", ".join(f"{f.cast(safe=True)} AS {quote(f.name)}" for f in fields)
     con.execute("SET threads = 1")  # row_number() in file order for error messages

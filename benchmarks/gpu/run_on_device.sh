@@ -10,11 +10,12 @@ SHIM=/tmp/gpulens-shim; rm -rf "$SHIM"; mkdir -p "$SHIM"
 cp -r gpulens "$SHIM/gpulens"
 for c in collector trainer attribution dashboards remediation; do ln -s "$PWD/$c" "$SHIM/gpulens/$c"; done
 export PYTHONPATH="$SHIM" PYTHONUNBUFFERED=1
+REPO=$PWD; cd "$SHIM"  # so that `python -m gpulens` finds the shim, not the repository's gpulens/ folder
 {
   echo "== host"; date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c "import torch, pynvml, prometheus_client; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
   echo "== agent --backend nvml"
-  timeout 120 python3 benchmarks/gpu/agent_nvml_check.py; echo "rc=$?"
+  timeout 120 python3 "$REPO/benchmarks/gpu/agent_nvml_check.py"; echo "rc=$?"
   echo "== trainer no-sync check"
-  timeout 300 python3 benchmarks/gpu/trainer_sync_check.py; echo "rc=$?"
+  timeout 300 python3 "$REPO/benchmarks/gpu/trainer_sync_check.py"; echo "rc=$?"
 } 2>&1 | tee "$OUT/device-checks.log"

@@ -30,12 +30,12 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gpulens.trainer.reference.run import Workload
 
-SYNC_STEPS, ROUND, ROUNDS = 200, 50, 8
+SYNC_STEPS, ROUND, ROUNDS = 200, 50, 12
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -118,12 +118,25 @@ def timed_rounds(device: str, rounds: int, round_steps: int) -> dict[str, list[f
     monitor = StepMonitor("overhead", "gpulens", flops_per_token=work.shape.flops_per_token(), precision="fp32",
                           socket=nobody, env={})
     naive_log: list[tuple[float, float]] = []
+    monitor_events = StepMonitor("events", "gpulens", flops_per_token=work.shape.flops_per_token(),
+                                 precision="fp32", socket=nobody, env={})
+    monitor_ring = StepMonitor("ring", "gpulens", flops_per_token=work.shape.flops_per_token(), precision="fp32",
+                               socket=nobody, env={}, timing=PinnedRingTiming()) if on_cuda else monitor
 
     def bare() -> None:
         work.step()
 
     def monitored() -> None:
         with monitor.step(tokens=work.tokens_per_step) as step:
+            loss, grad_norm = work.step()
+            step.record(loss=loss, grad_norm=grad_norm)
+
+    def events_only() -> None:  # step boundaries alone: what the CUDA events cost
+        with monitor_events.step(tokens=work.tokens_per_step):
+            work.step()
+
+    def ring() -> None:  # recorded tensors copied into a preallocated pinned ring instead of fresh pinned tensors
+        with monitor_ring.step(tokens=work.tokens_per_step) as step:
             loss, grad_norm = work.step()
             step.record(loss=loss, grad_norm=grad_norm)
 
@@ -134,6 +147,8 @@ def timed_rounds(device: str, rounds: int, round_steps: int) -> dict[str, list[f
         naive_log.append((time.perf_counter() - t0, loss.item()))
 
     variants: dict[str, Callable[[], None]] = {"bare loop": bare, "StepMonitor": monitored,
+                                               "StepMonitor, events only": events_only,
+                                               "StepMonitor, pinned ring": ring,
                                                "naive synchronize() timer": naive}
     for fn in variants.values():  # warm-up
         for _ in range(5):
@@ -147,8 +162,36 @@ def timed_rounds(device: str, rounds: int, round_steps: int) -> dict[str, list[f
                 fn()
             sync()
             per_step[name].append((time.perf_counter() - t0) / round_steps)
-    monitor.close()
+    for m in (monitor, monitor_events, monitor_ring):
+        m.close()
     return per_step
+
+
+def PinnedRingTiming() -> Any:  # noqa: N802 - a factory that imports torch only on the GPU path
+    """A diagnostic variant of CudaTiming: copies land in a preallocated pinned ring (no allocator per value)."""
+    import torch
+
+    from gpulens.trainer.timing import CudaTiming, _scalar
+
+    class _Ring(CudaTiming):
+        def __init__(self) -> None:
+            super().__init__()
+            self._rings: dict[Any, Any] = {}
+            self._next = 0
+
+        def capture(self, value: Any) -> Any:
+            tensor = _scalar(value)
+            if not tensor.is_cuda:
+                return tensor
+            ring = self._rings.get(tensor.dtype)
+            if ring is None:
+                ring = self._rings[tensor.dtype] = torch.empty(1 << 16, dtype=tensor.dtype, pin_memory=True)
+            self._next = (self._next + 1) & 0xFFFF
+            slot = ring[self._next]
+            slot.copy_(tensor.reshape(()), non_blocking=True)
+            return slot
+
+    return _Ring()
 
 
 def table(per_step: dict[str, list[float]]) -> str:

@@ -46,7 +46,7 @@ class ExplorerConfig:
 
 def create_app(config: ExplorerConfig, queries: Queries | None = None) -> Dash:
     queries = queries or Queries(config.warehouse, prometheus=config.prometheus)
-    app = Dash(__name__, title="gpulens explorer", update_title=None, suppress_callback_exceptions=True,
+    app = Dash(__name__, title="gpulens explorer", update_title="", suppress_callback_exceptions=True,
                assets_folder=str(Path(__file__).parent / "assets"))
     app.layout = shell
     _register_router(app, queries)
@@ -83,7 +83,7 @@ def _register_router(app: Dash, queries: Queries) -> None:
 
 def route(queries: Queries, pathname: str | None, search: str | None) -> tuple[Any, ...]:
     """The page for `pathname` (unknown paths show /cost), the freshness line and the nav classes."""
-    path = pathname if pathname in PAGES else "/cost"
+    path = pathname if pathname is not None and pathname in PAGES else "/cost"
     page = PAGES[path][1].layout(queries, urlstate.parse(search))
     rng = queries.data_range()
     fresh = f"usage to {rng.newest_usage_hour:%Y-%m-%d %H:00} UTC" if rng.newest_usage_hour else "no usage loaded"
@@ -124,6 +124,8 @@ class ExplorerServer:
         _check_bindable(config.host, config.port)
         self._server: BaseWSGIServer = make_server(config.host, config.port, self.app.server, threaded=True)
         self._thread: threading.Thread | None = None
+        self._prewarmer: threading.Thread | None = None
+        self._stopping = False
 
     @property
     def url(self) -> str:
@@ -133,24 +135,40 @@ class ExplorerServer:
         try:
             self.queries.prewarm()
         except Exception:  # noqa: BLE001 - a cold cache is slower, never fatal; the pages report errors
-            log.warning("could not prewarm the explorer's cache", exc_info=True)
+            if not self._stopping:
+                log.warning("could not prewarm the explorer's cache", exc_info=True)
         finally:
             self.warm.set()
 
+    def _start_prewarm(self) -> None:
+        self._prewarmer = threading.Thread(target=self._prewarm, name="explorer-prewarm", daemon=True)
+        self._prewarmer.start()
+
     def serve_forever(self) -> None:
-        threading.Thread(target=self._prewarm, name="explorer-prewarm", daemon=True).start()
-        self._server.serve_forever()
+        """Serves in this thread until interrupted (Ctrl-C), then releases everything (`stop`)."""
+        self._start_prewarm()
+        try:
+            self._server.serve_forever()
+        finally:
+            self.stop()
 
     def start(self) -> None:
-        threading.Thread(target=self._prewarm, name="explorer-prewarm", daemon=True).start()
+        self._start_prewarm()
         self._thread = threading.Thread(target=self._server.serve_forever, name="explorer", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        """Stops serving, cancels running queries and waits for them: DuckDB threads must not be
+        running when the interpreter exits (the C++ runtime aborts the process)."""
+        self._stopping = True
         if self._thread is not None:
+            self._server.shutdown()  # only a loop running in another thread can be asked to stop
             self._thread.join(timeout=5)
+        self._server.server_close()
+        self.queries.warehouse.interrupt()
+        if self._prewarmer is not None:
+            self._prewarmer.join(timeout=30)
+        self.queries.warehouse.close()
 
 
 __all__ = ["ExplorerConfig", "ExplorerServer", "create_app", "dash"]

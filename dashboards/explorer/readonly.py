@@ -28,6 +28,7 @@ class ReadOnlyWarehouse:
         self._opened_version = 0
         self._users = 0
         self._timer: threading.Timer | None = None
+        self._cursors: set[duckdb.DuckDBPyConnection] = set()
 
     def version(self) -> int:
         """Changes whenever the file is rewritten (mtime in ns); 0 while it does not exist."""
@@ -37,13 +38,15 @@ class ReadOnlyWarehouse:
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with self._lock:
             con = self._acquire()
-        cur = con.cursor()
+            cur = con.cursor()
+            self._cursors.add(cur)
         try:
             prepare(cur)
             yield cur
         finally:
-            cur.close()
             with self._lock:
+                self._cursors.discard(cur)
+                cur.close()
                 self._release()
 
     def _acquire(self) -> duckdb.DuckDBPyConnection:
@@ -80,6 +83,12 @@ class ReadOnlyWarehouse:
         if self._con is not None:
             self._con.close()
             self._con = None
+
+    def interrupt(self) -> None:
+        """Cancels every running query (they raise); used when the explorer shuts down."""
+        with self._lock:
+            for cur in self._cursors:
+                cur.interrupt()
 
     def close(self) -> None:
         with self._lock:

@@ -49,9 +49,9 @@ def panel(title: Any, *children: Any, extra: Any = None) -> html.Section:
     return html.Section(className="panel", children=[head, *children])
 
 
-def table(element_id: str, **kwargs: Any) -> dash_table.DataTable:
+def table(element_id: str, **kwargs: Any) -> Any:
     """A sortable, paged DataTable in the explorer's style."""
-    return dash_table.DataTable(
+    return dash_table.DataTable(  # type: ignore[attr-defined]
         id=element_id, sort_action="native", page_size=kwargs.pop("page_size", 15),
         style_as_list_view=True, cell_selectable=kwargs.pop("cell_selectable", True),
         style_header={"fontWeight": "600", "backgroundColor": "#f8fafc", "borderBottom": "1px solid #e2e8f0",

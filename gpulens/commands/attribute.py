@@ -78,14 +78,20 @@ def _json(a: Any) -> None:
 
 
 def _csv(a: Any) -> None:
+    """One row per team, then idle, unallocated and the unallocated lines by resource (what to tag);
+    plain decimals (no exponent), not rounded."""
     out = csv.writer(sys.stdout, lineterminator="\n")
-    out.writerow(["period", "currency", "kind", "team", "direct", "shared", "total", "gpu_hours", "waste"])
+    out.writerow(["period", "currency", "kind", "team", "direct", "shared", "total", "gpu_hours", "waste",
+                  "resource_id", "line_item_type"])  # fmt: skip
+    head = [a.period, a.currency]
     for t in a.teams:
-        out.writerow(
-            [a.period, a.currency, "team", t.team, t.direct, t.shared, t.total, t.gpu_hours, t.waste]
-        )
-    out.writerow([a.period, a.currency, "idle", "", "", "", a.idle, "", ""])
-    out.writerow([a.period, a.currency, "unallocated", "", "", "", a.unallocated, "", ""])
+        numbers = (t.direct, t.shared, t.total, t.gpu_hours, t.waste)
+        out.writerow([*head, "team", t.team, *(f"{x:f}" for x in numbers), "", ""])
+    out.writerow([*head, "idle", "", "", "", f"{a.idle:f}", "", "", "", ""])
+    out.writerow([*head, "unallocated", "", "", "", f"{a.unallocated:f}", "", "", "", ""])
+    for line in a.unallocated_lines:
+        out.writerow([*head, "unallocated_line", "", "", "", f"{line.cost:f}", "", "", line.resource_id or "",
+                      line.line_item_type])  # fmt: skip
 
 
 def _money(x: Decimal) -> str:

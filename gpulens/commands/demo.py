@@ -28,5 +28,6 @@ def run(args: argparse.Namespace) -> int:
     from gpulens.demo.orchestrator import DemoConfig
     from gpulens.demo.orchestrator import run as run_demo
 
-    return run_demo(DemoConfig(workdir=args.workdir, port=args.port, host=args.host, seed=args.seed,
-                               rebuild=args.rebuild, live=args.live, trainer_steps=args.trainer_steps))
+    config = DemoConfig(workdir=args.workdir, port=args.port, host=args.host, seed=args.seed, rebuild=args.rebuild,
+                        live=args.live, trainer_steps=args.trainer_steps)
+    return run_demo(config, say=lambda line: print(line, flush=True))

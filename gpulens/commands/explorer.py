@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise GpulensError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
     print(f"gpulens explorer on {server.url}  (warehouse {config.warehouse}; Ctrl-C to stop)", flush=True)
     try:
-        server.serve_forever()
+        server.serve_forever()  # stops and waits for running queries on the way out
     except KeyboardInterrupt:
         pass
     return 0

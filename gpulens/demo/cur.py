@@ -74,7 +74,7 @@ def _node_hours(s: Scenario, node: Node) -> Iterator[Row]:
     tags = _node_tags(node)
     for t in _hour_starts(s):
         end = t + timedelta(hours=1)
-        common = {"product_instance_type": node.itype.name, "line_item_operation": "RunInstances",
+        common: dict[str, Any] = {"product_instance_type": node.itype.name, "line_item_operation": "RunInstances",
                   "pricing_public_on_demand_cost": rate}
         if node.pricing == "savings_plan":
             effective = round(rate * SP_DISCOUNT, 6)

@@ -32,6 +32,7 @@ By hand:
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -162,8 +163,13 @@ def test_attribute_stores_allocations_and_prints_spec_json(
         "unallocated": Decimal("17.10"),
     }
     assert gpulens("attribute", "--period", "2026-10", "--format", "csv") == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("period,currency,kind,team") and len(lines) == 1 + 3 + 2
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    kinds = [r["kind"] for r in rows]
+    assert kinds[:5] == ["team", "team", "team", "idle", "unallocated"]
+    assert {
+        r["resource_id"]: r["total"] for r in rows if r["kind"] == "unallocated_line" and r["resource_id"]
+    }["i-orphan"] == "2.0000000000"
+    assert sum(Decimal(r["total"]) for r in rows if r["kind"] != "unallocated_line") == Decimal("85.95")
     assert gpulens("attribute", "--period", "2026-10") == 0
     assert "i-orphan" in capsys.readouterr().out  # unallocated listed with resource ids
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -22,17 +21,28 @@ from .conftest import LEDGER_FILES, USAGE
 
 T0 = datetime(2026, 10, 1)
 TEAMS = st.sampled_from([None, "a", " A ", "b", "c"])
-TAGS = st.sampled_from([{}, {"user_team": "a"}, {"team": "B"}, {"user:cluster": "k1"}, {"user_cluster": "k2"}])
+TAGS = st.sampled_from(
+    [{}, {"user_team": "a"}, {"team": "B"}, {"user:cluster": "k1"}, {"user_cluster": "k2"}]
+)
 INSTANCES = ["i-0", "i-1", "i-2", "fs-0", None]
 TYPES = st.sampled_from(["p4d.24xlarge", "g5.xlarge", "x9.unknown", None])
 
 line = st.tuples(
-    st.sampled_from(INSTANCES), TYPES, st.integers(0, 47), st.integers(0, 30),  # start hour, length in hours
-    st.decimals(Decimal("0"), Decimal("500"), places=4), TAGS,
+    st.sampled_from(INSTANCES),
+    TYPES,
+    st.integers(0, 47),
+    st.integers(0, 30),  # start hour, length in hours
+    st.decimals(Decimal("0"), Decimal("500"), places=4),
+    TAGS,
 )
 usage = st.tuples(
-    st.sampled_from(INSTANCES[:3]), st.integers(0, 7), st.integers(0, 47), TEAMS,
-    st.integers(0, 3600), st.one_of(st.none(), st.floats(0, 1)), st.sampled_from([None, "k1", "k2"]),
+    st.sampled_from(INSTANCES[:3]),
+    st.integers(0, 7),
+    st.integers(0, 47),
+    TEAMS,
+    st.integers(0, 3600),
+    st.one_of(st.none(), st.floats(0, 1)),
+    st.sampled_from([None, "k1", "k2"]),
 )
 
 
@@ -62,8 +72,9 @@ def _warehouse(lines: list[tuple], rows: list[tuple]) -> duckdb.DuckDBPyConnecti
     idle=st.sampled_from(["separate", "share"]),
     window=st.tuples(st.integers(0, 40), st.integers(1, 60)),
 )
-def test_the_invariant_holds_for_any_fleet(lines: list[tuple], rows: list[tuple], idle: str,
-                                           window: tuple[int, int]) -> None:
+def test_the_invariant_holds_for_any_fleet(
+    lines: list[tuple], rows: list[tuple], idle: str, window: tuple[int, int]
+) -> None:
     con = _warehouse(lines, rows)
     start = T0 + timedelta(hours=window[0])
     end = start + timedelta(hours=window[1])
@@ -84,10 +95,14 @@ def test_attribute_exits_1_when_the_books_do_not_balance(
     assert gpulens("ingest", "usage", USAGE) == 0
     real = alloc.team_costs
 
-    def one_cent_too_many(con: duckdb.DuckDBPyConnection, rows: str, usage_table: str) -> tuple[TeamCost, ...]:
+    def one_cent_too_many(
+        con: duckdb.DuckDBPyConnection, rows: str, usage_table: str
+    ) -> tuple[TeamCost, ...]:
         teams = real(con, rows, usage_table)
         first = teams[0]
-        bumped = TeamCost(first.team, first.direct + Decimal("0.01"), first.shared, first.gpu_hours, first.waste)
+        bumped = TeamCost(
+            first.team, first.direct + Decimal("0.01"), first.shared, first.gpu_hours, first.waste
+        )
         return (bumped, *teams[1:])
 
     monkeypatch.setattr(alloc, "team_costs", one_cent_too_many)

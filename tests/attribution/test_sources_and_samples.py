@@ -220,3 +220,25 @@ def test_usage_from_parquet(gpulens: Callable[..., int], warehouse: Path, tmp_pa
             7,
             25200.0,
         )
+
+
+def test_legacy_assembly_folders_only_the_current_delivery(
+    gpulens: Callable[..., int], warehouse: Path, tmp_path: Path
+) -> None:
+    # Legacy CUR: <report>/<range>/<report>-Manifest.json names the current assembly; each assembly folder
+    # keeps its own copy of its manifest. Assembly A (superseded, L12 at 2.00) must not count beside
+    # assembly B (current, L12 corrected to 3.50): 85.95 + 1.50 = 87.45.
+    import gzip as gz
+
+    period = tmp_path / "cur" / "report" / "20261001-20261101"
+    text = gz.decompress(LEDGER_FILES["legacy-csv-gz"].read_bytes()).decode()
+    corrected = text.replace(",i-orphan,t3.large,1,2.00,", ",i-orphan,t3.large,1,3.50,")
+    assert corrected != text
+    for assembly, body in (("A", text), ("B", corrected)):
+        (period / assembly).mkdir(parents=True)
+        (period / assembly / "report-1.csv.gz").write_bytes(gz.compress(body.encode()))
+        listing = {"reportKeys": [f"report/20261001-20261101/{assembly}/report-1.csv.gz"]}
+        (period / assembly / "report-Manifest.json").write_text(json.dumps(listing))
+    (period / "report-Manifest.json").write_text(json.dumps(listing))  # the current one: B
+    assert gpulens("ingest", "cur", tmp_path / "cur") == 0
+    assert _totals(warehouse)["2026-10"][0::2] == (15, Decimal("87.45"))

@@ -13,6 +13,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from gpulens.collector import metrics as M
+from gpulens.collector.exposition import MetricsPage
 from gpulens.collector.render import render, wants_openmetrics
 from tests.collector.agent_world import seeded_registry
 
@@ -85,3 +86,33 @@ def test_catalog_follows_naming_conventions() -> None:
             assert spec.name.endswith("_ratio")
         if spec.type == "gauge" and spec.unit in ("bytes", "watts", "celsius", "hertz", "seconds"):
             assert spec.unit in spec.name
+
+
+def test_metrics_page_renders_again_only_after_a_change() -> None:
+
+
+    calls = []
+
+    class Counting:
+        def collect(self):  # type: ignore[no-untyped-def]
+            calls.append(1)
+            return seeded_registry(ranks=1, ticks=1).collect()
+
+    generation = [0]
+    page = MetricsPage(Counting(), lambda: generation[0])  # type: ignore[arg-type]
+    first = page.body(False)
+    assert page.body(False) is first and len(calls) == 1
+    assert page.body(True).endswith(b"# EOF\n") and len(calls) == 2  # each format cached apart
+    generation[0] += 1
+    page.body(False)
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("value", [0, 1, 0.0, 1.0, 1e-5, 0.1, 2.5, 999999.9, 1e6, 1.5e6, 8.5520809984e10, -2e7, -0.5,
+                                   float("inf"), float("-inf"), float("nan"), 12345678901234567890.0])
+def test_value_formatting_matches_prometheus_client(value: float) -> None:
+    from prometheus_client.utils import floatToGoString
+
+    from gpulens.collector.render import _value
+
+    assert _value(value) == floatToGoString(value)

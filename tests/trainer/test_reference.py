@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gpulens.cli import main
 from gpulens.trainer.reference.run import ReferenceConfig, train
 from tests.support.servers import REPO, gpulens_exe, run_agent
 
@@ -21,7 +24,8 @@ def train_samples(text: str, job_id: str) -> dict[tuple[str, str | None], float]
             for s in family.samples if s.labels.get("job_id") == job_id}
 
 
-def test_agent_shows_steps_tokens_loss_mfu_nan_and_divergence(tmp_path: Path) -> None:
+def test_agent_shows_steps_tokens_loss_mfu_nan_and_divergence(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
     log = tmp_path / "ref.jsonl"
     with run_agent(tmp_path, gpus=2) as agent:
         out = subprocess.run(
@@ -52,6 +56,10 @@ def test_agent_shows_steps_tokens_loss_mfu_nan_and_divergence(tmp_path: Path) ->
     assert losses[NAN_AT] is None
     assert losses[DIVERGE_AT - 1] < 0.8 * losses[0]  # it really learned before the blow-up
     assert min(losses[s] for s in range(DIVERGE_AT + 20, STEPS)) > 1.5 * losses[DIVERGE_AT - 1]  # and stayed away
+    # offline, the same detector finds what the trainer reported online
+    assert main(["runs", "check", str(log), "--format", "json"]) == 0
+    offline = [(a["kind"], a["step"]) for a in json.loads(capsys.readouterr().out)["anomalies"]]
+    assert offline == anomalies
     summary = out.stdout.strip().splitlines()[-1]
     assert summary.startswith("gpulens reference trainer: job ref-e2e: 110 steps") and "dropped 0" in summary
 
@@ -74,3 +82,22 @@ def test_gpulens_train_is_the_same_trainer() -> None:
     assert out.returncode == 0 and "--diverge-at" in out.stdout and "--nan-at" in out.stdout
     bad = subprocess.run([gpulens_exe(), "train", "--team", "t"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--job-id" in bad.stderr
+
+
+def test_sigterm_closes_the_monitor_and_keeps_every_record_whole(tmp_path: Path) -> None:
+    log = tmp_path / "term.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "gpulens.trainer.reference", "--job-id", "term", "--team", "t",
+                             "--steps", "100000", "--socket", str(tmp_path / "none.sock"), "--log", str(log),
+                             "--threads", "1"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (log.exists() and log.stat().st_size > 0) and time.monotonic() < deadline:
+            time.sleep(0.1)  # flushed once per reporting batch, long before close
+        assert log.stat().st_size > 0
+        before = len(log.read_text().splitlines())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        proc.kill()
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(records) >= before and [r["step"] for r in records] == list(range(len(records)))

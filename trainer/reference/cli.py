@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 from gpulens.trainer.reference.run import ReferenceConfig, train
 
@@ -42,8 +45,16 @@ def config_from_args(args: argparse.Namespace) -> ReferenceConfig:
     )
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if threading.current_thread() is threading.main_thread():
+        # A demo or a scheduler stops the run with SIGTERM: unwind as for Ctrl-C, so that the monitor
+        # closes and the last records reach the agent and the log.
+        signal.signal(signal.SIGTERM, _interrupt)
     summary = train(config)
     print(summary.line(config.job_id), flush=True)
     return 0

@@ -1,0 +1,136 @@
+"""SPEC §3 metric names and labels from a sim agent; §4 wire format (unknown keys ignored, malformed
+counted and dropped, the agent survives)."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import Agent, run_agent
+
+GPU_FAMILIES = (
+    "gpulens_gpu_up", "gpulens_gpu_utilization_ratio", "gpulens_gpu_sm_active_ratio",
+    "gpulens_gpu_sm_occupancy_ratio", "gpulens_gpu_tensor_active_ratio", "gpulens_gpu_dram_active_ratio",
+    "gpulens_gpu_memory_used_bytes", "gpulens_gpu_memory_total_bytes", "gpulens_gpu_power_watts",
+    "gpulens_gpu_energy_joules_total", "gpulens_gpu_temperature_celsius", "gpulens_gpu_sm_clock_hertz",
+    "gpulens_gpu_sm_active_seconds_total", "gpulens_gpu_tensor_active_seconds_total",
+    "gpulens_gpu_dram_active_seconds_total",
+)
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
+    out = []
+    for line in text.splitlines():
+        m = SAMPLE.match(line)
+        if m and not line.startswith("#"):
+            out.append((m.group(1), dict(LABEL.findall(m.group(2) or "")), float(m.group(3))))
+    return out
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
+    with run_agent(tmp_path_factory.mktemp("agent"), "--interval", "0.2", "--sim-seed", "3",
+                   node="contract-node", gpus=4) as a:
+        time.sleep(1.0)
+        yield a
+
+
+def send(path: Path, *payloads: bytes) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        for p in payloads:
+            s.sendto(p, str(path))
+
+
+def wait_metrics(agent: Agent, predicate, timeout: float = 10.0) -> str:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    text = agent.metrics()
+    while not predicate(text) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        text = agent.metrics()
+    return text
+
+
+def test_gpu_families_and_labels(agent: Agent) -> None:
+    got = samples(agent.metrics())
+    names = {n for n, _, _ in got}
+    missing = [f for f in GPU_FAMILIES if f not in names]
+    assert not missing, f"missing families: {missing}"
+    for name, labels, _ in got:
+        assert "job" not in labels, (name, labels)
+        if name.startswith("gpulens_gpu_"):
+            assert {"node", "gpu", "uuid", "model"} <= set(labels), (name, labels)
+            assert labels["node"] == "contract-node"
+    ups = {labels["gpu"] for name, labels, v in got if name == "gpulens_gpu_up" and v == 1}
+    assert ups == {"0", "1", "2", "3"}
+    for name, _, value in got:
+        if name.endswith("_ratio"):
+            assert 0.0 <= value <= 1.0, (name, value)
+
+
+def test_agent_families(agent: Agent) -> None:
+    got = samples(agent.metrics())
+    info = [labels for name, labels, _ in got if name == "gpulens_agent_info"]
+    assert info and {"version", "backend"} <= set(info[0]) and info[0]["backend"] == "sim"
+    names = {n for n, _, _ in got}
+    assert "gpulens_agent_sample_seconds_bucket" in names
+
+
+def test_counters_are_total_and_types_declared(agent: Agent) -> None:
+    text = agent.metrics()
+    for line in text.splitlines():
+        if line.startswith("# TYPE gpulens_"):
+            _, _, name, kind = line.split()
+            if kind == "counter":
+                assert name.endswith("_total"), line
+            if name.endswith("_ratio"):
+                assert kind == "gauge", line
+
+
+def test_wire_format_unknown_keys_and_malformed(agent: Agent) -> None:
+    step = {"v": 1, "kind": "step", "job_id": "wire-job", "team": "wire-team", "rank": 0, "local_rank": 0,
+            "gpu": 2, "pid": 4242, "ts": time.time(), "step_seconds": 0.5, "tokens": 1024, "samples": 8,
+            "loss": 2.31, "grad_norm": 1.0, "lr": 3e-4, "mfu": 0.41, "some_future_key": {"x": [1, 2]}}
+    payloads = [json.dumps({**step, "step": i}).encode() for i in range(5)]
+    anomaly = {"v": 1, "kind": "anomaly", "job_id": "wire-job", "team": "wire-team", "rank": 0,
+               "step": 4, "anomaly": "spike", "loss": 4.7, "extra": True}
+    send(agent.socket, *payloads, json.dumps(anomaly).encode(), b"{not json", b"[1, 2]",
+         json.dumps({"v": 1, "kind": "step", "step": "three"}).encode())
+
+    def ready(text: str) -> bool:
+        return any(n == "gpulens_train_steps_total" and lab.get("job_id") == "wire-job" and v >= 5
+                   for n, lab, v in samples(text))
+
+    got = samples(wait_metrics(agent, ready))
+    steps = [(lab, v) for n, lab, v in got if n == "gpulens_train_steps_total" and lab.get("job_id") == "wire-job"]
+    assert sum(v for _, v in steps) == 5, steps
+    for lab, _ in steps:
+        assert lab["team"] == "wire-team" and lab["node"] == "contract-node"
+        assert {"rank", "gpu"} <= set(lab)
+    tokens = [v for n, lab, v in got if n == "gpulens_train_tokens_total" and lab.get("job_id") == "wire-job"]
+    assert sum(tokens) == 5 * 1024
+    losses = [v for n, lab, v in got if n == "gpulens_train_loss" and lab.get("job_id") == "wire-job"]
+    assert losses == [2.31]
+    spikes = [v for n, lab, v in got if n == "gpulens_train_loss_anomalies_total"
+              and lab.get("job_id") == "wire-job" and lab.get("kind") == "spike"]
+    assert spikes == [1.0]
+    names = {n for n, _, _ in got}
+    assert "gpulens_train_step_seconds_bucket" in names
+    assert {"gpulens_train_mfu_ratio", "gpulens_train_last_step_timestamp_seconds"} <= names
+    malformed = [v for n, lab, v in got if n == "gpulens_agent_datagrams_total" and lab.get("result") == "malformed"]
+    assert malformed and malformed[0] >= 3, malformed
+    assert agent.proc.poll() is None
+    # §3: a GPU a training process is mapped to carries job_id and team; held seconds are counted.
+    text = wait_metrics(agent, lambda t: 'gpulens_gpu_held_seconds_total{' in t and 'wire-job' in t)
+    got = samples(text)
+    up = [lab for n, lab, _ in got if n == "gpulens_gpu_up" and lab.get("gpu") == "2"]
+    assert up and up[0].get("job_id") == "wire-job" and up[0].get("team") == "wire-team", up
+    held = [lab for n, lab, _ in got if n == "gpulens_gpu_held_seconds_total" and lab.get("job_id") == "wire-job"]
+    assert held and held[0]["team"] == "wire-team" and held[0]["gpu"] == "2", held
