@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -226,7 +227,9 @@ def render(sizes: dict[str, int], setup: float, local: list[tuple[str, float, fl
         f"(125 p4d/p5 instances) over 30 days: {sizes['cost_line_items']:,} CUR lines, "
         f"{sizes['gpu_usage_hourly']:,} usage rows, {sizes['train_metrics']:,} training steps, "
         f"{sizes['allocations']:,} allocation rows (built and allocated in {setup:.0f} s). Median of {runs} runs.",
-        "", "In process (query + figure functions; cold = new cache):", "",
+        f"Load average when it ran: {os.getloadavg()[0]:.1f} (other work shares the 2 vCPUs; expect noise).",
+        "", "In process (query + figure functions; cold = a new cache; warm = the same view again, served from "
+        "the render cache):", "",
         "| page or callback | cold s | warm s |", "|---|---|---|",
         *[f"| {n} | {c:.3f} | {w:.3f} |" for n, c, w in local],
         "", "Over HTTP: real `/_dash-update-component` POSTs to a running app (cold = filter values not "

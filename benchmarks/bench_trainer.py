@@ -5,7 +5,8 @@ the instrumentation) runs bare and under StepMonitor, alternately step by step, 
 steps each per round, 3 rounds; each step is timed alone and the overhead is median(instrumented) -
 median(bare). StepMonitor reports loss (a tensor), lr and tokens to a real agent-like socket drained by
 another process. Also: the same with nobody listening (the drop path), a JSONL sink added, the empty
-step (the monitor alone), and `scan` over 100,000 points.
+step (the monitor alone), `scan` over 100,000 points, and the host work of the CUDA path (a fake
+torch.cuda) with orjson against the json fallback.
 
 Writes benchmarks/results/trainer.md.
 """
@@ -147,6 +148,121 @@ def scan_seconds() -> float:
     return statistics.median(times)
 
 
+class DoneEvent:
+    """A CUDA event whose work has always completed: the CUDA path with only its host side left to measure."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, enable_timing: bool = False) -> None:
+        self.at = 0.0
+
+    def record(self, stream: object = None) -> None:
+        self.at = time.perf_counter()
+
+    def query(self) -> bool:
+        return True
+
+    def elapsed_time(self, end: DoneEvent) -> float:
+        return (end.at - self.at) * 1e3
+
+
+class HostCopy:
+    __slots__ = ("value",)
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def __float__(self) -> float:
+        return self.value
+
+
+class DeviceScalar:
+    """What CudaTiming.capture sees of a CUDA scalar: `.to("cpu", non_blocking=True)` gives a host copy."""
+
+    is_cuda, requires_grad, shape = True, False, ()
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def numel(self) -> int:
+        return 1
+
+    def to(self, device: str, non_blocking: bool = False) -> HostCopy:
+        return HostCopy(self.value)
+
+
+def cuda_host_cost(sock: Path, blocks: int = 40, block: int = 100) -> dict[str, tuple[float, float]]:
+    """µs per step (median, mean) inside StepMonitor's calls on its CUDA path, with orjson and with the
+    standard library's json (the fallback where orjson is missing), interleaved in blocks of `block` steps.
+
+    torch.cuda is a fake whose events are complete at once, so this is StepMonitor's own host work (not
+    torch's launch of the event records and copies); a real training step of the Loop runs between steps.
+    """
+    from types import SimpleNamespace
+
+    from gpulens.trainer import sinks
+    from gpulens.trainer.timing import CudaTiming
+
+    loop = Loop()
+    fake_cuda = SimpleNamespace(Event=DoneEvent)
+    real = sinks._orjson
+    variants = {"orjson": real, "json (fallback)": None}
+    monitors: dict[str, StepMonitor] = {}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    clock = time.perf_counter
+    loss, grad_norm = DeviceScalar(2.0), DeviceScalar(1.0)
+    try:
+        for b in range(blocks + 1):  # the first block warms up and is not counted
+            for name, module in variants.items():
+                sinks._orjson = module  # each monitor's step encoder is chosen at its first step
+                monitor = monitors.get(name) or monitors.setdefault(name, StepMonitor(
+                    "bench", "t", flops_per_token=1e4, peak_flops=1e12, socket=sock, env={},
+                    timing=CudaTiming(fake_cuda)))
+                out = times[name]
+                for _ in range(block):
+                    t0 = clock()
+                    step = monitor.step(tokens=256, samples=8).__enter__()
+                    t1 = clock()
+                    loop.step()
+                    t2 = clock()
+                    step.record(loss=loss, grad_norm=grad_norm, lr=1e-3)
+                    step.__exit__(None, None, None)
+                    if b:
+                        out.append(clock() - t2 + t1 - t0)
+        for name, module in variants.items():
+            sinks._orjson = module
+            monitors[name].close()
+    finally:
+        sinks._orjson = real
+    return {name: (statistics.median(v) * 1e6, statistics.fmean(v) * 1e6) for name, v in times.items()}
+
+
+def encode_us(n: int = 20000) -> dict[str, float]:
+    """µs per step record (SPEC §4, 17 fields): orjson, and the fallback's prefix join."""
+    from gpulens.trainer import sinks
+
+    identity = {"v": 1, "kind": "step", "job_id": "bgpt-50b", "team": "ai-research", "rank": 0, "local_rank": 0,
+                "gpu": 0, "pid": 4242}
+    fields = {"step": 1200, "ts": time.time(), "step_seconds": 0.512, "tokens": 524288, "samples": 256,
+              "loss": 2.31, "grad_norm": 1.02, "lr": 0.0003, "mfu": 0.41}
+    record = {**identity, **fields}
+    real = sinks._orjson
+    encoders = {"orjson": sinks.step_encoder(identity)}
+    sinks._orjson = None
+    encoders["json (fallback)"] = sinks.step_encoder(identity)
+    sinks._orjson = real
+    times: dict[str, list[int]] = {name: [] for name in encoders}
+    clock = time.perf_counter_ns
+    for _ in range(10):
+        for name, encode in encoders.items():
+            out = times[name]
+            for _ in range(n // 10):
+                t0 = clock()
+                encode(record, fields)
+                out.append(clock() - t0)
+    return {name: statistics.median(v) / 1000 for name, v in times.items()}
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="glb-", dir="/tmp") as tmp:
         sock = Path(tmp) / "agent.sock"
@@ -162,6 +278,8 @@ def main() -> int:
                 "bench", "t", flops_per_token=1e4, peak_flops=1e12, socket=sock, log_path=Path(tmp) / "r.jsonl",
                 env={}))))
             alone = monitor_alone(to_agent)
+            cuda_host = cuda_host_cost(sock)
+            encode = encode_us()
         finally:
             reader.kill()
             reader.wait()
@@ -191,6 +309,24 @@ def main() -> int:
         f"- The monitor alone (an empty step that records a tensor loss and lr, socket to a reader): "
         f"{alone:.1f} µs per step (median).",
         f"- `scan` (SPEC §7 detector) over 100,000 points: {scan_s * 1000:.0f} ms (median of 5).",
+        "",
+        "### The CUDA path's host work",
+        "",
+        "StepMonitor's own work on the training thread on its CUDA path (`CudaTiming` over a fake `torch.cuda` "
+        "whose events are always complete, so torch's own event records and copies are not in it): "
+        "perf_counter around `step()`/enter, `record(loss, grad_norm, lr)` and exit, a real Loop step "
+        "between; socket to a reader; blocks of 100 steps, the two encoders interleaved.",
+        "",
+        "| records encoded with | host µs per step, median | host µs per step, mean (batched reporting "
+        "included) | one step record encoded, median µs |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {name} | {cuda_host[name][0]:.1f} | {cuda_host[name][1]:.1f} | {encode[name]:.2f} |"
+              for name in cuda_host]
+    lines += [
+        "",
+        "orjson is a core dependency; the fallback keeps `gpulens.trainer` working where only torch is "
+        "installed. Both write the same JSON values (non-finite numbers as null).",
         "",
     ]
     text = "\n".join(lines)

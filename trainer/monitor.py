@@ -182,8 +182,8 @@ class StepMonitor:
 
     @property
     def dropped(self) -> int:
-        """Records lost so far: no agent, full buffers, unwritable files, steps never completed."""
-        late = self._reporter.late_dropped if self._reporter is not None else 0
+        """Records lost so far: no agent, full buffers, unwritable files, steps never completed or unencodable."""
+        late = self._reporter.late_dropped + self._reporter.unencodable if self._reporter is not None else 0
         return late + sum(s.dropped for s in self.sinks)
 
     # -- the training thread --

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gpulens.trainer.health import Anomaly, LossHealth
-from gpulens.trainer.sinks import Sink, encode, encode_with_prefix, prefix_of
+from gpulens.trainer.sinks import Sink, encode, step_encoder
 from gpulens.trainer.timing import Timing
 
 log = logging.getLogger("gpulens.trainer")
@@ -40,9 +40,10 @@ class Reporter:
         self.anomalies: list[Anomaly] = []
         self.fired: deque[Anomaly] = deque()  # for the user callback
         self.late_dropped = 0
+        self.unencodable = 0  # records no encoder could write (e.g. a tokens= of an unknown type)
         self._pending: deque[Finished] = deque()
         self._next_drain = 0.0
-        self._prefix = prefix_of(identity)  # the fields every step record shares, encoded once
+        self._encode = step_encoder(identity)  # the fields every step record shares, encoded once if it helps
 
     def submit(self, step: Any, end: Any, ts: float) -> None:
         """Called at each step's end; judges what is ready once per `interval`. Never waits on the device."""
@@ -59,9 +60,10 @@ class Reporter:
     def drain(self) -> bool:
         """Judge every step that is ready, in order; True when nothing is left waiting."""
         pending, ready = self._pending, self.timing.ready
-        judged = bool(pending) and ready(pending[0][1])
-        while pending and ready(pending[0][1]):
+        judged = 0
+        while pending and ready(pending[0][1]):  # one event query per step judged, plus one that says "not yet"
             self._judge(*pending.popleft())
+            judged += 1
         if judged:  # one write per batch: a process killed without close() loses at most one interval
             for sink in self.sinks:
                 sink.flush()
@@ -81,10 +83,15 @@ class Reporter:
 
     def _judge(self, step: Any, end: Any, ts: float) -> None:
         fields = self._fields(step, self.timing.seconds(step.start, end), ts)
-        line = encode_with_prefix(self._prefix, fields)
         record = {**self.identity, **fields}
-        for sink in self.sinks:
-            sink.emit(record, line)
+        try:
+            line = self._encode(record, fields)
+        except (TypeError, ValueError) as exc:  # a value no JSON encoder takes: lose the record, not the run
+            log.debug("gpulens: step %s not reported: %s", step.index, exc)
+            self.unencodable += 1
+        else:
+            for sink in self.sinks:
+                sink.emit(record, line)
         if "loss" in fields:
             loss = fields["loss"]
             anomaly = self.health.observe(step.index, math.nan if loss is None else loss)

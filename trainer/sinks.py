@@ -7,49 +7,92 @@ blocks or raises into the training loop for a missing or slow reader: it drops a
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import math
+import operator
 import socket
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from gpulens.errors import GpulensError
 
+try:  # a core dependency, but the trainer must also run where only torch is installed (a GPU image)
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised by the import test with orjson blocked
+    _orjson = None
+
 log = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 8192  # bytes (SPEC §4)
+SEND_BUFFER = 4 << 20  # bytes asked for the sender's SO_SNDBUF (the kernel caps it at net.core.wmem_max)
+NO_AGENT_RETRY = 1.0  # seconds without a send attempt after "no agent": a failed sendto costs ~2-3 µs
 Record = Mapping[str, Any]
+Encoder = Callable[[Record, Record], bytes]
 TRAIN_LABELS = ("node", "job_id", "team", "rank", "gpu")
 
 
+def _number(value: Any) -> Any:
+    """`default` for values neither encoder knows (NumPy scalars, 0-d tensors): an int or a finite float or None."""
+    try:
+        return operator.index(value)  # integers (NumPy, integer tensors) stay integers
+    except TypeError:
+        pass
+    number = float(value)  # TypeError/ValueError for anything that is not a number: the caller drops the record
+    return number if math.isfinite(number) else None
+
+
 # One encoder for every record: json.dumps() with options builds a new encoder per call (~2 µs).
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+# ensure_ascii=False: UTF-8 on the wire, as orjson writes it.
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False, default=_number)
 
 
-def encode(record: Record) -> str:
-    """One record as compact, strict JSON."""
-    return _ENCODER.encode(record)
+def _json(record: Record) -> bytes:
+    try:
+        return _JSON.encode(record).encode()
+    except ValueError as exc:  # NaN/Inf: not JSON tokens; SPEC §4 sends them as null, as orjson does
+        if isinstance(exc, UnicodeError):
+            raise
+        return _JSON.encode({k: None if isinstance(v, float) and not math.isfinite(v) else v
+                             for k, v in record.items()}).encode()
 
 
-def encode_with_prefix(prefix: str, fields: Record) -> str:
-    """`prefix` (an encoded object without its closing brace and a trailing comma) extended by `fields`.
+def _orjson_encode(record: Record) -> bytes:
+    # orjson writes NaN and ±Inf as null, keeps key order, and is ~10x faster than json (µs per record)
+    return _orjson.dumps(record, default=_number)  # type: ignore[union-attr]
 
-    The fields every record of a process shares are encoded once; only the rest is encoded per step.
+
+def encode(record: Record) -> bytes:
+    """One record as compact, strict JSON in UTF-8 (no newline); non-finite numbers become null.
+
+    orjson when it is importable, else the standard library; the two write the same JSON values
+    (they differ only in the spelling of some exponents: `2.5e-8` against `2.5e-08`).
     """
-    return prefix + _ENCODER.encode(fields)[1:]
+    return _orjson_encode(record) if _orjson is not None else _json(record)
 
 
-def prefix_of(shared: Record) -> str:
-    return _ENCODER.encode(shared)[:-1] + ","
+def step_encoder(shared: Record) -> Encoder:
+    """An encoder of `(record, fields)` -> bytes for records that are `shared` extended by `fields`.
+
+    With the standard library, `shared` (the fields every record of a process repeats) is encoded
+    once and only `fields` per record (~25 % less time); orjson encodes the whole record faster than
+    that join, so it gets the record as is.
+    """
+    if _orjson is not None:
+        return lambda record, fields: _orjson_encode(record)
+    prefix = _json(shared)[:-1] + b","
+    return lambda record, fields: prefix + _json(fields)[1:]
 
 
 class Sink(Protocol):
-    """`emit` gets each record twice over: as a dict, and already encoded as one line of JSON."""
+    """`emit` gets each record twice over: as a dict, and already encoded (`encode`: UTF-8 JSON, no newline)."""
 
     dropped: int
 
-    def emit(self, record: Record, line: str) -> None: ...
+    def emit(self, record: Record, line: bytes) -> None: ...
 
     def flush(self) -> None: ...
 
@@ -57,26 +100,40 @@ class Sink(Protocol):
 
 
 class SocketSink:
-    """Unix datagrams to the agent, non-blocking: no agent, or a full buffer, drops the record and counts it."""
+    """Unix datagrams to the agent, non-blocking: no agent, or a full buffer, drops the record and counts it.
 
-    def __init__(self, path: str | Path) -> None:
+    Every datagram waiting in the agent's queue is charged to this socket's send buffer, so the
+    default (net.core.wmem_default, 208 KiB: ~330 records) would drop a burst the agent's queue
+    could take; it asks for `SEND_BUFFER` (best effort, capped by net.core.wmem_max). After "no
+    agent" (ENOENT, ECONNREFUSED) it drops without trying for `NO_AGENT_RETRY` seconds.
+    """
+
+    def __init__(self, path: str | Path, send_buffer: int = SEND_BUFFER) -> None:
         self.path = str(path)
         self.sent = 0
         self.dropped = 0
+        self._retry_at = 0.0  # monotonic time before which there is known to be no agent
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+        except OSError:  # a smaller buffer only means earlier drops under a burst
+            pass
+        self.send_buffer = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)  # as granted (Linux doubles it)
 
-    def emit(self, record: Record, line: str) -> None:
-        data = line.encode()
-        if len(data) > MAX_DATAGRAM:
+    def emit(self, record: Record, line: bytes) -> None:
+        if len(line) > MAX_DATAGRAM or (self._retry_at and time.monotonic() < self._retry_at):
             self.dropped += 1
             return
         try:
-            self._sock.sendto(data, self.path)
-        except OSError:  # no agent (ENOENT, ECONNREFUSED), full buffer (EAGAIN): SPEC §4 says drop and count
+            self._sock.sendto(line, self.path)
+        except OSError as exc:  # no agent (ENOENT, ECONNREFUSED), full buffer (EAGAIN): SPEC §4 says drop and count
             self.dropped += 1
+            if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
+                self._retry_at = time.monotonic() + NO_AGENT_RETRY
         else:
             self.sent += 1
+            self._retry_at = 0.0
 
     def flush(self) -> None:
         pass
@@ -93,17 +150,17 @@ class JsonlSink:
         self.dropped = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: IO[str] | None = self.path.open("a", encoding="utf-8", buffering=1 << 16)
+            self._file: IO[bytes] | None = self.path.open("ab", buffering=1 << 16)
         except OSError as exc:
             raise GpulensError(f"cannot append the training log ({exc.strerror}); choose another log path",
                                path=self.path) from None
 
-    def emit(self, record: Record, line: str) -> None:
+    def emit(self, record: Record, line: bytes) -> None:
         if self._file is None:
             self.dropped += 1
             return
         try:
-            self._file.write(line + "\n")
+            self._file.write(line + b"\n")
         except OSError as exc:  # a full disk must not stop training; say so once and count the rest
             log.warning("gpulens: cannot write %s (%s); further records are dropped", self.path, exc)
             self._file = None
@@ -154,7 +211,7 @@ class PrometheusSink:
                                field="prometheus_port") from None
         self.port = port
 
-    def emit(self, record: Record, line: str) -> None:
+    def emit(self, record: Record, line: bytes) -> None:
         labels = (self.node, str(record["job_id"]), str(record["team"]), str(record["rank"]),
                   str(record.get("gpu", "")))
         if record["kind"] == "anomaly":

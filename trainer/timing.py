@@ -28,7 +28,9 @@ class Timing(Protocol):
 
 
 def _scalar(value: Any) -> Any:
-    tensor = value.detach()
+    # detach() only what autograd tracks (a copy of a tracked tensor would record a backward node);
+    # a loss already detached, or a grad norm, is used as it is (one torch call less per value)
+    tensor = value.detach() if getattr(value, "requires_grad", True) else value
     if tensor.numel() != 1:
         raise ValueError(f"step.record() takes scalars; got a tensor of shape {tuple(tensor.shape)}")
     return tensor

@@ -9,7 +9,18 @@ import csv
 import io
 
 from gpulens.attribution.report.model import WeeklyReport
-from gpulens.attribution.report.tables import format_cell, sections
+from gpulens.attribution.report.tables import Cell, format_cell, sections
+
+# A spreadsheet evaluates a cell that starts with one of these as a formula. Team names, job ids and
+# resource ids come from free-form tags and labels that anyone who can tag a resource controls
+# (CSV injection, OWASP); such text cells get a leading apostrophe. Numbers are never touched.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(cell: Cell) -> str:
+    """The cell as csv text: money to the cent without separators; text never read as a formula."""
+    text = format_cell(cell, grouping=False)
+    return "'" + text if cell.kind == "text" and text.startswith(_FORMULA_START) else text
 
 
 def render_csv(report: WeeklyReport) -> str:
@@ -23,5 +34,5 @@ def render_csv(report: WeeklyReport) -> str:
         writer.writerow([f"# section: {table.key}", table.title])
         writer.writerow(table.columns)
         for row in table.rows:
-            writer.writerow([format_cell(c, grouping=False) for c in row])
+            writer.writerow([csv_cell(c) for c in row])
     return buf.getvalue()

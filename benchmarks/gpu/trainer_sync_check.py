@@ -10,17 +10,27 @@ Run once on a CUDA machine with only torch and gpulens installed
    three quarters of the way):
    any synchronizing CUDA call on the training thread raises, so finishing is the proof. The 200
    records (and the NaN, at exactly step 150) are then checked.
-2. Per-step time, interleaved rounds of 50 steps, median of rounds, for: the bare loop; the loop under
-   StepMonitor; and the naive timer (`torch.cuda.synchronize()` + `perf_counter` + `.item()` per step).
-   Each round ends with one synchronize so that its wall time covers its GPU work.
+2. Per-step time of four variants: the bare loop; the loop under StepMonitor (loss and grad norm
+   recorded); StepMonitor's step boundaries alone (events only); and the naive timer
+   (`torch.cuda.synchronize()` + `perf_counter` + `.item()` per step). First a few seconds of every
+   variant in turn, so that GPU clocks, the allocators' caches and the event pool are warm; then 40
+   rounds of 20 steps, the variants interleaved and their order rotated every round. Each round ends
+   with one synchronize, so its wall time covers its GPU work. Reported per variant: median and
+   interquartile range (IQR) of the rounds, and the overhead against the bare loop of the same round
+   (paired, so drift between rounds cancels).
+3. Host time: perf_counter around every StepMonitor call (`step()`/enter, `record()`, exit) of the
+   timed rounds, per step. It is the CPU work the instrumentation adds to the training thread; an
+   overhead in (2) far above it is GPU-timing noise (or device-side cost), not host work.
 
-Exits 0 after printing a table; without CUDA it says so and exits 0 (nothing to check); exits 1 if a check
-fails. `--device cpu` runs the same code without the sync check (for the CPU test suite).
+Exits 0 after printing the tables; without CUDA it says so and exits 0 (nothing to check); exits 1 if a
+check fails. `--device cpu` runs the same code without the sync check (for the CPU test suite).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import itertools
 import json
 import math
 import statistics
@@ -30,12 +40,12 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gpulens.trainer.reference.run import Workload
 
-SYNC_STEPS, ROUND, ROUNDS = 200, 50, 12
+SYNC_STEPS, ROUND, ROUNDS, WARMUP_SECONDS = 200, 20, 40, 5.0
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -44,6 +54,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=SYNC_STEPS, help="instrumented steps under sync debug")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="timing rounds per variant")
     parser.add_argument("--round-steps", type=int, default=ROUND, help="steps per timing round")
+    parser.add_argument("--warmup-seconds", type=float, default=None,
+                        help=f"seconds of every variant in turn before timing ({WARMUP_SECONDS:g} on CUDA, 0 on the CPU)")
     return parser.parse_args(argv)
 
 
@@ -105,102 +117,114 @@ def check_records(log: Path, steps: int, on_cuda: bool, nan_at: int, anomalies: 
     return problems
 
 
-def timed_rounds(device: str, rounds: int, round_steps: int) -> dict[str, list[float]]:
-    """Seconds per step of each variant, one figure per round, rounds interleaved."""
+Variant = Callable[[], float]  # runs one step; returns the seconds spent inside StepMonitor's calls
+
+
+def timed_rounds(device: str, rounds: int, round_steps: int, warmup: float) -> tuple[dict[str, list[float]],
+                                                                                      dict[str, list[float]]]:
+    """Seconds per step of each variant, one figure per round (rounds interleaved, order rotated), and the
+    host seconds spent inside StepMonitor calls, one figure per step."""
     import torch
 
     from gpulens.trainer import StepMonitor
 
     on_cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if on_cuda else (lambda: None)
+    clock = time.perf_counter
     work = workload(device, seed=1)
     nobody = Path(tempfile.gettempdir()) / "gpulens-sync-check-no-agent.sock"  # the drop path, as without an agent
     monitor = StepMonitor("overhead", "gpulens", flops_per_token=work.shape.flops_per_token(), precision="fp32",
                           socket=nobody, env={})
-    naive_log: list[tuple[float, float]] = []
     monitor_events = StepMonitor("events", "gpulens", flops_per_token=work.shape.flops_per_token(),
                                  precision="fp32", socket=nobody, env={})
-    monitor_ring = StepMonitor("ring", "gpulens", flops_per_token=work.shape.flops_per_token(), precision="fp32",
-                               socket=nobody, env={}, timing=PinnedRingTiming()) if on_cuda else monitor
+    naive_log: list[tuple[float, float]] = []
 
-    def bare() -> None:
+    def bare() -> float:
         work.step()
+        return 0.0
 
-    def monitored() -> None:
-        with monitor.step(tokens=work.tokens_per_step) as step:
-            loss, grad_norm = work.step()
-            step.record(loss=loss, grad_norm=grad_norm)
+    def monitored() -> float:
+        t0 = clock()
+        step = monitor.step(tokens=work.tokens_per_step).__enter__()
+        t1 = clock()
+        loss, grad_norm = work.step()
+        t2 = clock()
+        step.record(loss=loss, grad_norm=grad_norm)
+        step.__exit__(None, None, None)
+        return clock() - t2 + t1 - t0
 
-    def events_only() -> None:  # step boundaries alone: what the CUDA events cost
-        with monitor_events.step(tokens=work.tokens_per_step):
-            work.step()
+    def events_only() -> float:  # step boundaries alone: what the CUDA events cost
+        t0 = clock()
+        step = monitor_events.step(tokens=work.tokens_per_step).__enter__()
+        t1 = clock()
+        work.step()
+        t2 = clock()
+        step.__exit__(None, None, None)
+        return clock() - t2 + t1 - t0
 
-    def ring() -> None:  # recorded tensors copied into a preallocated pinned ring instead of fresh pinned tensors
-        with monitor_ring.step(tokens=work.tokens_per_step) as step:
-            loss, grad_norm = work.step()
-            step.record(loss=loss, grad_norm=grad_norm)
-
-    def naive() -> None:
-        t0 = time.perf_counter()
+    def naive() -> float:
+        t0 = clock()
         loss, _ = work.step()
         sync()
-        naive_log.append((time.perf_counter() - t0, loss.item()))
+        naive_log.append((clock() - t0, loss.item()))
+        return 0.0
 
-    variants: dict[str, Callable[[], None]] = {"bare loop": bare, "StepMonitor": monitored,
-                                               "StepMonitor, events only": events_only,
-                                               "StepMonitor, pinned ring": ring,
-                                               "naive synchronize() timer": naive}
-    for fn in variants.values():  # warm-up
-        for _ in range(5):
-            fn()
-    sync()
-    per_step: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, fn in variants.items():
-            t0 = time.perf_counter()
-            for _ in range(round_steps):
+    variants: dict[str, Variant] = {"bare loop": bare, "StepMonitor": monitored,
+                                    "StepMonitor, events only": events_only, "naive synchronize() timer": naive}
+    names = list(variants)
+    deadline = clock() + warmup
+    for lap in itertools.count():  # warm-up: GPU clocks up, caching allocators and the event pool filled
+        for fn in variants.values():
+            for _ in range(5):
                 fn()
+        sync()
+        if lap >= 1 and clock() >= deadline:
+            break
+    per_step: dict[str, list[float]] = {name: [] for name in names}
+    host: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:  # rotated: no variant always goes first
+            fn, inside = variants[name], host[name]
+            t0 = clock()
+            for _ in range(round_steps):
+                inside.append(fn())
             sync()
-            per_step[name].append((time.perf_counter() - t0) / round_steps)
-    for m in (monitor, monitor_events, monitor_ring):
+            per_step[name].append((clock() - t0) / round_steps)
+    for m in (monitor, monitor_events):
         m.close()
-    return per_step
+    return per_step, {name: values for name, values in host.items() if any(values)}
 
 
-def PinnedRingTiming() -> Any:  # noqa: N802 - a factory that imports torch only on the GPU path
-    """A diagnostic variant of CudaTiming: copies land in a preallocated pinned ring (no allocator per value)."""
-    import torch
-
-    from gpulens.trainer.timing import CudaTiming, _scalar
-
-    class _Ring(CudaTiming):
-        def __init__(self) -> None:
-            super().__init__()
-            self._rings: dict[Any, Any] = {}
-            self._next = 0
-
-        def capture(self, value: Any) -> Any:
-            tensor = _scalar(value)
-            if not tensor.is_cuda:
-                return tensor
-            ring = self._rings.get(tensor.dtype)
-            if ring is None:
-                ring = self._rings[tensor.dtype] = torch.empty(1 << 16, dtype=tensor.dtype, pin_memory=True)
-            self._next = (self._next + 1) & 0xFFFF
-            slot = ring[self._next]
-            slot.copy_(tensor.reshape(()), non_blocking=True)
-            return slot
-
-    return _Ring()
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
 
 
-def table(per_step: dict[str, list[float]]) -> str:
-    base = statistics.median(per_step["bare loop"])
-    lines = ["| variant | per step, median of rounds | overhead vs bare |", "|---|---|---|"]
+def table(per_step: dict[str, list[float]], host: dict[str, list[float]]) -> str:
+    bare = per_step["bare loop"]
+    n = len(bare)
+    lines = [f"| variant | per step, median of {n} rounds | IQR of rounds | overhead vs bare, paired median "
+             "[IQR] | host time in StepMonitor calls per step: median, mean [IQR] |", "|---|---|---|---|---|"]
     for name, values in per_step.items():
-        median = statistics.median(values)
-        lines.append(f"| {name} | {median * 1e3:.3f} ms | {(median - base) * 1e6:+.1f} µs "
-                     f"({(median / base - 1) * 100:+.1f} %) |")
+        q1, median, q3 = quartiles(values)
+        d1, d2, d3 = quartiles([v - b for v, b in zip(values, bare, strict=True)])
+        base = statistics.median(bare)
+        inside = host.get(name)
+        if inside:
+            h1, h2, h3 = quartiles(inside)
+            host_cell = f"{h2 * 1e6:.1f} µs, {statistics.fmean(inside) * 1e6:.1f} µs [{h1 * 1e6:.1f}–{h3 * 1e6:.1f}]"
+        else:
+            host_cell = "—"
+        lines.append(f"| {name} | {median * 1e3:.3f} ms | {q1 * 1e3:.3f}–{q3 * 1e3:.3f} ms "
+                     f"({(q3 - q1) / median * 100:.1f} %) | {d2 * 1e6:+.1f} µs ({d2 / base * 100:+.1f} %) "
+                     f"[{d1 * 1e6:+.1f}, {d3 * 1e6:+.1f}] | {host_cell} |")
+    q1, _, q3 = quartiles(bare)
+    lines.append("")
+    lines.append(f"GPU-timing noise: the bare loop's rounds spread {(q3 - q1) * 1e6:.0f} µs (IQR). Host work "
+                 "StepMonitor adds per step is the mean host column (it includes the batched reporting); "
+                 "a paired overhead well above it, inside the noise, is not host work.")
     return "\n".join(lines)
 
 
@@ -224,7 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.steps} instrumented steps under {mode}: "
           + (f"no synchronization raised; records and the NaN at step {args.steps * 3 // 4} checked" if not problems
              else "; ".join(problems)))
-    print(table(timed_rounds(args.device, args.rounds, args.round_steps)))
+    warmup = args.warmup_seconds if args.warmup_seconds is not None else (
+        WARMUP_SECONDS if args.device.startswith("cuda") else 0.0)
+    print(f"timing: {args.rounds} rounds x {args.round_steps} steps per variant after {warmup:g} s of warm-up; "
+          f"records encoded with {'orjson' if importlib.util.find_spec('orjson') else 'the json module'}")
+    print(table(*timed_rounds(args.device, args.rounds, args.round_steps, warmup)))
     return 1 if problems else 0
 
 

@@ -6,7 +6,6 @@ import math
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 GROUP_COLORS = {"direct": "#2563eb", "shared": "#38bdf8", "idle": "#f59e0b", "unallocated": "#94a3b8"}
 TEAM_COLORS = ("#4f46e5", "#0d9488", "#db2777", "#ea580c", "#65a30d", "#7c3aed", "#0891b2", "#ca8a04")
@@ -117,16 +116,22 @@ def loss_curve(curve: pd.DataFrame, anomalies: pd.DataFrame, *, job_id: str) -> 
 
 
 def step_perf(curve: pd.DataFrame, *, job_id: str) -> go.Figure:
-    """Step time (seconds) and MFU (0..1) of the run, stacked, sharing the step axis."""
+    """Step time (seconds) and MFU (0..1) of the run, stacked, sharing the step axis.
+
+    Two y-axes on domains of one figure (make_subplots does the same, several times slower).
+    """
     if curve.empty:
         return empty(f"No step timings for {job_id}")
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
-                        subplot_titles=("step time (s)", "MFU"))
+    fig = go.Figure()
     fig.add_scatter(x=curve.step, y=curve.step_seconds, mode="lines", line={"color": "#0d9488", "width": 1.4},
-                    name="step time", hovertemplate="step %{x:,}<br>%{y:.3f} s<extra></extra>", row=1, col=1)
+                    name="step time", hovertemplate="step %{x:,}<br>%{y:.3f} s<extra></extra>")
     fig.add_scatter(x=curve.step, y=curve.mfu, mode="lines", line={"color": "#7c3aed", "width": 1.4},
-                    name="MFU", hovertemplate="step %{x:,}<br>%{y:.1%}<extra></extra>", row=2, col=1)
-    fig.update_yaxes(tickformat=".0%", range=[0, 1], row=2, col=1)
-    fig.update_annotations(font={"size": 12})
-    fig.update_layout(showlegend=False, margin={"t": 36})
+                    name="MFU", xaxis="x2", yaxis="y2", hovertemplate="step %{x:,}<br>%{y:.1%}<extra></extra>")
+    fig.update_layout(
+        showlegend=False, margin={"t": 36},
+        xaxis={"domain": [0, 1], "anchor": "y", "showticklabels": False, "matches": "x2"},
+        yaxis={"domain": [0.56, 1], "title": {"text": "step time (s)"}},
+        xaxis2={"domain": [0, 1], "anchor": "y2", "title": {"text": "step"}},
+        yaxis2={"domain": [0, 0.44], "range": [0, 1], "tickformat": ".0%", "title": {"text": "MFU"}},
+    )
     return _base(fig)

@@ -92,6 +92,10 @@ class Queries:
                 self._cache.popitem(last=False)
         return value
 
+    def memo(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+        """Caches a page's rendered output like a query result (same key rules, same invalidation)."""
+        return self._cached(("memo", *key), compute)
+
     def _frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         with self.warehouse.cursor() as con:
             return con.execute(sql, list(params)).df()
@@ -284,7 +288,8 @@ class Queries:
                        CASE WHEN bool_or(coarse) THEN 'utilization' ELSE 'sm_active' END AS measure
                 FROM u SEMI JOIN ranked USING (node, gpu)
                 GROUP BY node, gpu, bucket ORDER BY node, gpu, bucket""", params)
-        return self._cached(("heatmap", f, limit), compute)
+        # The threshold only colours the title: one query serves every threshold.
+        return self._cached(("heatmap", f.window_hours, f.model, f.teams, limit), compute)
 
     def coarse_nodes(self, window_hours: int) -> tuple[str, ...]:
         """Nodes that, in the window, report only the coarse utilization (no SM activity)."""
@@ -365,7 +370,7 @@ class Queries:
             GROUP BY onset.job_id""", [list(onset_steps), list(onset_steps.values())])
         return {j: round(float(c), 2) for j, c in zip(df.job_id, df.cost, strict=True)}
 
-    def curve(self, job_id: str, points: int = 1500) -> pd.DataFrame:
+    def curve(self, job_id: str, points: int = 600) -> pd.DataFrame:
         """step, loss, step_seconds, mfu of one run (rank 0), bucketed in DuckDB to at most `points`."""
         def compute() -> pd.DataFrame:
             return self._frame(f"""

@@ -152,3 +152,32 @@ def write_focus(path: Path, payer: str = PAYER) -> Path:
             "Tags": json.dumps(tags) if tags else "",
         })
     return write_csv(path, FOCUS_COLUMNS, rows)
+
+
+def write_cur2_parquet(path: Path, payer: str = PAYER) -> Path:
+    """The ledger as AWS Data Exports writes CUR 2.0 Parquet: timestamps, doubles, `resource_tags` a map."""
+    import json
+    from datetime import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    money = {"line_item_usage_amount", "line_item_unblended_cost", "savings_plan_savings_plan_effective_cost",
+             "savings_plan_total_commitment_to_date", "savings_plan_used_commitment", "reservation_effective_cost",
+             "reservation_unused_amortized_upfront_fee_for_billing_period", "reservation_unused_recurring_fee"}
+    times = {"bill_billing_period_start_date", "line_item_usage_start_date", "line_item_usage_end_date"}
+    rows = cur_rows(payer)
+    columns: dict[str, pa.Array] = {}
+    for name in CUR2_COLUMNS:
+        values = [r[name] for r in rows]
+        if name in money:
+            columns[name] = pa.array([float(v) if v else None for v in values], pa.float64())
+        elif name in times:
+            columns[name] = pa.array([datetime.fromisoformat(v.replace("Z", "")) for v in values], pa.timestamp("ms"))
+        elif name == "resource_tags":
+            columns[name] = pa.array([list(json.loads(v).items()) if v else [] for v in values],
+                                     pa.map_(pa.string(), pa.string()))
+        else:
+            columns[name] = pa.array([v or None for v in values], pa.string())
+    pq.write_table(pa.table(columns), path)
+    return path

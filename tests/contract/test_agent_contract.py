@@ -38,7 +38,8 @@ def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
     with run_agent(tmp_path_factory.mktemp("agent"), "--interval", "0.2", "--sim-seed", "3",
-                   node="contract-node", gpus=4) as a:
+                   "--sim-fault", "13:1:0", "--instance-id", "i-0abc", "--instance-type", "p4d.24xlarge",
+                   "--cluster", "c1", node="contract-node", gpus=4) as a:
         time.sleep(1.0)
         yield a
 
@@ -128,9 +129,78 @@ def test_wire_format_unknown_keys_and_malformed(agent: Agent) -> None:
     assert malformed and malformed[0] >= 3, malformed
     assert agent.proc.poll() is None
     # §3: a GPU a training process is mapped to carries job_id and team; held seconds are counted.
-    text = wait_metrics(agent, lambda t: 'gpulens_gpu_held_seconds_total{' in t and 'wire-job' in t)
-    got = samples(text)
+    def mapped(text: str) -> bool:
+        return any(n == "gpulens_gpu_held_seconds_total" and lab.get("job_id") == "wire-job"
+                   for n, lab, _ in samples(text))
+
+    got = samples(wait_metrics(agent, mapped))
     up = [lab for n, lab, _ in got if n == "gpulens_gpu_up" and lab.get("gpu") == "2"]
     assert up and up[0].get("job_id") == "wire-job" and up[0].get("team") == "wire-team", up
     held = [lab for n, lab, _ in got if n == "gpulens_gpu_held_seconds_total" and lab.get("job_id") == "wire-job"]
     assert held and held[0]["team"] == "wire-team" and held[0]["gpu"] == "2", held
+
+
+def test_xid_counter_and_node_info(agent: Agent) -> None:
+    def seen(text: str) -> bool:
+        return any(n == "gpulens_gpu_xid_errors_total" for n, _, _ in samples(text))
+
+    got = samples(wait_metrics(agent, seen))
+    xids = [(lab, v) for n, lab, v in got if n == "gpulens_gpu_xid_errors_total"]
+    assert xids, "no gpulens_gpu_xid_errors_total after --sim-fault 13:1:0"
+    lab, value = xids[0]
+    assert lab["xid"] == "13" and lab["gpu"] == "1" and value >= 1
+    assert lab["recoverable"] in ("true", "false")
+    assert lab["action"] in ("restart_app", "reset_gpu", "reboot_node", "ignore", "investigate")
+    info = [lab for n, lab, _ in got if n == "gpulens_node_info"]
+    assert info and info[0]["node"] == "contract-node" and info[0]["instance_id"] == "i-0abc"
+    assert info[0]["instance_type"] == "p4d.24xlarge" and info[0]["cluster"] == "c1"
+
+
+def _train(monitor, losses: list[float]) -> None:  # type: ignore[no-untyped-def]
+    for loss in losses:
+        with monitor.step(tokens=1024) as step:
+            step.record(loss=loss)
+
+
+def test_trainer_never_raises_without_an_agent(tmp_path: Path) -> None:
+    # §4: a missing agent drops the record and counts it; the training loop never sees an error.
+    from gpulens.trainer import StepMonitor
+
+    monitor = StepMonitor("lonely", "t", socket=tmp_path / "nobody-listens.sock", gpu=0, env={})
+    _train(monitor, [2.0] * 20)
+    monitor.close()
+    assert monitor.dropped >= 1
+
+
+def test_trainer_to_agent_and_online_detector_agree_with_runs_check(agent: Agent) -> None:
+    # §4 + §7: the same curve D as test_training_health_contract (spike confirmed at step 102) through
+    # the trainer's online detector and the agent: one spike at 102, counted by the agent.
+    from gpulens.trainer import StepMonitor
+
+    losses = [2.0] * 200
+    losses[100:105] = [3.0] * 5
+    monitor = StepMonitor("online-job", "online-team", socket=agent.socket, gpu=3, env={})
+    _train(monitor, losses)
+    monitor.close()
+    assert [(a.kind, a.step) for a in monitor.anomalies] == [("spike", 102)]
+
+    def arrived(text: str) -> bool:
+        return any(n == "gpulens_train_steps_total" and lab.get("job_id") == "online-job" and v >= 200
+                   for n, lab, v in samples(text))
+
+    got = samples(wait_metrics(agent, arrived))
+    steps = [v for n, lab, v in got if n == "gpulens_train_steps_total" and lab.get("job_id") == "online-job"]
+    assert sum(steps) == 200 and monitor.dropped == 0
+    spikes = [v for n, lab, v in got if n == "gpulens_train_loss_anomalies_total"
+              and lab.get("job_id") == "online-job" and lab.get("kind") == "spike"]
+    assert spikes == [1.0], spikes
+
+
+def test_metrics_pass_promtool_lint(agent: Agent) -> None:
+    import subprocess
+
+    from tests.support.servers import require_binary
+
+    out = subprocess.run([require_binary("promtool"), "check", "metrics"], input=agent.metrics(),
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

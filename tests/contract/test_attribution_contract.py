@@ -29,14 +29,6 @@ TEAM_KEYS = {"team", "direct", "shared", "total", "gpu_hours", "waste"}
 TOP_KEYS = {"period", "currency", "total", "billed_total", "teams", "idle", "unallocated"}
 
 
-@pytest.fixture
-def warehouse(tmp_path: Path) -> Path:
-    wh = tmp_path / "ledger.duckdb"
-    ok(gl("ingest", "cur", ledger.write_cur(tmp_path / "cur.csv"), "--warehouse", wh))
-    ok(gl("ingest", "usage", ledger.write_usage(tmp_path / "usage.csv"), "--warehouse", wh))
-    return wh
-
-
 def attribute(wh: Path, *extra: str) -> dict:
     out = ok(gl("attribute", "--period", "2026-10", "--format", "json", *extra, "--warehouse", wh))
     return json.loads(out.stdout, parse_float=Decimal, parse_int=Decimal)
@@ -195,3 +187,109 @@ def test_10_money_is_not_rounded_before_summing(tmp_path: Path) -> None:
     for t in by_team.values():
         assert abs(t["shared"] - Decimal(10) / 3) < Decimal("0.000001"), t   # 3.3333..., not 3.33
     assert_invariant(doc)
+
+
+def test_11_gpu_count_fallback_and_line_window(tmp_path: Path) -> None:
+    # P1 i-weird, type x9.weird (not in the table), 00:00-01:00, 10.00; GPUs 0 and 1 seen in the period
+    #    -> gpus_on_instance 2; team a holds gpu 0 for 3600 s, sm 0.9 -> 10*3600/(2*3600) = 5.00, waste 0.50
+    # P2 i-long p4d.24xlarge (8), 00:00-02:00, 20.00; team b holds gpu 0 3600 s in the first hour only
+    #    -> 20*3600/(8*7200) = 1.25, waste 0.125
+    # idle = 5.00 + 18.75 = 23.75; total 30.00
+    wh = tmp_path / "w.duckdb"
+    cur = write_csv(tmp_path / "c.csv", CUR2_COLUMNS, [
+        cur_line("P1", "Usage", "i-weird", "10.00", instance_type="x9.weird"),
+        cur_line("P2", "Usage", "i-long", "20.00", instance_type="p4d.24xlarge", end="2026-10-01T02:00:00Z"),
+    ])
+    h0, h1 = "2026-10-01 00:00:00", "2026-10-01 01:00:00"
+    usage = write_csv(tmp_path / "u.csv", USAGE_COLUMNS, [
+        usage_row(h0, "nw", "i-weird", "k", 0, "ja", "a", 3600, 0.9),
+        usage_row(h1, "nw", "i-weird", "k", 1, "ja2", "a", 0, 0.9),
+        usage_row(h0, "nl", "i-long", "k", 0, "jb", "b", 3600, 0.9),
+    ])
+    ok(gl("ingest", "cur", cur, "--warehouse", wh))
+    ok(gl("ingest", "usage", usage, "--warehouse", wh))
+    doc = attribute(wh)
+    by_team = teams(doc)
+    assert (by_team["a"]["shared"], by_team["a"]["waste"]) == (Decimal("5.00"), Decimal("0.50"))
+    assert (by_team["b"]["shared"], by_team["b"]["waste"]) == (Decimal("1.25"), Decimal("0.125"))
+    assert doc["idle"] == Decimal("23.75") and doc["total"] == Decimal("30.00")
+    assert_invariant(doc)
+
+
+def test_12_amortization_table(tmp_path: Path) -> None:
+    # SPEC §6 amortized cost per line type (unblended in brackets), all tagged team "fin" -> direct:
+    #   A1 DiscountedUsage          reservation_effective_cost 0.60                        [0.00]
+    #   A2 RIFee                    unused upfront 1.50 + unused recurring 0.50 = 2.00     [10.00]
+    #   A3 Fee with reservation ARN 0                                                      [100.00]
+    #   A4 SavingsPlanNegation      0                                                      [-32.00]
+    #   A5 SavingsPlanUpfrontFee    0                                                      [50.00]
+    #   A6 Credit                   unblended -4.00                                        [-4.00]
+    #   A7 SavingsPlanCoveredUsage  savings_plan_savings_plan_effective_cost 20.00         [32.00]
+    # amortized total 0.60 + 2.00 + 0 + 0 + 0 - 4.00 + 20.00 = 18.60; billed 156.00
+    ri = "arn:aws:ec2:us-east-1:111111111111:reserved-instances/ri-1"
+    tag = {"user_team": "Fin"}
+    wh = tmp_path / "a.duckdb"
+    cur = write_csv(tmp_path / "amort.csv", CUR2_COLUMNS, [
+        cur_line("A1", "DiscountedUsage", "i-ri", "0.00", tags=tag, reservation_effective_cost="0.60",
+                 reservation_reservation_a_r_n=ri),
+        cur_line("A2", "RIFee", ri, "10.00", tags=tag, reservation_reservation_a_r_n=ri,
+                 reservation_unused_amortized_upfront_fee_for_billing_period="1.50",
+                 reservation_unused_recurring_fee="0.50"),
+        cur_line("A3", "Fee", ri, "100.00", tags=tag, reservation_reservation_a_r_n=ri),
+        cur_line("A4", "SavingsPlanNegation", "i-sp", "-32.00", tags=tag),
+        cur_line("A5", "SavingsPlanUpfrontFee", "sp-1", "50.00", tags=tag),
+        cur_line("A6", "Credit", "", "-4.00", tags=tag),
+        cur_line("A7", "SavingsPlanCoveredUsage", "i-sp", "32.00", tags=tag,
+                 savings_plan_savings_plan_effective_cost="20.00"),
+    ])
+    ok(gl("ingest", "cur", cur, "--warehouse", wh))
+    doc = attribute(wh)
+    assert doc["total"] == Decimal("18.60") and doc["billed_total"] == Decimal("156.00")
+    assert teams(doc)["fin"]["direct"] == Decimal("18.60")
+    assert_invariant(doc)
+
+
+def test_13_cluster_tag_values_are_normalized(tmp_path: Path) -> None:
+    # FSx 6.00 tagged user_cluster " C7 "; usage rollups say cluster "c7": teams x (3600 s), y (7200 s)
+    # -> x 2.00, y 4.00; nothing unallocated.
+    wh = tmp_path / "c.duckdb"
+    cur = write_csv(tmp_path / "c.csv", CUR2_COLUMNS, [
+        cur_line("C1", "Usage", "fs-7", "6.00", product="AmazonFSx", tags={"user_cluster": " C7 "})])
+    usage = write_csv(tmp_path / "u.csv", USAGE_COLUMNS, [
+        usage_row("2026-10-01 00:00:00", "n7", "i-7", "c7", 0, "jx", "x", 3600, 0.9),
+        usage_row("2026-10-01 00:00:00", "n7", "i-7", "c7", 1, "jy", "y", 3600, 0.9),
+        usage_row("2026-10-01 01:00:00", "n7", "i-7", "c7", 1, "jy", "y", 3600, 0.9),
+    ])
+    ok(gl("ingest", "cur", cur, "--warehouse", wh))
+    ok(gl("ingest", "usage", usage, "--warehouse", wh))
+    doc = attribute(wh)
+    by_team = teams(doc)
+    assert by_team["x"]["shared"] == Decimal("2.00") and by_team["y"]["shared"] == Decimal("4.00")
+    assert doc["unallocated"] == 0
+    assert_invariant(doc)
+
+
+def test_14_parts_of_one_delivery_add_up(tmp_path: Path) -> None:
+    # §5: one invocation is one delivery; its parts (same period and payer) are kept together, then a
+    # second delivery of part 1 only replaces both: L1-L4 = 32 + 1 + 3 + 10 = 46.00, L5-L8 = 5 + 7 + 5 + 2 = 19.00.
+    rows = ledger.cur_rows()
+    part1 = write_csv(tmp_path / "part-00001.csv", CUR2_COLUMNS, rows[:4])
+    part2 = write_csv(tmp_path / "part-00002.csv", CUR2_COLUMNS, rows[4:])
+    wh = tmp_path / "parts.duckdb"
+    ok(gl("ingest", "cur", part1, part2, "--warehouse", wh))
+    assert attribute(wh)["total"] == ledger.TOTAL
+    ok(gl("ingest", "cur", part1, "--warehouse", wh))
+    assert attribute(wh)["total"] == Decimal("46.00")
+
+
+def test_15_cur2_parquet_with_a_tag_map(tmp_path: Path) -> None:
+    wh = tmp_path / "pq.duckdb"
+    ok(gl("ingest", "cur", ledger.write_cur2_parquet(tmp_path / "part-00001.snappy.parquet"), "--warehouse", wh))
+    ok(gl("ingest", "usage", ledger.write_usage(tmp_path / "usage.csv"), "--warehouse", wh))
+    doc = attribute(wh)
+    assert doc["total"] == ledger.TOTAL and doc["billed_total"] == ledger.BILLED_TOTAL
+    by_team = teams(doc)
+    for name, expected in (("search", ledger.SEARCH), ("ml", ledger.ML)):
+        for key, value in expected.items():
+            assert by_team[name][key] == value, (name, key, by_team[name][key], value)
+    assert doc["idle"] == ledger.IDLE and doc["unallocated"] == ledger.UNALLOCATED

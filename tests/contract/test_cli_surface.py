@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -46,16 +48,7 @@ OPTIONS: dict[tuple[str, ...], tuple[str, ...]] = {
 }
 
 
-@pytest.mark.parametrize("argv", list(OPTIONS), ids=" ".join)
-def test_help_exits_zero_and_lists_documented_options(argv: tuple[str, ...]) -> None:
-    out = gl(*argv, "--help")
-    assert out.returncode == 0, out.stderr
-    assert "usage:" in out.stdout
-    missing = [opt for opt in OPTIONS[argv] if opt not in out.stdout]
-    assert not missing, f"gpulens {' '.join(argv)}: missing {missing}"
-
-
-@pytest.mark.parametrize("argv", [
+BAD_USAGE = (
     ("no-such-command",),
     ("attribute",),                                   # --period is required
     ("attribute", "--period", "2026-10", "--idle", "bogus"),
@@ -65,10 +58,35 @@ def test_help_exits_zero_and_lists_documented_options(argv: tuple[str, ...]) -> 
     ("runs", "check"),                                # PATH is required
     ("ingest", "cur"),                                # PATH... is required
     ("agent", "--backend", "bogus"),
+    ("agent", "--sim-model", "bogus"),
     ("report", "weekly", "--out", "x"),               # --week is required
-], ids=" ".join)
-def test_bad_usage_exits_two(argv: tuple[str, ...]) -> None:
-    assert gl(*argv).returncode == 2
+)
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[tuple[str, ...], subprocess.CompletedProcess[str]]:
+    """Every --help and bad-usage invocation, run a few at a time (each is a fresh interpreter)."""
+    argvs = [(*a, "--help") for a in OPTIONS] + list(BAD_USAGE)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip(argvs, pool.map(lambda a: gl(*a), argvs), strict=True))
+
+
+@pytest.mark.parametrize("argv", list(OPTIONS), ids=" ".join)
+def test_help_exits_zero_and_lists_documented_options(
+    argv: tuple[str, ...], runs: dict[tuple[str, ...], subprocess.CompletedProcess[str]]
+) -> None:
+    out = runs[(*argv, "--help")]
+    assert out.returncode == 0, out.stderr
+    assert "usage:" in out.stdout
+    missing = [opt for opt in OPTIONS[argv] if opt not in out.stdout]
+    assert not missing, f"gpulens {' '.join(argv)}: missing {missing}"
+
+
+@pytest.mark.parametrize("argv", BAD_USAGE, ids=" ".join)
+def test_bad_usage_exits_two(
+    argv: tuple[str, ...], runs: dict[tuple[str, ...], subprocess.CompletedProcess[str]]
+) -> None:
+    assert runs[argv].returncode == 2, runs[argv].stderr
 
 
 def test_ingest_cur_missing_file_is_one_line_naming_it(tmp_path: Path) -> None:
@@ -138,6 +156,23 @@ def test_busy_port_is_a_handled_error(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = str(busy.getsockname()[1])
-        handled_error(gl("agent", "--backend", "sim", "--port", port, "--socket", tmp_path / "a.sock"), port)
-        handled_error(gl("explorer", "--port", port), port)
-        handled_error(gl("remediate", "serve", "--port", port, "--audit-log", tmp_path / "a.jsonl"), port)
+        argvs = (("agent", "--backend", "sim", "--port", port, "--socket", tmp_path / "a.sock"),
+                 ("explorer", "--port", port),
+                 ("remediate", "serve", "--port", port, "--audit-log", tmp_path / "a.jsonl"))
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            for out in pool.map(lambda a: gl(*a), argvs):
+                handled_error(out, port)
+
+
+def test_building_the_cli_imports_no_heavy_library() -> None:
+    # Every `gpulens` invocation builds the whole parser; a command module that imports its client
+    # library at the top (niquests for Grafana cost 0.3 s) slows every other command, --help included.
+    import sys
+
+    heavy = ("niquests", "grafana_client", "duckdb", "dash", "torch", "boto3", "pandas", "numpy", "reportlab",
+             "xlsxwriter", "kubernetes")
+    code = ("import sys, gpulens.cli; gpulens.cli.build_parser(); "
+            f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"imported while building the parser: {out.stdout.strip()}"

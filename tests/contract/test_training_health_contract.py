@@ -100,3 +100,15 @@ def test_h_trainer_jsonl_is_accepted(tmp_path: Path) -> None:
 def test_i_exactly_three_steps_is_a_spike(tmp_path: Path) -> None:
     found = check(tmp_path, "i", curve(200, s100_102=3.0))
     assert [(a["kind"], a["step"]) for a in found] == [("spike", 102)], found
+
+
+def test_j_infinite_loss_is_nan_kind_at_its_first_step(tmp_path: Path) -> None:
+    found = check(tmp_path, "j", curve(100, s40="inf"))
+    assert [(a["kind"], a["step"]) for a in found] == [("nan", 40)], found
+
+
+def test_k_real_healthy_run_is_clean() -> None:
+    # llm.c GPT-2 124M on 8xH100 (tests/fixtures/loss/README.md): 19,560 steps, 11.01 -> 3.22, healthy.
+    curve_file = Path(__file__).parents[1] / "fixtures" / "loss" / "llmc_gpt2_124M_8xH100_train_loss.csv"
+    doc = json.loads(ok(gl("runs", "check", curve_file, "--format", "json")).stdout)
+    assert doc == {"anomalies": []}

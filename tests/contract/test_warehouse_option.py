@@ -42,3 +42,20 @@ def test_flag_beats_environment(tmp_path: Path) -> None:
     ok(gl("ingest", "cur", cur, "--warehouse", flag_wh, env={"GPULENS_WAREHOUSE": str(env_wh)}))
     assert flag_wh.exists() and not env_wh.exists()
 
+
+
+def test_warehouse_option_between_several_paths(tmp_path: Path) -> None:
+    # "anywhere among its arguments": between two PATHs too (argparse needs intermixed parsing for this).
+    from tests.contract.ledger import write_usage
+    from tests.contract.support import OTHER_PAYER
+
+    first = write_cur(tmp_path / "payer-a.csv")
+    second = write_cur(tmp_path / "payer-b.csv", payer=OTHER_PAYER)
+    wh = tmp_path / "mid.duckdb"
+    ok(gl("ingest", "cur", first, "--warehouse", wh, second))
+    assert _total("--period", "2026-10", "--warehouse", wh) == float(2 * TOTAL)
+    usage = write_usage(tmp_path / "usage.csv")
+    ok(gl("ingest", "usage", usage, "--warehouse", wh, usage))
+    run = tmp_path / "run.csv"
+    run.write_text("step,loss\n0,2.0\n1,2.0\n")
+    ok(gl("ingest", "runs", run, "--warehouse", wh, run))

@@ -16,7 +16,7 @@ import pytest
 
 from gpulens.dashboards.explorer import ids
 from tests.explorer.conftest import Served
-from tests.support.browser import wait_until
+from tests.support.browser import full_page_screenshot, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -41,16 +41,6 @@ def trace_names(browser: Any, graph: str) -> list[str]:
 
 def query(browser: Any) -> dict[str, str]:
     return dict(urllib.parse.parse_qsl(urllib.parse.urlparse(browser.current_url).query))
-
-
-def full_page_screenshot(browser: Any, path: Path) -> None:
-    height = browser.execute_script(
-        "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight,"
-        " document.querySelector('.app').scrollHeight)")
-    browser.set_window_size(1440, min(int(height) + 40, 4000))
-    time.sleep(0.5)
-    browser.save_screenshot(str(path))
-    browser.set_window_size(1440, 1000)
 
 
 def settle(browser: Any) -> None:
@@ -141,3 +131,20 @@ def test_csv_download_holds_the_rows_on_screen(explorer: Served, browser: Any, d
             return screen == file
 
     assert all(same(s, f) for a, b in zip(shown, saved, strict=True) for s, f in zip(a, b, strict=True))
+
+
+def test_date_range_from_the_url_limits_chart_and_table(explorer: Served, browser: Any) -> None:
+    open_page(browser, explorer.url + "/cost?start=2026-10-05&end=2026-10-11&view=teams")
+    wait_until(lambda: trace_names(browser, ids.COST_CHART), what="chart")
+    settle(browser)
+    days = browser.execute_script(
+        f"const g = document.querySelector('#{ids.COST_CHART} .js-plotly-plot');"
+        "return [...new Set(g.data.flatMap(t => t.x.map(String)))];")
+    assert sorted(d[:10] for d in days) == [f"2026-10-{d:02d}" for d in range(5, 12)]
+    totals = [float(c.replace(",", "")) for c in cells(browser, ids.COST_TABLE, "total")]
+    month = explorer.data.summary["total"]  # type: ignore[index]
+    assert 0 < sum(totals) < month / 3  # a week of a month
+    # Dash 4's picker puts the component id on its start input.
+    shown = browser.execute_script("return [...document.querySelectorAll('input.dash-datepicker-input')]"
+                                   ".map(i => i.value);")
+    assert shown == ["2026-10-05", "2026-10-11"]

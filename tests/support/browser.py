@@ -58,3 +58,21 @@ def wait_until(condition: Callable[[], T], timeout: float = 20.0, what: str = "c
             last = exc
         time.sleep(0.2)
     raise TimeoutError(f"{what} not met within {timeout}s (last error: {last})")
+
+
+def full_page_screenshot(driver: object, path: Path) -> None:
+    """A PNG of the whole page, not just the viewport (Chromium DevTools: resize the viewport, capture)."""
+    import base64
+
+    metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})  # type: ignore[attr-defined]
+    size = metrics.get("cssContentSize") or metrics["contentSize"]
+    width, height = int(size["width"]), min(int(size["height"]), 6000)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",  # type: ignore[attr-defined]
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    try:
+        time.sleep(0.5)  # let plotly re-layout at the new size
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot",  # type: ignore[attr-defined]
+                                      {"format": "png", "captureBeyondViewport": True})
+        path.write_bytes(base64.b64decode(shot["data"]))
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""SPEC §1: `gpulens.trainer` imports, and StepMonitor works on plain numbers, with torch blocked."""
+"""SPEC §1: `gpulens.trainer` imports, and StepMonitor works on plain numbers, with torch (and orjson) blocked."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.servers import REPO
 
 SCRIPT = """
 import sys, json
 class Blocker:
     def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('torch', 'transformers', 'pytorch_lightning', 'lightning', 'prometheus_client'):
+        if name.split('.')[0] in ('torch', 'transformers', 'pytorch_lightning', 'lightning', 'prometheus_client',
+                                    'orjson'):
             raise ImportError(f'{name} is blocked in this test')
 sys.meta_path.insert(0, Blocker())
 import gpulens.trainer, gpulens.trainer.health, gpulens.trainer.mfu, gpulens.trainer.sinks, gpulens.trainer.curves
@@ -25,7 +28,8 @@ for loss in (2.0, 1.9, float('nan')):
     with m.step(tokens=100) as s:
         s.record(loss=loss, lr=0.1)
 m.close()
-print(json.dumps({'torch': 'torch' in sys.modules, 'anomalies': [a.kind for a in m.anomalies]}))
+print(json.dumps({'torch': 'torch' in sys.modules, 'orjson': 'orjson' in sys.modules,
+                  'anomalies': [a.kind for a in m.anomalies]}))
 """
 
 
@@ -33,5 +37,8 @@ def test_trainer_imports_and_reports_without_torch(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True,
                          cwd=REPO, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.splitlines()[-1]) == {"torch": False, "anomalies": ["nan"]}
-    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 4  # 3 steps + 1 anomaly
+    assert json.loads(out.stdout.splitlines()[-1]) == {"torch": False, "orjson": False, "anomalies": ["nan"]}
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert len(lines) == 4  # 3 steps + 1 anomaly, written by the standard library's encoder
+    records = [json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}")) for line in lines]
+    assert [r.get("loss") for r in records if r["kind"] == "step"] == [2.0, 1.9, None]

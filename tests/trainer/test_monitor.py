@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gpulens.errors import GpulensError
 from gpulens.trainer import Anomaly, StepMonitor
+from gpulens.trainer.sinks import SEND_BUFFER, SocketSink, encode
 from tests.support.servers import free_port
 from tests.trainer.conftest import Receiver
 
@@ -100,12 +101,35 @@ def test_no_agent_listening_drops_and_counts_without_raising(tmp_path: Path) -> 
 
 def test_full_socket_buffer_drops_instead_of_blocking(receiver: Receiver) -> None:
     monitor = StepMonitor("j", "t", socket=receiver.path, env={})
-    for _ in range(5000):  # nobody reads: the receive queue fills up
+    steps = 12_000  # more than an 8 MiB send buffer holds (>= 768 bytes of kernel memory per datagram)
+    for _ in range(steps):  # nobody reads: the receive queue fills up
         with monitor.step(tokens=1) as step:
             step.record(loss=2.0)
     monitor.close()
-    assert 0 < monitor.dropped < 5000
-    assert monitor.sinks[0].sent + monitor.dropped == 5000  # type: ignore[attr-defined]
+    assert 0 < monitor.dropped < steps
+    assert monitor.sinks[0].sent + monitor.dropped == steps  # type: ignore[attr-defined]
+
+
+def test_a_burst_the_default_send_buffer_would_drop_is_queued(receiver: Receiver) -> None:
+    """Queued datagrams count against the sender's SO_SNDBUF: the default (208 KiB) holds ~330 records."""
+    sink = SocketSink(receiver.path)
+    qlen = int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text())
+    if sink.send_buffer < SEND_BUFFER or qlen < 2000:
+        pytest.skip(f"this kernel grants SO_SNDBUF {sink.send_buffer} (net.core.wmem_max) and queues {qlen}")
+    record = {"v": 1, "kind": "step", "job_id": "bench-job", "team": "bench-team", "rank": 0, "local_rank": 0,
+              "gpu": 0, "pid": 1, "step": 1, "ts": 1795600000.12, "step_seconds": 0.512, "tokens": 524288,
+              "samples": 256, "loss": 2.31, "grad_norm": 1.02, "lr": 0.0003, "mfu": 0.41}
+    line = encode(record)
+    for _ in range(2000):
+        sink.emit(record, line)
+    sink.close()
+    assert (sink.sent, sink.dropped) == (2000, 0)
+    assert len(receiver.records()) == 2000
+    default = SocketSink(receiver.path, send_buffer=1)  # the kernel's minimum: what a small buffer does
+    for _ in range(2000):
+        default.emit(record, line)
+    default.close()
+    assert default.dropped > 0  # so the first half is the larger buffer's doing
 
 
 def test_only_rank_0_reports_loss_unless_asked(receiver: Receiver) -> None:

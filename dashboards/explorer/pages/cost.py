@@ -101,6 +101,11 @@ def table_frame(queries: Queries, state: CostState) -> pd.DataFrame:
 
 
 def render(queries: Queries, state: CostState) -> tuple[Any, ...]:
+    """Rendered once per filter and warehouse version (see `Queries.memo`)."""
+    return queries.memo(("cost", state), lambda: _render(queries, state))
+
+
+def _render(queries: Queries, state: CostState) -> tuple[Any, ...]:
     """Cards, chart, table columns and rows, table title for one state."""
     rng = queries.data_range()
     totals = queries.cost_totals(state.filter)

@@ -58,6 +58,11 @@ def _highlight() -> list[dict[str, Any]]:
 
 
 def render(queries: Queries, teams: tuple[str, ...], run: str | None) -> tuple[Any, ...]:
+    """Rendered once per filter and warehouse version (see `Queries.memo`)."""
+    return queries.memo(("training", teams, run), lambda: _render(queries, teams, run))
+
+
+def _render(queries: Queries, teams: tuple[str, ...], run: str | None) -> tuple[Any, ...]:
     """Table rows, run options, the selected run, its loss figure and its step-time/MFU figure."""
     runs = queries.runs(teams)
     options = list(runs.job_id)

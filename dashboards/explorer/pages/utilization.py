@@ -72,6 +72,11 @@ def make_filter(window: str, threshold: float | None, model: str, teams: list[st
 
 
 def render(queries: Queries, f: UtilFilter) -> tuple[Any, ...]:
+    """Rendered once per filter and warehouse version (see `Queries.memo`)."""
+    return queries.memo(("utilization", f), lambda: _render(queries, f))
+
+
+def _render(queries: Queries, f: UtilFilter) -> tuple[Any, ...]:
     """Summary cards, the coarse-utilization note, table rows and the heatmap for one filter."""
     rng = queries.data_range()
     df = queries.underutilized(f)
