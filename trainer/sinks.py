@@ -23,7 +23,7 @@ from gpulens.errors import GpulensError
 try:  # a core dependency, but the trainer must also run where only torch is installed (a GPU image)
     import orjson as _orjson
 except ImportError:  # pragma: no cover - exercised by the import test with orjson blocked
-    _orjson = None
+    _orjson = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
