@@ -211,15 +211,27 @@ def gpu_line_hours(con: duckdb.DuckDBPyConnection, lines: str, gpus: str) -> str
 def gpu_time_cost(con: duckdb.DuckDBPyConnection, gpu_hours: str, usage: str) -> str:
     """_a_gpu_time: the cost of each job's GPU time in each piece (SPEC §6):
     piece cost x team_gpu_seconds / (gpus_on_instance x piece seconds); usage beyond capacity
-    (a wrong GPU count) scales down so that shares never exceed the piece."""
+    (a wrong GPU count) scales down so that shares never exceed the piece.
+
+    Several lines can cover one instance-hour (SavingsPlanCoveredUsage and its SavingsPlanNegation,
+    a DiscountedUsage beside a data-transfer line of the same instance): each line's cost is split by
+    the usage, but the usage itself is counted once. `counted` is the usage row's GPU-seconds spread
+    over the pieces of its instance-hour by their length, so they add up to the row's seconds however
+    many lines there are. Waste follows cost: each piece's share x (1 - busy), so a zero-cost
+    negation line adds none, and the instance-hour's waste is its amortized cost's share x (1 - busy)."""
     return _table(
         con,
         "_a_gpu_time",
         f"""
-        WITH held AS (
+        WITH covered AS (
+            SELECT resource_key, hour, sum(piece_seconds) AS covered FROM {gpu_hours} GROUP BY ALL
+        ),
+        held AS (
             SELECT p.line_no, p.hour, p.resource_key AS instance_id, u.team, u.job_id, u.gpu, u.busy,
-                   u.gpu_seconds * p.piece_seconds / 3600.0 AS seconds
+                   u.gpu_seconds * p.piece_seconds / 3600.0 AS seconds,
+                   u.gpu_seconds * p.piece_seconds / c.covered AS counted
             FROM {gpu_hours} p JOIN {usage} u ON u.instance_id = p.resource_key AND u.hour = p.hour
+                 JOIN covered c ON c.resource_key = p.resource_key AND c.hour = p.hour
         ),
         capacity AS (
             SELECT p.line_no, p.hour, p.cost,
@@ -227,7 +239,7 @@ def gpu_time_cost(con: duckdb.DuckDBPyConnection, gpu_hours: str, usage: str) ->
             FROM {gpu_hours} p LEFT JOIN held h USING (line_no, hour)
             GROUP BY p.line_no, p.hour, p.cost, p.gpus, p.piece_seconds
         )
-        SELECT h.line_no, h.hour, h.instance_id, h.gpu, h.team, h.job_id, h.seconds,
+        SELECT h.line_no, h.hour, h.instance_id, h.gpu, h.team, h.job_id, h.seconds, h.counted,
                CAST(c.cost * (h.seconds / c.capacity) AS {MONEY}) AS cost,
                CAST(c.cost * (h.seconds / c.capacity) * greatest(1.0 - coalesce(h.busy, 1.0), 0.0) AS {MONEY}) AS waste
         FROM held h JOIN capacity c USING (line_no, hour)""",
@@ -237,7 +249,8 @@ def gpu_time_cost(con: duckdb.DuckDBPyConnection, gpu_hours: str, usage: str) ->
 def gpu_rows(con: duckdb.DuckDBPyConnection, gpu_hours: str, gpu_time: str) -> str:
     """_a_gpu_rows: direct pieces whole to the tag's team; untagged pieces to the jobs that held the
     GPUs (shared_gpu, or unallocated when the job has no team) and the remainder to idle. Waste and
-    GPU-seconds go to the team that held the GPU. Summed per UTC day (the hours were only for the split)."""
+    GPU-seconds go to the team that held the GPU, the GPU-seconds once per usage row (`counted`).
+    Summed per UTC day (the hours were only for the split)."""
     return _table(
         con,
         "_a_gpu_rows",
@@ -255,11 +268,11 @@ def gpu_rows(con: duckdb.DuckDBPyConnection, gpu_hours: str, gpu_time: str) -> s
         UNION ALL
         -- what the jobs on a tagged instance held: no money moves, waste and hours are measured
         SELECT hour, team, 'direct', job_id, resource_id, line_item_type, product_code,
-               CAST(0 AS {MONEY}), waste, seconds
+               CAST(0 AS {MONEY}), waste, counted
         FROM jobs WHERE line_team IS NOT NULL
         UNION ALL
         SELECT hour, team, CASE WHEN team IS NULL THEN 'unallocated' ELSE 'shared_gpu' END, job_id, resource_id,
-               line_item_type, product_code, cost, waste, seconds
+               line_item_type, product_code, cost, waste, counted
         FROM jobs WHERE line_team IS NULL
         UNION ALL
         SELECT p.hour, NULL, 'idle', NULL, p.resource_id, p.line_item_type, p.product_code,

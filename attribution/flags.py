@@ -71,9 +71,11 @@ def underutilized(
 
 
 def divergent_runs(con: duckdb.DuckDBPyConnection) -> tuple[DivergentRun, ...]:
-    """One entry per run and anomaly kind (nan, spike, divergence), at its first step."""
+    """One entry per run and anomaly kind (nan, spike, divergence), at its first step; the team
+    normalized as SPEC §6 normalizes tags (rows ingested before `ingest runs` did so)."""
     found = con.execute("""
-        SELECT job_id, any_value(team) FILTER (WHERE team IS NOT NULL), kind, min(step)
+        SELECT job_id, any_value(NULLIF(lower(trim(team)), '')) FILTER (WHERE NULLIF(trim(team), '') IS NOT NULL),
+               kind, min(step)
         FROM train_anomalies GROUP BY job_id, kind ORDER BY job_id, min(step), kind""").fetchall()
     return tuple(DivergentRun(job_id=j, team=t, kind=k, step=int(s)) for j, t, k, s in found)
 

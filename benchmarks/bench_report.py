@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
+
 from gpulens.attribution.allocate import allocate
 from gpulens.attribution.report.build import build_weekly_report
 from gpulens.attribution.report.model import IsoWeek

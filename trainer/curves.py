@@ -50,10 +50,10 @@ def _csv(path: Path, handle: Iterable[str]) -> Curve:
     missing = [c for c in ("step", "loss") if c not in fields]
     if missing:
         raise GpulensError(f"header lacks {', '.join(missing)}; a loss curve CSV needs step,loss columns",
-                           path=path, row=1)
+                           path=path)
     reader.fieldnames = fields
     points: Curve = []
-    for row, record in enumerate(reader, start=2):
+    for row, record in enumerate(reader, start=1):  # data rows from 1, header excluded, as ingest counts them
         loss_text = (record.get("loss") or "").strip()
         if not loss_text:
             continue

@@ -11,8 +11,12 @@ from __future__ import annotations
 HELD_SECONDS_PER_HOUR = (
     "sum by (node, gpu, uuid, model, job_id, team) (increase(gpulens_gpu_held_seconds_total[1h]))"
 )
-# Exact mean SM activity over the hour: the rate of its integral (SPEC §3).
-SM_ACTIVE_MEAN_PER_HOUR = "avg by (node, gpu, uuid, model) (rate(gpulens_gpu_sm_active_seconds_total[1h]))"
+# Exact mean SM activity over the hour: the rate of its integral (SPEC §3). The agent keeps one
+# integral per (gpu, job_id, team), so a job change splits the hour across series: they are summed
+# (each holds only its own part of the hour), never averaged; clamp_max absorbs counter-reset jitter.
+SM_ACTIVE_MEAN_PER_HOUR = (
+    "clamp_max(sum by (node, gpu, uuid, model) (rate(gpulens_gpu_sm_active_seconds_total[1h])), 1)"
+)
 # The coarse fallback where no profiling metric exists (an A100 without DCGM).
 UTILIZATION_MEAN_PER_HOUR = (
     "avg by (node, gpu, uuid, model) (avg_over_time(gpulens_gpu_utilization_ratio[1h]))"

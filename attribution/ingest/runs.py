@@ -4,6 +4,10 @@
 The loss-curve detector is injected (`detect`): attribution may not import gpulens.trainer (SPEC §1);
 the CLI passes `gpulens.trainer.health.scan`. Anomalies the trainer reported online (`"kind":"anomaly"`)
 are kept beside the ones found offline. Re-ingesting a job replaces its rows.
+
+Rows are parsed and checked in Python (so a bad cell is named by file, row and column), then loaded
+with one INSERT per table from an Arrow table (`bulk.py`), never one per row.
+Team names are normalized as SPEC §6 normalizes tag values (trimmed, lower-cased).
 """
 
 from __future__ import annotations
@@ -17,12 +21,23 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
+import pyarrow as pa
 
+from gpulens.attribution.ingest.bulk import insert_rows
 from gpulens.attribution.ingest.delivery import read_sql
 from gpulens.errors import GpulensError
 
 METRIC_COLUMNS = ("job_id", "team", "rank", "step", "ts", "loss", "step_seconds", "tokens", "mfu")
 KINDS = ("nan", "spike", "divergence")
+METRICS_SCHEMA = pa.schema([
+    ("job_id", pa.string()), ("team", pa.string()), ("rank", pa.int32()), ("step", pa.int64()),
+    ("ts", pa.timestamp("us")), ("loss", pa.float64()), ("step_seconds", pa.float64()),
+    ("tokens", pa.int64()), ("mfu", pa.float64()),
+])  # fmt: skip
+ANOMALIES_SCHEMA = pa.schema([
+    ("job_id", pa.string()), ("team", pa.string()), ("rank", pa.int32()), ("step", pa.int64()),
+    ("kind", pa.string()), ("loss", pa.float64()),
+])  # fmt: skip
 
 
 class Anomaly(Protocol):
@@ -69,17 +84,30 @@ def _ts(value: Any, path: Path, row: int) -> datetime | None:
         return parsed.astimezone(timezone.utc).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 
-def _metric_row(rec: dict[str, Any], path: Path, row: int) -> tuple[Any, ...]:
+def _team(value: Any) -> str | None:
+    """SPEC §6 normalization, as for tags and usage: `" Vision "` is team `vision`."""
+    return (str(value).strip().lower() or None) if value is not None else None
+
+
+def _loss(rec: dict[str, Any], path: Path, row: int, null_is_nan: bool) -> float | None:
+    """The loss. JSON has no NaN, so the trainer writes a non-finite loss as `null` (SPEC §4): in
+    JSONL a present `null` is NaN; an absent key (or an empty CSV cell) is a step without a loss."""
+    if null_is_nan and "loss" in rec and rec["loss"] is None:
+        return math.nan
+    return _number(rec.get("loss"), path, row, "loss")
+
+
+def _metric_row(rec: dict[str, Any], path: Path, row: int, *, null_is_nan: bool = False) -> tuple[Any, ...]:
     step = _number(rec.get("step"), path, row, "step", int)
     if step is None:
         raise GpulensError("a step record needs a step", path=path, row=row, field="step")
     return (
         str(rec.get("job_id") or path.stem),
-        rec.get("team") or None,
+        _team(rec.get("team")),
         _number(rec.get("rank"), path, row, "rank", int),
         step,
         _ts(rec.get("ts"), path, row),
-        _number(rec.get("loss"), path, row, "loss"),
+        _loss(rec, path, row, null_is_nan),
         _number(rec.get("step_seconds"), path, row, "step_seconds"),
         _number(rec.get("tokens"), path, row, "tokens", int),
         _number(rec.get("mfu"), path, row, "mfu"),
@@ -97,16 +125,20 @@ def read_jsonl(path: Path) -> dict[str, _Run]:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise GpulensError(f"not a JSON object ({exc.msg})", path=path, row=row) from None
+            if not isinstance(rec, dict):
+                raise GpulensError("not a JSON object (SPEC §4 records are objects)", path=path, row=row)
             kind = rec.get("kind", "step")
             if kind == "step":
-                m = _metric_row(rec, path, row)
+                m = _metric_row(rec, path, row, null_is_nan=True)
                 runs.setdefault(m[0], _Run([], [])).metrics.append(m)
             elif kind == "anomaly" and rec.get("anomaly") in KINDS:
                 job = str(rec.get("job_id") or path.stem)
                 step = _number(rec.get("step"), path, row, "step", int)
+                if step is None:
+                    raise GpulensError("an anomaly record needs a step", path=path, row=row, field="step")
                 online = (
                     job,
-                    rec.get("team") or None,
+                    _team(rec.get("team")),
                     _number(rec.get("rank"), path, row, "rank", int),
                     step,
                     rec["anomaly"],
@@ -120,7 +152,7 @@ def read_csv_run(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, _Run]:
     """CSV `step,loss[,job_id,team,ts,rank,step_seconds,tokens,mfu]`; DuckDB parses, rows are checked here."""
     try:
         cur = con.execute(f"SELECT * FROM {read_sql(str(path))}")
-        names = [d[0] for d in cur.description]
+        names = [str(d[0]).strip().lower() for d in cur.description]  # `Step,Loss` as `runs check` reads it
         records = cur.fetchall()
     except duckdb.Error as exc:
         raise GpulensError(f"cannot be read ({str(exc).splitlines()[0]})", path=path) from exc
@@ -171,29 +203,18 @@ def ingest_runs(
             merged.metrics += run.metrics
             merged.online += run.online
     anomalies = {job: _anomalies(run, detect) for job, run in runs.items()}
+    metrics = [m for run in runs.values() for m in run.metrics]
+    found = [a for rows in anomalies.values() for a in rows]
     con.begin()
     try:
-        for job, run in runs.items():
-            con.execute("DELETE FROM train_metrics WHERE job_id = ?", [job])
-            con.execute("DELETE FROM train_anomalies WHERE job_id = ?", [job])
-            if run.metrics:
-                con.executemany(
-                    f"INSERT INTO train_metrics ({', '.join(METRIC_COLUMNS)}) VALUES "
-                    f"({', '.join('?' for _ in METRIC_COLUMNS)})",
-                    run.metrics,
-                )
-            if anomalies[job]:
-                con.executemany(
-                    "INSERT INTO train_anomalies (job_id, team, rank, step, kind, loss) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    anomalies[job],
-                )
+        for table, rows, schema in (
+            ("train_metrics", metrics, METRICS_SCHEMA),
+            ("train_anomalies", found, ANOMALIES_SCHEMA),
+        ):
+            con.execute(f"DELETE FROM {table} WHERE list_contains(?, job_id)", [sorted(runs)])
+            insert_rows(con, table, rows, schema)
         con.commit()
     except BaseException:
         con.rollback()
         raise
-    return RunsResult(
-        tuple(sorted(runs)),
-        sum(len(r.metrics) for r in runs.values()),
-        sum(len(a) for a in anomalies.values()),
-    )
+    return RunsResult(tuple(sorted(runs)), len(metrics), len(found))

@@ -15,8 +15,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from gpulens.attribution.ingest import promql
+from gpulens.attribution.ingest.bulk import insert_rows
 from gpulens.attribution.ingest.delivery import is_parquet, read_sql
 from gpulens.attribution.ingest.fields import Field, quote
 from gpulens.errors import GpulensError
@@ -34,6 +36,12 @@ RANGES = (
     ("utilization", "utilization < 0 OR utilization > 1", "is outside the ratio range 0..1"),
 )
 STAGE = "_gpulens_usage_stage"
+ROW_SCHEMA = pa.schema([
+    ("hour", pa.timestamp("us")), ("node", pa.string()), ("instance_id", pa.string()), ("cluster", pa.string()),
+    ("gpu", pa.int32()), ("gpu_uuid", pa.string()), ("model", pa.string()), ("job_id", pa.string()),
+    ("team", pa.string()), ("gpu_seconds", pa.float64()), ("sm_active", pa.float64()),
+    ("utilization", pa.float64()),
+])  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -141,10 +149,7 @@ def ingest_usage_files(con: duckdb.DuckDBPyConnection, paths: Sequence[Path]) ->
 def ingest_usage_rows(con: duckdb.DuckDBPyConnection, rows: Iterable[UsageRow]) -> int:
     """Loads rollup rows computed elsewhere (Prometheus); returns the rows loaded."""
     _new_stage(con)
-    values = [tuple(r.__dict__[name] for name in COLUMNS) for r in rows]
-    if values:
-        marks = ", ".join("?" for _ in COLUMNS)
-        con.executemany(f"INSERT INTO {STAGE} ({', '.join(COLUMNS)}) VALUES ({marks})", values)
+    insert_rows(con, STAGE, [tuple(getattr(r, name) for name in COLUMNS) for r in rows], ROW_SCHEMA)
     return _commit_stage(con)
 
 

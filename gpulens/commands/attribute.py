@@ -9,7 +9,8 @@ import sys
 from decimal import Decimal
 from typing import Any
 
-from gpulens.commands._options import add_warehouse_option, warehouse_path
+from gpulens.commands._options import add_warehouse_option
+from gpulens.commands._warehouse import open_warehouse
 
 
 def register(subparsers: Any) -> None:
@@ -35,9 +36,10 @@ def register(subparsers: Any) -> None:
 
 def _attribute(args: argparse.Namespace) -> int:
     from gpulens.attribution.allocate import store_allocations
-    from gpulens.attribution.warehouse import Warehouse
 
-    with Warehouse(warehouse_path(args)).connect() as con:
+    # Every format stores the result in the allocations table (the explorer and the report read it),
+    # so attribute opens the warehouse for writing, whatever it prints.
+    with open_warehouse(args, read_only=False) as con:
         allocation = store_allocations(
             con,
             args.period,

@@ -8,7 +8,8 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from gpulens.commands._options import add_warehouse_option, warehouse_path
+from gpulens.commands._options import add_warehouse_option
+from gpulens.commands._warehouse import open_warehouse
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -73,9 +74,8 @@ def as_json(flags: Any) -> dict[str, Any]:
 
 def _flags(args: argparse.Namespace) -> int:
     from gpulens.attribution.flags import find_flags
-    from gpulens.attribution.warehouse import Warehouse
 
-    with Warehouse(warehouse_path(args)).connect() as con:
+    with open_warehouse(args, read_only=True) as con:  # flags only read: never block the explorer
         flags = find_flags(con, window=args.window, until=args.until, sm_threshold=args.sm_threshold)
     if args.format == "json":
         print(json.dumps(as_json(flags), indent=2))

@@ -10,14 +10,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gpulens.commands._options import add_warehouse_option, warehouse_path
+from gpulens.commands._options import add_warehouse_option
+from gpulens.commands._warehouse import open_warehouse
 from gpulens.commands.flags import utc_time
 from gpulens.errors import GpulensError
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("ingest", help="load CUR/FOCUS exports, GPU usage or training runs")
-    sub = parser.add_subparsers(dest="ingest_command", metavar="WHAT", required=True)
+    sub = parser.add_subparsers(
+        dest="ingest_command", metavar="WHAT", required=True, parser_class=_IntermixedParser
+    )
 
     cur = sub.add_parser(
         "cur",
@@ -58,17 +61,38 @@ def register(subparsers: Any) -> None:
     runs.set_defaults(handler=_runs)
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """Options anywhere among the PATHs (SPEC §2: `ingest cur a.csv --warehouse W b.csv`): plain
+    argparse stops filling a positional at the first option and rejects the PATHs after it."""
+
+    _mixing = False
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if self._mixing:  # Python < 3.12's intermixed parsing calls back into parse_known_args
+            return super().parse_known_args(args, namespace)
+        self._mixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._mixing = False
+
+
 def _cur(args: argparse.Namespace) -> int:
     from gpulens.attribution.ingest.delivery import ingest_cur
     from gpulens.attribution.ingest.sources import resolve, s3_client
-    from gpulens.attribution.warehouse import Warehouse
 
     client = None
     if any(p.startswith("s3://") for p in args.paths):
         client = s3_client(args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    with resolve(args.paths, s3_client=client) as files, Warehouse(warehouse_path(args)).connect() as con:
-        with _progress(len(files)) as advance:
+    with resolve(args.paths, s3_client=client) as files:
+        if not files:
+            raise GpulensError(
+                "no CUR or FOCUS export files (.csv, .csv.gz, .csv.zip, .parquet, or a *Manifest.json listing "
+                "them) found here; give the directory or s3:// prefix that holds the delivery",
+                path=", ".join(args.paths),
+            )
+        with open_warehouse(args, read_only=False) as con, _progress(len(files)) as advance:
             result = ingest_cur(con, files, fmt=args.format, now=now, on_file=advance)
     periods = ", ".join(f"{p} (payer {a})" for p, a in result.periods)
     print(
@@ -107,11 +131,10 @@ class _progress:
 
 def _usage(args: argparse.Namespace) -> int:
     from gpulens.attribution.ingest.usage import ingest_usage_files, ingest_usage_rows, usage_from_prometheus
-    from gpulens.attribution.warehouse import Warehouse
 
     if bool(args.paths) == bool(args.prometheus):
         raise GpulensError("give rollup files or --prometheus URL --start T --end T (one of the two)")
-    with Warehouse(warehouse_path(args)).connect() as con:
+    with open_warehouse(args, read_only=False) as con:
         if args.prometheus:
             if args.start is None or args.end is None or args.end <= args.start:
                 raise GpulensError("--prometheus needs --start T and a later --end T")
@@ -124,10 +147,9 @@ def _usage(args: argparse.Namespace) -> int:
 
 def _runs(args: argparse.Namespace) -> int:
     from gpulens.attribution.ingest.runs import ingest_runs
-    from gpulens.attribution.warehouse import Warehouse
     from gpulens.trainer.health import scan
 
-    with Warehouse(warehouse_path(args)).connect() as con:
+    with open_warehouse(args, read_only=False) as con:
         result = ingest_runs(con, args.paths, detect=scan)
     print(f"ingested {result.metrics} steps of {len(result.jobs)} run(s); {result.anomalies} anomalies")
     return 0

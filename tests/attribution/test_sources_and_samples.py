@@ -147,36 +147,36 @@ def test_s3_delivery_with_manifest(
     import boto3
 
     client = boto3.client("s3", endpoint_url=s3)
-    client.create_bucket(Bucket="cur-bucket")
+    client.create_bucket(Bucket="attribution-cur-bucket")
     data = "exports/gpulens/data/BILLING_PERIOD=2026-10/gpulens-00001.snappy.parquet"
-    client.upload_file(str(LEDGER_FILES["cur2-parquet"]), "cur-bucket", data)
+    client.upload_file(str(LEDGER_FILES["cur2-parquet"]), "attribution-cur-bucket", data)
     client.put_object(
-        Bucket="cur-bucket",
+        Bucket="attribution-cur-bucket",
         Key="exports/gpulens/data/BILLING_PERIOD=2026-10/old-00001.csv",
         Body=b"superseded,garbage\n",
     )
-    manifest = {"dataFiles": [f"s3://cur-bucket/{data}"], "schema": "2"}
+    manifest = {"dataFiles": [f"s3://attribution-cur-bucket/{data}"], "schema": "2"}
     client.put_object(
-        Bucket="cur-bucket",
+        Bucket="attribution-cur-bucket",
         Body=json.dumps(manifest).encode(),
         Key="exports/gpulens/metadata/BILLING_PERIOD=2026-10/gpulens-Manifest.json",
     )
 
-    assert gpulens("ingest", "cur", "s3://cur-bucket/exports/gpulens", "--endpoint-url", s3) == 0
+    assert gpulens("ingest", "cur", "s3://attribution-cur-bucket/exports/gpulens", "--endpoint-url", s3) == 0
     assert gpulens("ingest", "usage", USAGE) == 0
     with Warehouse(warehouse).connect(read_only=True) as con:
         a = allocate_period(con, "2026-10")
         sources = con.execute("SELECT DISTINCT source FROM cost_line_items").fetchall()
     assert (a.total, a.idle, a.unallocated) == (Decimal("85.95"), Decimal("28.00"), Decimal("17.10"))
-    assert sources == [(f"cur2:s3://cur-bucket/{data}",)]
+    assert sources == [(f"cur2:s3://attribution-cur-bucket/{data}",)]
 
     # The same through $AWS_ENDPOINT_URL, and a missing prefix is one clear line.
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3)
-    assert gpulens("ingest", "cur", "s3://cur-bucket/exports/gpulens") == 0
+    assert gpulens("ingest", "cur", "s3://attribution-cur-bucket/exports/gpulens") == 0
     capsys.readouterr()
-    assert gpulens("ingest", "cur", "s3://cur-bucket/nothing-here") == 1
+    assert gpulens("ingest", "cur", "s3://attribution-cur-bucket/nothing-here") == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["gpulens ingest: error: s3://cur-bucket/nothing-here: no objects under this prefix"]
+    assert err == ["gpulens ingest: error: s3://attribution-cur-bucket/nothing-here: no objects under this prefix"]
 
 
 def test_focus_parquet_and_a_directory_without_manifest(

@@ -7,8 +7,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from gpulens.attribution.report.model import IsoWeek
 
+from gpulens.attribution.report.model import IsoWeek
 from gpulens.cli import main
 from gpulens.commands.report import smtp_config
 from gpulens.errors import GpulensError

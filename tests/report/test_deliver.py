@@ -8,10 +8,10 @@ from pathlib import Path
 
 import boto3
 import pytest
+
 from gpulens.attribution.report.deliver import deliver_local, deliver_s3, split_s3_url
 from gpulens.attribution.report.mail import SmtpConfig, build_message, send_email
 from gpulens.attribution.report.render import render_all
-
 from gpulens.errors import GpulensError
 from tests.report.sample import sample_report
 from tests.report.servers import moto_s3, smtp_server

@@ -8,8 +8,8 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from gpulens.attribution.report.render import render_all
 
+from gpulens.attribution.report.render import render_all
 from tests.report.readers import csv_sections, html_sections, pdf_lines, pdf_team_row, shown, xlsx_sections
 from tests.report.sample import sample_report
 

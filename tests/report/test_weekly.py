@@ -23,12 +23,12 @@ from pathlib import Path
 import boto3
 import openpyxl
 import pytest
+
 from gpulens.attribution.allocate import allocate
 from gpulens.attribution.model import Allocation
 from gpulens.attribution.report.model import IsoWeek
 from gpulens.attribution.report.tables import cents
 from gpulens.attribution.warehouse import Warehouse
-
 from gpulens.cli import main
 from tests.report.readers import csv_sections, html_sections, pdf_lines, pdf_team_row, shown, xlsx_sections
 from tests.report.servers import moto_s3, smtp_server

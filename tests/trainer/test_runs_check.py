@@ -77,9 +77,9 @@ def test_trainer_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    ("step,loss\n1,2.0\n2,abc\n", "bad.csv: row 3, column loss: 'abc' is not a number"),
-    ("iteration,lm_loss\n1,2.0\n", "bad.csv: row 1: header lacks step, loss"),
-    ("step,loss\nx,2.0\n", "bad.csv: row 2, column step: 'x' is not a number"),
+    ("step,loss\n1,2.0\n2,abc\n", "bad.csv: row 2, column loss: 'abc' is not a number"),
+    ("iteration,lm_loss\n1,2.0\n", "bad.csv: header lacks step, loss"),
+    ("step,loss\nx,2.0\n", "bad.csv: row 1, column step: 'x' is not a number"),
 ])
 def test_bad_csv_is_one_line_naming_file_row_and_column(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                          content: str, message: str) -> None:
