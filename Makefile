@@ -30,6 +30,7 @@ bench: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests/test_layout.py
+	$(BIN)/python helm/sync_files.py --check
 
 typecheck: install
 	$(BIN)/mypy gpulens collector trainer attribution dashboards remediation

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["agent", "trainer", "attribution", "explorer", "report", "remediation"]
+ORDER = ["agent", "trainer", "attribution", "ingest_runs", "explorer", "report", "remediation", "gpu"]
 HEADER = """# Benchmarks
 
 The performance targets of each issue, measured by the scripts in `benchmarks/` (`make bench` runs

@@ -15,6 +15,7 @@ FORBIDDEN = {
     "collector": ("gpulens.trainer", "gpulens.attribution", "gpulens.dashboards", "gpulens.remediation"),
     "trainer": ("gpulens.collector", "gpulens.attribution", "gpulens.dashboards", "gpulens.remediation"),
     "attribution": ("gpulens.trainer", "gpulens.dashboards", "gpulens.remediation"),
+    "dashboards": ("gpulens.trainer", "gpulens.remediation"),
 }
 
 

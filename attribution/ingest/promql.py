@@ -17,9 +17,11 @@ HELD_SECONDS_PER_HOUR = (
 SM_ACTIVE_MEAN_PER_HOUR = (
     "clamp_max(sum by (node, gpu, uuid, model) (rate(gpulens_gpu_sm_active_seconds_total[1h])), 1)"
 )
-# The coarse fallback where no profiling metric exists (an A100 without DCGM).
+# The coarse fallback where no profiling metric exists (an A100 without DCGM): a gauge, so the mean
+# is weighted by samples across the per-job series a job change creates, not an average of averages.
 UTILIZATION_MEAN_PER_HOUR = (
-    "avg by (node, gpu, uuid, model) (avg_over_time(gpulens_gpu_utilization_ratio[1h]))"
+    "sum by (node, gpu, uuid, model) (sum_over_time(gpulens_gpu_utilization_ratio[1h]))"
+    " / sum by (node, gpu, uuid, model) (count_over_time(gpulens_gpu_utilization_ratio[1h]))"
 )
 # Which EC2 instance and cluster each node is: joins usage to CUR resource_id.
 NODE_INFO = "max by (node, instance_id, instance_type, cluster) (gpulens_node_info)"
