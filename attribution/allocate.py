@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Literal
 
 import duckdb
 
@@ -174,37 +175,47 @@ def gpu_counts(con: duckdb.DuckDBPyConnection, lines: str, usage: str) -> str:
 # --- step 3: GPU instance lines, cut into hours, split by GPU-seconds ----------------------------------
 
 
-def gpu_line_hours(con: duckdb.DuckDBPyConnection, lines: str, gpus: str) -> str:
-    """_a_gpu_hours: lines of instances with usage rollups, cut at UTC hour boundaries."""
-    return _table(
-        con,
-        "_a_gpu_hours",
-        f"""
+def _pieces(lines: str, unit: Literal["hour", "day"]) -> str:
+    """SQL: the lines of the query `lines` (with line_no, usage_start, usage_end, cost) cut at UTC `unit`
+    boundaries, one row per piece with `{unit}`, `piece_seconds` and `piece_cost`. The pieces' costs
+    are telescoped over the running seconds, so they add up to the line's cost exactly; a zero-length
+    line is one piece, a whole `unit` long, carrying all its cost."""
+    return f"""
         WITH cut AS (
-            SELECT l.*, g.gpus, h.hour,
-                   CASE WHEN l.usage_end = l.usage_start THEN 3600.0 ELSE
-                        epoch(least(l.usage_end, h.hour + INTERVAL 1 HOUR) - greatest(l.usage_start, h.hour)) END
-                        AS piece_seconds,
+            SELECT l.*, p.{unit},
+                   CASE WHEN l.usage_end = l.usage_start THEN epoch(INTERVAL 1 {unit}) ELSE
+                        epoch(least(l.usage_end, p.{unit} + INTERVAL 1 {unit}) - greatest(l.usage_start, p.{unit}))
+                        END AS piece_seconds,
                    greatest(epoch(l.usage_end - l.usage_start), 0.0) AS line_seconds
-            FROM {lines} l JOIN {gpus} g ON l.resource_key = g.instance_id,
-                 LATERAL (SELECT unnest(generate_series(date_trunc('hour', l.usage_start),
-                          greatest(l.usage_end - INTERVAL 1 MICROSECOND, l.usage_start), INTERVAL 1 HOUR)) AS hour) h
+            FROM ({lines}) l,
+                 LATERAL (SELECT unnest(generate_series(date_trunc('{unit}', l.usage_start),
+                          greatest(l.usage_end - INTERVAL 1 MICROSECOND, l.usage_start), INTERVAL 1 {unit}))
+                          AS {unit}) p
         ),
         running AS (
             SELECT *, sum(piece_seconds) OVER w AS done FROM cut
-            WINDOW w AS (PARTITION BY line_no ORDER BY hour ROWS UNBOUNDED PRECEDING)
+            WINDOW w AS (PARTITION BY line_no ORDER BY {unit} ROWS UNBOUNDED PRECEDING)
         )
-        SELECT line_no, resource_id, resource_key, team AS line_team, line_item_type, product_code, gpus, hour,
-               piece_seconds,
-               {
+        SELECT *, {
             telescoped(
                 "cost",
                 "CASE WHEN line_seconds = 0 THEN 1.0 ELSE done / line_seconds END",
                 "CASE WHEN line_seconds = 0 THEN 0.0 ELSE (done - piece_seconds) / line_seconds END",
             )
-        }
-                   AS cost
-        FROM running""",
+        } AS piece_cost
+        FROM running"""
+
+
+def gpu_line_hours(con: duckdb.DuckDBPyConnection, lines: str, gpus: str) -> str:
+    """_a_gpu_hours: lines of instances with usage rollups, cut at UTC hour boundaries."""
+    pieces = _pieces(f"SELECT l.*, g.gpus FROM {lines} l JOIN {gpus} g ON l.resource_key = g.instance_id", "hour")
+    return _table(
+        con,
+        "_a_gpu_hours",
+        f"""
+        SELECT line_no, resource_id, resource_key, team AS line_team, line_item_type, product_code, gpus, hour,
+               piece_seconds, piece_cost AS cost
+        FROM ({pieces})""",
     )
 
 
@@ -289,54 +300,37 @@ def gpu_rows(con: duckdb.DuckDBPyConnection, gpu_hours: str, gpu_time: str) -> s
 
 def other_line_days(con: duckdb.DuckDBPyConnection, lines: str, gpus: str) -> str:
     """_a_other_days: lines of resources without usage rollups, cut at UTC day boundaries."""
+    pieces = _pieces(
+        f"SELECT * FROM {lines} WHERE resource_key IS NULL OR resource_key NOT IN (SELECT instance_id FROM {gpus})",
+        "day",
+    )
     return _table(
         con,
         "_a_other_days",
         f"""
-        WITH cut AS (
-            SELECT l.*, d.day,
-                   CASE WHEN l.usage_end = l.usage_start THEN 1.0 ELSE
-                        epoch(least(l.usage_end, d.day + INTERVAL 1 DAY) - greatest(l.usage_start, d.day)) END
-                        AS piece_seconds,
-                   epoch(l.usage_end - l.usage_start) AS line_seconds
-            FROM {lines} l,
-                 LATERAL (SELECT unnest(generate_series(date_trunc('day', l.usage_start),
-                          greatest(l.usage_end - INTERVAL 1 MICROSECOND, l.usage_start), INTERVAL 1 DAY)) AS day) d
-            WHERE l.resource_key IS NULL OR l.resource_key NOT IN (SELECT instance_id FROM {gpus})
-        ),
-        running AS (
-            SELECT *, sum(piece_seconds) OVER w AS done FROM cut
-            WINDOW w AS (PARTITION BY line_no ORDER BY day ROWS UNBOUNDED PRECEDING)
-        )
-        SELECT line_no, day, resource_id, team, cluster, line_item_type, product_code,
-               {
-            telescoped(
-                "cost",
-                "CASE WHEN line_seconds = 0 THEN 1.0 ELSE done / line_seconds END",
-                "CASE WHEN line_seconds = 0 THEN 0.0 ELSE (done - piece_seconds) / line_seconds END",
-            )
-        }
-                   AS cost
-        FROM running""",
+        SELECT line_no, day, resource_id, team, cluster, line_item_type, product_code, piece_cost AS cost
+        FROM ({pieces})""",
     )
+
+
+def _team_shares(usage: str, group: str) -> str:
+    """SQL: each team's running fraction of its `group`'s GPU-seconds in `usage`, as (`group`, team,
+    since, upto) with the last team's `upto` exactly 1, for `telescoped` splits that add up."""
+    return f"""
+        WITH s AS (SELECT {group}, team, sum(gpu_seconds) AS seconds FROM {usage}
+                   WHERE {group} IS NOT NULL AND team IS NOT NULL GROUP BY ALL HAVING sum(gpu_seconds) > 0),
+        r AS (SELECT *, sum(seconds) OVER (PARTITION BY {group} ORDER BY team ROWS UNBOUNDED PRECEDING) AS done,
+                     sum(seconds) OVER (PARTITION BY {group}) AS total,
+                     row_number() OVER (PARTITION BY {group} ORDER BY team DESC) = 1 AS last
+              FROM s)
+        SELECT {group}, team, CASE WHEN last THEN 1.0 ELSE done / total END AS upto,
+               (done - seconds) / total AS since
+        FROM r"""
 
 
 def cluster_shares(con: duckdb.DuckDBPyConnection, usage: str) -> str:
     """_a_cluster_shares: each team's running fraction of its cluster's GPU-seconds in the window."""
-    return _table(
-        con,
-        "_a_cluster_shares",
-        f"""
-        WITH s AS (SELECT cluster, team, sum(gpu_seconds) AS seconds FROM {usage}
-                   WHERE cluster IS NOT NULL AND team IS NOT NULL GROUP BY ALL HAVING sum(gpu_seconds) > 0),
-        r AS (SELECT *, sum(seconds) OVER (PARTITION BY cluster ORDER BY team ROWS UNBOUNDED PRECEDING) AS done,
-                     sum(seconds) OVER (PARTITION BY cluster) AS total,
-                     row_number() OVER (PARTITION BY cluster ORDER BY team DESC) = 1 AS last
-              FROM s)
-        SELECT cluster, team, CASE WHEN last THEN 1.0 ELSE done / total END AS upto,
-               (done - seconds) / total AS since
-        FROM r""",
-    )
+    return _table(con, "_a_cluster_shares", _team_shares(usage, "cluster"))
 
 
 def other_rows(con: duckdb.DuckDBPyConnection, other_days: str, shares: str) -> str:
@@ -370,27 +364,43 @@ def idle_shared(con: duckdb.DuckDBPyConnection, rows: str, usage: str) -> str:
         con,
         "_a_idle_shared",
         f"""
-        WITH s AS (SELECT instance_id, team, sum(gpu_seconds) AS seconds FROM {usage}
-                   WHERE team IS NOT NULL GROUP BY ALL HAVING sum(gpu_seconds) > 0),
-        r AS (SELECT *, sum(seconds) OVER (PARTITION BY instance_id ORDER BY team ROWS UNBOUNDED PRECEDING) AS done,
-                     sum(seconds) OVER (PARTITION BY instance_id) AS total,
-                     row_number() OVER (PARTITION BY instance_id ORDER BY team DESC) = 1 AS last
-              FROM s)
+        WITH r AS ({_team_shares(usage, "instance_id")})
         SELECT i.day, r.team, 'shared_gpu' AS category, NULL AS job_id, i.resource_id, i.line_item_type,
-               i.product_code,
-               {
-            telescoped(
-                "i.cost",
-                "CASE WHEN r.last THEN 1.0 ELSE r.done / r.total END",
-                "(r.done - r.seconds) / r.total",
-            )
-        } AS cost,
+               i.product_code, {telescoped("i.cost", "r.upto", "r.since")} AS cost,
                CAST(0 AS {MONEY}) AS waste, 0.0 AS gpu_seconds
         FROM {rows} i JOIN r ON {resource_key_sql("i.resource_id")} = r.instance_id WHERE i.category = 'idle'
         UNION ALL
         SELECT * FROM {rows}
         WHERE category <> 'idle' OR {resource_key_sql("resource_id")} NOT IN (SELECT instance_id FROM r)""",
     )
+
+
+# --- a job's GPU time, priced --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GpuTimeCost:
+    """Temp tables of one window's priced GPU time: `cost` (`gpu_time_cost`'s rows: line_no, hour,
+    instance_id, gpu, team, job_id, seconds, counted, cost, waste) and the `usage` it was priced from."""
+
+    cost: str
+    usage: str
+
+
+def job_gpu_cost(con: duckdb.DuckDBPyConnection, window: Window, options: Options = Options()) -> GpuTimeCost:
+    """The cost of each (job, GPU, hour) of GPU time in `window`, on tagged and shared instances alike,
+    priced by the same steps as the allocation (so waste in `flags` and spend in the report agree)."""
+    lines = window_lines(con, window, options)
+    usage = window_usage(con, window)
+    gpu_hours = gpu_line_hours(con, lines, gpu_counts(con, lines, usage))
+    return GpuTimeCost(gpu_time_cost(con, gpu_hours, usage), usage)
+
+
+def job_cost_since(con: duckdb.DuckDBPyConnection, priced: GpuTimeCost, job_id: str, since: datetime) -> Decimal:
+    """What `job_id`'s GPU time in `priced` cost from the hour `since` (naive UTC) on; 0 when none."""
+    row = con.execute(f"SELECT coalesce(sum(cost), 0) FROM {priced.cost} WHERE job_id = ? AND hour >= ?",
+                      [job_id, since]).fetchone()
+    return Decimal(row[0]) if row else Decimal(0)
 
 
 # --- the whole split ---------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 explorer show them.
 
 Waste is money: the cost of the GPU time a job held x (1 - mean SM activity), priced exactly as the
-allocation prices it (`allocate.gpu_time_cost`), so `flags` and `attribute` agree.
+allocation prices it (`allocate.job_gpu_cost`), so `flags` and `attribute` agree.
 """
 
 from __future__ import annotations
@@ -27,10 +27,7 @@ def underutilized(
 ) -> tuple[UnderutilizedGpu, ...]:
     """(GPU, job) pairs held >= 1 h in the window whose mean SM activity (else the coarse
     utilization, labelled) is below the threshold, with the money that idle share cost."""
-    lines = alloc.window_lines(con, window, alloc.Options())
-    usage = alloc.window_usage(con, window)
-    gpus = alloc.gpu_counts(con, lines, usage)
-    priced = alloc.gpu_time_cost(con, alloc.gpu_line_hours(con, lines, gpus), usage)
+    priced = alloc.job_gpu_cost(con, window)
     found = con.execute(
         f"""
         WITH pairs AS (
@@ -41,10 +38,10 @@ def underutilized(
                        AS sm,
                    sum(gpu_seconds * utilization) / nullif(sum(gpu_seconds) FILTER (WHERE utilization IS NOT NULL), 0)
                        AS util
-            FROM {usage}
+            FROM {priced.usage}
             WHERE job_id IS NOT NULL
             GROUP BY node, instance_id, gpu, job_id),
-        waste AS (SELECT instance_id, gpu, job_id, sum(waste) AS waste FROM {priced} GROUP BY ALL)
+        waste AS (SELECT instance_id, gpu, job_id, sum(waste) AS waste FROM {priced.cost} GROUP BY ALL)
         SELECT node, instance_id, gpu, team, job_id, hours, coalesce(sm, util) AS measured,
                CASE WHEN sm IS NULL THEN 'utilization' ELSE 'sm_active' END AS measure,
                coalesce(w.waste, 0), model

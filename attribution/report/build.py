@@ -5,7 +5,6 @@ the non-money facts (GPU-hours, SM activity, freshness, coverage) from plain que
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
 
 import duckdb
 
@@ -75,27 +74,13 @@ def divergent_spend(con: duckdb.DuckDBPyConnection, week: IsoWeek, divergent: tu
     onsets = [max(_hour(onset), week.start) for _, onset in runs if onset is not None]
     if not onsets:
         return tuple(DivergentSpend(run, onset, None) for run, onset in runs)
-    priced = job_gpu_time(con, alloc.Window(min(onsets), week.end), options)
+    opts = alloc.Options(options.tag_key, options.cluster_tag_key, options.idle, options.basis)
+    priced = alloc.job_gpu_cost(con, alloc.Window(min(onsets), week.end), opts)
     return tuple(
-        DivergentSpend(run, onset, None if onset is None else _job_cost_since(con, priced, run.job_id,
-                                                                              max(_hour(onset), week.start)))
+        DivergentSpend(run, onset, None if onset is None else alloc.job_cost_since(con, priced, run.job_id,
+                                                                                   max(_hour(onset), week.start)))
         for run, onset in runs
     )
-
-
-def job_gpu_time(con: duckdb.DuckDBPyConnection, window: alloc.Window, options: ReportOptions) -> str:
-    """The cost of each job's GPU time per hour in `window`, priced by allocation's own steps (as
-    `flags` prices waste), on tagged and shared instances alike; returns the temp table's name."""
-    opts = alloc.Options(options.tag_key, options.cluster_tag_key, options.idle, options.basis)
-    lines = alloc.window_lines(con, window, opts)
-    usage = alloc.window_usage(con, window)
-    return alloc.gpu_time_cost(con, alloc.gpu_line_hours(con, lines, alloc.gpu_counts(con, lines, usage)), usage)
-
-
-def _job_cost_since(con: duckdb.DuckDBPyConnection, priced: str, job_id: str, since: datetime) -> Decimal:
-    row = con.execute(f"SELECT coalesce(sum(cost), 0) FROM {priced} WHERE job_id = ? AND hour >= ?",
-                      [job_id, since]).fetchone()
-    return Decimal(row[0]) if row else Decimal(0)
 
 
 def _hour(t: datetime) -> datetime:

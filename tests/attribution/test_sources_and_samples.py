@@ -117,24 +117,11 @@ def test_aws_layouts_with_manifests(gpulens: Callable[..., int], warehouse: Path
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """moto's standalone S3 server on 127.0.0.1, with throwaway credentials in the default chain."""
-    from moto.server import ThreadedMotoServer
+    from tests.support.moto_server import fake_aws_credentials, moto_server
 
-    from tests.support.servers import free_port
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    fake_aws_credentials(monkeypatch)
+    with moto_server() as url:
+        yield url
 
 
 def test_s3_delivery_with_manifest(

@@ -22,7 +22,6 @@ import pytest
 
 from tests.contract import ledger
 from tests.contract.support import gl, ok
-from tests.support.servers import free_port
 
 PERIOD_DIR = "exports/gl/20261001-20261101"
 
@@ -63,20 +62,12 @@ def test_local_directory_follows_the_current_manifest(tmp_path: Path) -> None:
 @pytest.fixture
 def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        url = f"http://127.0.0.1:{port}"
+    from tests.support.moto_server import fake_aws_credentials, moto_server
+
+    fake_aws_credentials(monkeypatch)
+    with moto_server() as url:
         yield url, boto3.client("s3", endpoint_url=url, region_name="us-east-1")
-    finally:
-        server.stop()
 
 
 def test_s3_prefix_follows_the_current_manifest(tmp_path: Path, s3) -> None:  # type: ignore[no-untyped-def]

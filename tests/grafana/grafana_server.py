@@ -11,11 +11,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.http_server import serve_http
 
 TOKEN = "glsa_test_token"
 USER, PASSWORD = "admin", "s3cret"
@@ -113,13 +114,5 @@ class Handler(BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def run_grafana(state: State) -> Iterator[str]:
     """Serve `state` on 127.0.0.1 (a free port) in a thread; yields the base URL."""
-    handler = type("BoundHandler", (Handler,), {"state": state})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_http(type("BoundHandler", (Handler,), {"state": state})) as url:
+        yield url

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from tests.helm.chart import CHART
+from tests.support.http_server import serve_http
 
 SCRIPT = CHART / "files" / "scripts" / "node_identity.py"
 NODE = json.loads((Path(__file__).parent / "fixtures" / "node-p4d.json").read_text())
@@ -45,14 +45,8 @@ class ApiServer(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ApiServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(ApiServer) as url:
+        yield url
 
 
 def run(api: str, node: str, out: Path, token: str = TOKEN) -> subprocess.CompletedProcess[str]:

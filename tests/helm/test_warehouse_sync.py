@@ -15,10 +15,9 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from tests.helm.chart import CHART
-from tests.support.servers import free_port
+from tests.support.moto_server import moto_server
 
 SCRIPT = CHART / "files" / "scripts" / "warehouse_sync.py"
 BUCKET, KEY = "gpulens-test", "warehouse/gpulens.duckdb"
@@ -38,15 +37,9 @@ sync = load_script()
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    client(url).create_bucket(Bucket=BUCKET)
-    try:
+    with moto_server() as url:
+        client(url).create_bucket(Bucket=BUCKET)
         yield url
-    finally:
-        server.stop()
 
 
 def client(endpoint: str) -> Any:

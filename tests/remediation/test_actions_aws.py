@@ -12,26 +12,20 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from gpulens.remediation.actions import ActionFailed
 from gpulens.remediation.actions.cloudwatch import CloudWatchAction
 from gpulens.remediation.actions.sns import SnsAction
 from tests.remediation.conftest import xid_alert
-from tests.support.servers import free_port
+from tests.support.moto_server import moto_server
 
 REGION = "us-east-1"
 
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,5 @@
-"""Real servers for the report tests: an S3-compatible server (moto's standalone) and an SMTP server
-(aiosmtpd) with TLS and login, each on 127.0.0.1 at a free port, stopped when the test ends."""
+"""Real servers for the report tests: an SMTP server (aiosmtpd) with TLS and login on 127.0.0.1 at a
+free port, stopped when the test ends (the S3-compatible server is `tests.support.moto_server`)."""
 
 from __future__ import annotations
 
@@ -19,21 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from moto.server import ThreadedMotoServer
 
 from tests.support.servers import free_port
-
-
-@contextmanager
-def moto_s3() -> Iterator[str]:
-    """An S3 endpoint URL; the caller sets fake AWS credentials in the environment."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 def self_signed(tmp: Path) -> tuple[Path, Path]:

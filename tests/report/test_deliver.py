@@ -14,7 +14,8 @@ from gpulens.attribution.report.mail import SmtpConfig, build_message, send_emai
 from gpulens.attribution.report.render import render_all
 from gpulens.errors import GpulensError
 from tests.report.sample import sample_report
-from tests.report.servers import moto_s3, smtp_server
+from tests.report.servers import smtp_server
+from tests.support.moto_server import moto_server
 
 NAMES = ["report.csv", "report.html", "report.pdf", "report.xlsx"]
 
@@ -40,7 +41,7 @@ def test_local_delivery_writes_the_four_files(tmp_path: Path, files: dict[str, b
 
 
 def test_s3_delivery_uploads_each_file(aws_env: None, files: dict[str, bytes]) -> None:
-    with moto_s3() as endpoint:
+    with moto_server() as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint)
         s3.create_bucket(Bucket="finance")
         written = deliver_s3(files, "s3://finance/gpu/2026-W47/", endpoint_url=endpoint)

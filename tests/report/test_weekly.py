@@ -31,7 +31,8 @@ from gpulens.attribution.report.tables import cents
 from gpulens.attribution.warehouse import Warehouse
 from gpulens.cli import main
 from tests.report.readers import csv_sections, html_sections, pdf_lines, pdf_team_row, shown, xlsx_sections
-from tests.report.servers import moto_s3, smtp_server
+from tests.report.servers import smtp_server
+from tests.support.moto_server import moto_server
 
 FIXTURES = Path(__file__).parent / "fixtures"
 W47 = IsoWeek(2026, 47)
@@ -152,7 +153,7 @@ def test_cli_uploads_to_s3_and_mails_with_credentials_from_the_environment(
                  "GPULENS_SMTP_TO": "finance@example.org", "GPULENS_SMTP_USER": "reports",
                  "GPULENS_SMTP_PASSWORD": "pa55-word-xyz"}.items():
         monkeypatch.setenv(k, v)
-    with moto_s3() as endpoint, smtp_server(tmp_path, tls="starttls", user="reports",
+    with moto_server() as endpoint, smtp_server(tmp_path, tls="starttls", user="reports",
                                             password="pa55-word-xyz") as (box, _):
         cert = tmp_path / "smtp.crt"
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the CLI's default TLS context trusts the test CA

@@ -13,14 +13,14 @@ import json
 import os
 import re
 import subprocess
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from tests.support.http_server import serve_http
 from tests.support.servers import free_port, gpulens_exe, require_binary, stop, wait_http
 
 
@@ -87,19 +87,6 @@ def run_remediate(tmp_path: Path, *extra: str, token: str | None = None) -> Iter
         stop(proc)
 
 
-@contextlib.contextmanager
-def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    """Any stdlib handler on 127.0.0.1:free port in a thread; yields its base URL."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
 @dataclass
 class WebhookSink:
     """Records every JSON body POSTed to it; answers `status`."""
@@ -117,7 +104,7 @@ class WebhookSink:
                 sink.bodies.append(json.loads(body))
                 self._send(sink.status, {})
 
-        with serve(Handler) as url:
+        with serve_http(Handler) as url:
             yield url
 
 
@@ -162,7 +149,7 @@ class KubeApi:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[str]:
-        with serve(_kube_handler(self)) as url:
+        with serve_http(_kube_handler(self)) as url:
             yield url
 
 
