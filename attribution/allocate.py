@@ -184,7 +184,9 @@ def _pieces(lines: str, unit: Literal["hour", "day"]) -> str:
         WITH cut AS (
             SELECT l.*, p.{unit},
                    CASE WHEN l.usage_end = l.usage_start THEN epoch(INTERVAL 1 {unit}) ELSE
-                        epoch(least(l.usage_end, p.{unit} + INTERVAL 1 {unit}) - greatest(l.usage_start, p.{unit}))
+                        epoch(least(l.usage_end, p.{unit} + INTERVAL 1 {unit}) - greatest(l.usage_start, p.{
+        unit
+    }))
                         END AS piece_seconds,
                    greatest(epoch(l.usage_end - l.usage_start), 0.0) AS line_seconds
             FROM ({lines}) l,
@@ -197,18 +199,20 @@ def _pieces(lines: str, unit: Literal["hour", "day"]) -> str:
             WINDOW w AS (PARTITION BY line_no ORDER BY {unit} ROWS UNBOUNDED PRECEDING)
         )
         SELECT *, {
-            telescoped(
-                "cost",
-                "CASE WHEN line_seconds = 0 THEN 1.0 ELSE done / line_seconds END",
-                "CASE WHEN line_seconds = 0 THEN 0.0 ELSE (done - piece_seconds) / line_seconds END",
-            )
-        } AS piece_cost
+        telescoped(
+            "cost",
+            "CASE WHEN line_seconds = 0 THEN 1.0 ELSE done / line_seconds END",
+            "CASE WHEN line_seconds = 0 THEN 0.0 ELSE (done - piece_seconds) / line_seconds END",
+        )
+    } AS piece_cost
         FROM running"""
 
 
 def gpu_line_hours(con: duckdb.DuckDBPyConnection, lines: str, gpus: str) -> str:
     """_a_gpu_hours: lines of instances with usage rollups, cut at UTC hour boundaries."""
-    pieces = _pieces(f"SELECT l.*, g.gpus FROM {lines} l JOIN {gpus} g ON l.resource_key = g.instance_id", "hour")
+    pieces = _pieces(
+        f"SELECT l.*, g.gpus FROM {lines} l JOIN {gpus} g ON l.resource_key = g.instance_id", "hour"
+    )
     return _table(
         con,
         "_a_gpu_hours",
@@ -396,10 +400,13 @@ def job_gpu_cost(con: duckdb.DuckDBPyConnection, window: Window, options: Option
     return GpuTimeCost(gpu_time_cost(con, gpu_hours, usage), usage)
 
 
-def job_cost_since(con: duckdb.DuckDBPyConnection, priced: GpuTimeCost, job_id: str, since: datetime) -> Decimal:
+def job_cost_since(
+    con: duckdb.DuckDBPyConnection, priced: GpuTimeCost, job_id: str, since: datetime
+) -> Decimal:
     """What `job_id`'s GPU time in `priced` cost from the hour `since` (naive UTC) on; 0 when none."""
-    row = con.execute(f"SELECT coalesce(sum(cost), 0) FROM {priced.cost} WHERE job_id = ? AND hour >= ?",
-                      [job_id, since]).fetchone()
+    row = con.execute(
+        f"SELECT coalesce(sum(cost), 0) FROM {priced.cost} WHERE job_id = ? AND hour >= ?", [job_id, since]
+    ).fetchone()
     return Decimal(row[0]) if row else Decimal(0)
 
 

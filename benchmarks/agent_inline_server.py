@@ -24,7 +24,9 @@ def main() -> int:
     backend = SimBackend(8)
     sampler = Sampler(backend)
     stats = TrainStats()
-    collector = AgentCollector(AgentIdentity("inline", "sim"), sampler.tick, stats)  # reads the backend per scrape
+    collector = AgentCollector(
+        AgentIdentity("inline", "sim"), sampler.tick, stats
+    )  # reads the backend per scrape
     server = make_server("127.0.0.1", port, build_registry(collector), sampler, stale_after=1e9)
     datagrams = DatagramServer(sock, stats.ingest_many)
     datagrams.start()

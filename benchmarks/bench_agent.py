@@ -80,14 +80,47 @@ class Server:
 
 
 def agent(tmp: Path, name: str, *extra: str) -> Server:
-    return Server([GPULENS, "agent", "--backend", "sim", "--sim-gpus", "8", "--port", "{port}", "--socket", "{sock}",
-                   "--node", "bench", *extra], tmp, name)
+    return Server(
+        [
+            GPULENS,
+            "agent",
+            "--backend",
+            "sim",
+            "--sim-gpus",
+            "8",
+            "--port",
+            "{port}",
+            "--socket",
+            "{sock}",
+            "--node",
+            "bench",
+            *extra,
+        ],
+        tmp,
+        name,
+    )
 
 
 def record(i: int, rank: int, job: str = "bench-job") -> dict[str, object]:
-    return {"v": 1, "kind": "step", "job_id": job, "team": "bench-team", "rank": rank, "local_rank": rank % 8,
-            "gpu": rank % 8, "pid": os.getpid(), "step": i, "ts": time.time(), "step_seconds": 0.512,
-            "tokens": 524288, "samples": 256, "loss": 2.31, "grad_norm": 1.02, "lr": 0.0003, "mfu": 0.41}
+    return {
+        "v": 1,
+        "kind": "step",
+        "job_id": job,
+        "team": "bench-team",
+        "rank": rank,
+        "local_rank": rank % 8,
+        "gpu": rank % 8,
+        "pid": os.getpid(),
+        "step": i,
+        "ts": time.time(),
+        "step_seconds": 0.512,
+        "tokens": 524288,
+        "samples": 256,
+        "loss": 2.31,
+        "grad_norm": 1.02,
+        "lr": 0.0003,
+        "mfu": 0.41,
+    }
 
 
 def counted(server: Server, result: str = "ok") -> float:
@@ -201,8 +234,11 @@ def bench_sampling(tmp: Path, seconds: float) -> dict[str, float]:
         c0, w0 = sum(p.cpu_times()[:2]), time.monotonic()
         time.sleep(seconds)
         c1, w1 = sum(p.cpu_times()[:2]), time.monotonic()
-        return {"cpu_percent": 100 * (c1 - c0) / (w1 - w0), "rss_mib": p.memory_info().rss / 2**20,
-                "seconds": seconds}
+        return {
+            "cpu_percent": 100 * (c1 - c0) / (w1 - w0),
+            "rss_mib": p.memory_info().rss / 2**20,
+            "seconds": seconds,
+        }
     finally:
         server.stop()
 
@@ -251,6 +287,7 @@ def sender_call_us(path: Path, n: int = 20000, rounds: int = 10) -> dict[str, fl
                 s.sendto(encode(rec), target)
             except BlockingIOError:
                 pass
+
         return call
 
     calls: dict[str, Callable[[], None]] = {}
@@ -303,11 +340,24 @@ def bench_datagrams(tmp: Path, runs: int = 3) -> dict[str, float]:
             dropped, elapsed = paced_send(server.sock, payloads, rate)
             got = wait_count(server, before + n - dropped) - before
             cpu_us = (sum(p.cpu_times()[:2]) - cpu0) / max(got, 1) * 1e6
-            trials.append({"rate": n / elapsed, "sender_dropped": float(dropped), "counted": got, "lost": n - got,
-                           "load": load, "agent_cpu_us": cpu_us})
+            trials.append(
+                {
+                    "rate": n / elapsed,
+                    "sender_dropped": float(dropped),
+                    "counted": got,
+                    "lost": n - got,
+                    "load": load,
+                    "agent_cpu_us": cpu_us,
+                }
+            )
             print(f"  paced run: {trials[-1]}", flush=True)
         median = sorted(trials, key=lambda t: t["lost"])[len(trials) // 2]
-        out = {"sent": float(n), **median, "runs": float(runs), "lost_runs": ",".join(str(int(t["lost"])) for t in trials)}
+        out = {
+            "sent": float(n),
+            **median,
+            "runs": float(runs),
+            "lost_runs": ",".join(str(int(t["lost"])) for t in trials),
+        }
         before = counted(server)
         burst_dropped, burst_elapsed = paced_send(server.sock, payloads, 0.0)
         burst_got = wait_count(server, before + n - burst_dropped) - before
@@ -358,20 +408,29 @@ def report(scrape: dict[str, float], sampling: dict[str, float], dg: dict[str, f
         f"{int(dg['burst_counted']):,} counted, {int(dg['burst_dropped']):,} refused at the sender (EAGAIN) | |",
     ]
     if "call_trainer_sink_us" in dg:
-        lines.append(f"| sender call, trainer `sinks.encode` + `SocketSink.emit`, median | ≤ 5 µs | "
-                     f"{dg['call_trainer_sink_us']:.2f} µs | {mark(dg['call_trainer_sink_us'] <= 5)} |")
+        lines.append(
+            f"| sender call, trainer `sinks.encode` + `SocketSink.emit`, median | ≤ 5 µs | "
+            f"{dg['call_trainer_sink_us']:.2f} µs | {mark(dg['call_trainer_sink_us'] <= 5)} |"
+        )
     lines.append(f"| *reference:* bare `json.dumps` + `sendto`, median | — | {dg['call_bare_us']:.2f} µs | |")
     if "call_orjson_us" in dg:
-        lines.append(f"| *alternative encoder:* `orjson.dumps` + `sendto`, median | ≤ 5 µs | "
-                     f"{dg['call_orjson_us']:.2f} µs | {mark(dg['call_orjson_us'] <= 5)} |")
-    lines += ["", "Scrapes open a new connection each (as curl and the contract check do). A body is "
-              "re-rendered only after a new tick or new datagrams (the feeder sends 64 records/s), and "
-              "then only the ranks that changed; the worst-case row shows a render with nothing reusable. "
-              "The sim backend reads 8 GPUs in well under a millisecond, so the inline column understates "
-              "what inline NVML/DCGM calls cost on hardware; the snapshot design makes scrape time "
-              "independent of the backend either way."]
+        lines.append(
+            f"| *alternative encoder:* `orjson.dumps` + `sendto`, median | ≤ 5 µs | "
+            f"{dg['call_orjson_us']:.2f} µs | {mark(dg['call_orjson_us'] <= 5)} |"
+        )
+    lines += [
+        "",
+        "Scrapes open a new connection each (as curl and the contract check do). A body is "
+        "re-rendered only after a new tick or new datagrams (the feeder sends 64 records/s), and "
+        "then only the ranks that changed; the worst-case row shows a render with nothing reusable. "
+        "The sim backend reads 8 GPUs in well under a millisecond, so the inline column understates "
+        "what inline NVML/DCGM calls cost on hardware; the snapshot design makes scrape time "
+        "independent of the backend either way.",
+    ]
     if short:
-        lines.append(f"Sampling measured over {sampling['seconds']:.0f} s instead of 60 s (--short: shared machine).")
+        lines.append(
+            f"Sampling measured over {sampling['seconds']:.0f} s instead of 60 s (--short: shared machine)."
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -238,7 +238,11 @@ def main() -> int:
             f"<= 20 s, <= 1.5 GiB: {verdict}",
         ),
         *([_row("pandas: read_parquet, amortize, groupby team (no write)", pandas, ours)] if pandas else []),
-        _row("DuckDB write floor: CREATE TABLE AS of the 17 columns raw (no casts, amortization, checks)", floor, ours),
+        _row(
+            "DuckDB write floor: CREATE TABLE AS of the 17 columns raw (no casts, amortization, checks)",
+            floor,
+            ours,
+        ),
         _row("bare DuckDB SELECT: amortize, group by team (no write, no checks)", bare, ours),
         "",
         FINDINGS,

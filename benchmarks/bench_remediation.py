@@ -43,8 +43,13 @@ class BufferedAuditLog(AuditLog):
 def alerts(round_no: int) -> list[Alert]:
     # Unmatched by the default policy's drain rules: one `log` decision each, so the blast radius
     # does not turn the run into rate_limited records.
-    return [Alert(labels={"alertname": "GpuUnderutilized", "node": f"n{i}", "gpu": "0"}, fingerprint=f"{round_no}-{i}")
-            for i in range(ALERTS)]
+    return [
+        Alert(
+            labels={"alertname": "GpuUnderutilized", "node": f"n{i}", "gpu": "0"},
+            fingerprint=f"{round_no}-{i}",
+        )
+        for i in range(ALERTS)
+    ]
 
 
 def per_decision_us(log_type: type[AuditLog], workdir: Path) -> float:
@@ -67,10 +72,14 @@ def post_ms(workdir: Path) -> float:
     samples = []
     try:
         for i in range(POSTS):
-            body = (b'{"version":"4","alerts":[{"status":"firing","fingerprint":"p%d",'
-                    b'"labels":{"alertname":"GpuUnderutilized","node":"n1","gpu":"0"}}]}' % i)
+            body = (
+                b'{"version":"4","alerts":[{"status":"firing","fingerprint":"p%d",'
+                b'"labels":{"alertname":"GpuUnderutilized","node":"n1","gpu":"0"}}]}' % i
+            )
             start = time.perf_counter()
-            with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=10) as reply:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, data=body, method="POST"), timeout=10
+            ) as reply:
                 reply.read()
             samples.append((time.perf_counter() - start) * 1e3)
     finally:

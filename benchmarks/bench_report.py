@@ -31,13 +31,18 @@ RESULTS = Path(__file__).parent / "results" / "report.md"
 def populate(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     """Two weeks of CUR lines and usage rows; returns (line items, usage rows)."""
     start = WEEK.previous().start
-    con.execute("CREATE TEMP TABLE hours AS SELECT $start + to_hours(h) AS hour FROM range($hours) t(h)",
-                {"start": start, "hours": 14 * 24})
-    con.execute("""
+    con.execute(
+        "CREATE TEMP TABLE hours AS SELECT $start + to_hours(h) AS hour FROM range($hours) t(h)",
+        {"start": start, "hours": 14 * 24},
+    )
+    con.execute(
+        """
         CREATE TEMP TABLE inst AS SELECT i, printf('i-%05d', i) AS rid,
                CASE WHEN i % 5 = 0 THEN MAP {'user_team': printf('team-%02d', i % $teams)}
                     ELSE MAP {'user_cluster': 'train'} END AS tags
-          FROM range($n) t(i)""", {"n": INSTANCES, "teams": TEAMS})
+          FROM range($n) t(i)""",
+        {"n": INSTANCES, "teams": TEAMS},
+    )
     con.execute("""
         INSERT INTO cost_line_items
         SELECT '2026-11', '111122223333', h.hour, h.hour + INTERVAL 1 HOUR, '111122223333', 'Usage', 'AmazonEC2',
@@ -50,24 +55,34 @@ def populate(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
           FROM hours h, (VALUES ('AmazonFSx', 'Storage', 'fs-train', 4.25, MAP {'user_cluster': 'train'}),
                                 ('AmazonEC2', 'EBS:VolumeUsage', 'vol-lost', 0.35, MAP {})) kind(p, u, r, c, t)
     """)
-    con.execute("""
+    con.execute(
+        """
         INSERT INTO gpu_usage_hourly
         SELECT h.hour, printf('node-%05d', i.i), i.rid, 'train', g.g, printf('GPU-%05d-%d', i.i, g.g),
                'A100-SXM4-40GB', printf('job-%05d-%d', i.i, (g.g // 4)), printf('team-%02d', (i.i + g.g) % $teams),
                3600, 0.05 + 0.9 * ((hash(i.i, g.g) % 100) / 100.0), NULL
           FROM hours h, inst i, range(8) g(g)
          WHERE hash(h.hour, i.i, g.g) % 4 <> 0
-    """, {"teams": TEAMS})
+    """,
+        {"teams": TEAMS},
+    )
     # RUNS divergent runs on shared instances, anomalies from Thursday noon, so their spend is priced.
-    con.execute("""
+    con.execute(
+        """
         INSERT INTO train_metrics (job_id, team, rank, step, ts, loss)
         SELECT printf('job-%05d-0', r * 5 + 1), printf('team-%02d', (r * 5 + 1) % $teams), 0, s,
                $thursday + to_minutes(s), 2.0 FROM range($runs) t(r), range(0, 1000, 10) u(s)""",
-                {"teams": TEAMS, "runs": RUNS, "thursday": WEEK.start + timedelta(days=3, hours=12)})
-    con.execute("""INSERT INTO train_anomalies SELECT printf('job-%05d-0', r * 5 + 1), NULL, 0, 500, 'divergence',
-                   9.9 FROM range($runs) t(r)""", {"runs": RUNS})
-    con.execute("INSERT INTO deliveries VALUES ('2026-11', '111122223333', 'cur2', ['bench.parquet'], "
-                "(SELECT count(*) FROM cost_line_items), now()::TIMESTAMP)")
+        {"teams": TEAMS, "runs": RUNS, "thursday": WEEK.start + timedelta(days=3, hours=12)},
+    )
+    con.execute(
+        """INSERT INTO train_anomalies SELECT printf('job-%05d-0', r * 5 + 1), NULL, 0, 500, 'divergence',
+                   9.9 FROM range($runs) t(r)""",
+        {"runs": RUNS},
+    )
+    con.execute(
+        "INSERT INTO deliveries VALUES ('2026-11', '111122223333', 'cur2', ['bench.parquet'], "
+        "(SELECT count(*) FROM cost_line_items), now()::TIMESTAMP)"
+    )
     lines = con.execute("SELECT count(*) FROM cost_line_items").fetchone()[0]  # type: ignore[index]
     usage = con.execute("SELECT count(*) FROM gpu_usage_hourly").fetchone()[0]  # type: ignore[index]
     return int(lines), int(usage)

@@ -118,9 +118,13 @@ def overhead(make_monitor: Callable[[], StepMonitor]) -> Overhead:
         bare_all += bare
         mon_all += mon
     n = len(bare_all)
-    return Overhead(statistics.median(bare_all) * 1e6, statistics.median(mon_all) * 1e6,
-                    statistics.median(rounds) * 1e6, (statistics.fmean(mon_all) - statistics.fmean(bare_all)) * 1e6,
-                    (cpu["mon"] - cpu["bare"]) / n * 1e6)
+    return Overhead(
+        statistics.median(bare_all) * 1e6,
+        statistics.median(mon_all) * 1e6,
+        statistics.median(rounds) * 1e6,
+        (statistics.fmean(mon_all) - statistics.fmean(bare_all)) * 1e6,
+        (cpu["mon"] - cpu["bare"]) / n * 1e6,
+    )
 
 
 def monitor_alone(make_monitor: Callable[[], StepMonitor]) -> float:
@@ -215,9 +219,18 @@ def cuda_host_cost(sock: Path, blocks: int = 40, block: int = 100) -> dict[str, 
         for b in range(blocks + 1):  # the first block warms up and is not counted
             for name, module in variants.items():
                 sinks._orjson = module  # each monitor's step encoder is chosen at its first step
-                monitor = monitors.get(name) or monitors.setdefault(name, StepMonitor(
-                    "bench", "t", flops_per_token=1e4, peak_flops=1e12, socket=sock, env={},
-                    timing=CudaTiming(fake_cuda)))
+                monitor = monitors.get(name) or monitors.setdefault(
+                    name,
+                    StepMonitor(
+                        "bench",
+                        "t",
+                        flops_per_token=1e4,
+                        peak_flops=1e12,
+                        socket=sock,
+                        env={},
+                        timing=CudaTiming(fake_cuda),
+                    ),
+                )
                 out = times[name]
                 for _ in range(block):
                     t0 = clock()
@@ -241,10 +254,27 @@ def encode_us(n: int = 20000) -> dict[str, float]:
     """µs per step record (SPEC §4, 17 fields): orjson, and the fallback's prefix join."""
     from gpulens.trainer import sinks
 
-    identity = {"v": 1, "kind": "step", "job_id": "bgpt-50b", "team": "ai-research", "rank": 0, "local_rank": 0,
-                "gpu": 0, "pid": 4242}
-    fields = {"step": 1200, "ts": time.time(), "step_seconds": 0.512, "tokens": 524288, "samples": 256,
-              "loss": 2.31, "grad_norm": 1.02, "lr": 0.0003, "mfu": 0.41}
+    identity = {
+        "v": 1,
+        "kind": "step",
+        "job_id": "bgpt-50b",
+        "team": "ai-research",
+        "rank": 0,
+        "local_rank": 0,
+        "gpu": 0,
+        "pid": 4242,
+    }
+    fields = {
+        "step": 1200,
+        "ts": time.time(),
+        "step_seconds": 0.512,
+        "tokens": 524288,
+        "samples": 256,
+        "loss": 2.31,
+        "grad_norm": 1.02,
+        "lr": 0.0003,
+        "mfu": 0.41,
+    }
     record = {**identity, **fields}
     real = sinks._orjson
     encoders = {"orjson": sinks.step_encoder(identity)}
@@ -266,17 +296,47 @@ def encode_us(n: int = 20000) -> dict[str, float]:
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="glb-", dir="/tmp") as tmp:
         sock = Path(tmp) / "agent.sock"
-        reader = subprocess.Popen([sys.executable, "-c", READER, str(sock)], stdout=subprocess.PIPE, text=True)
+        reader = subprocess.Popen(
+            [sys.executable, "-c", READER, str(sock)], stdout=subprocess.PIPE, text=True
+        )
         try:
             assert reader.stdout is not None and reader.stdout.readline().strip() == "ready"
-            to_agent = lambda: StepMonitor("bench", "t", flops_per_token=1e4, peak_flops=1e12,  # noqa: E731
-                                           socket=sock, env={})
+
+            def to_agent() -> StepMonitor:
+                return StepMonitor("bench", "t", flops_per_token=1e4, peak_flops=1e12, socket=sock, env={})
+
             rows = [("socket, agent reading", overhead(to_agent))]
-            rows.append(("socket, no agent (drops)", overhead(lambda: StepMonitor(
-                "bench", "t", flops_per_token=1e4, peak_flops=1e12, socket=Path(tmp) / "none.sock", env={}))))
-            rows.append(("socket + JSONL file", overhead(lambda: StepMonitor(
-                "bench", "t", flops_per_token=1e4, peak_flops=1e12, socket=sock, log_path=Path(tmp) / "r.jsonl",
-                env={}))))
+            rows.append(
+                (
+                    "socket, no agent (drops)",
+                    overhead(
+                        lambda: StepMonitor(
+                            "bench",
+                            "t",
+                            flops_per_token=1e4,
+                            peak_flops=1e12,
+                            socket=Path(tmp) / "none.sock",
+                            env={},
+                        )
+                    ),
+                )
+            )
+            rows.append(
+                (
+                    "socket + JSONL file",
+                    overhead(
+                        lambda: StepMonitor(
+                            "bench",
+                            "t",
+                            flops_per_token=1e4,
+                            peak_flops=1e12,
+                            socket=sock,
+                            log_path=Path(tmp) / "r.jsonl",
+                            env={},
+                        )
+                    ),
+                )
+            )
             alone = monitor_alone(to_agent)
             cuda_host = cuda_host_cost(sock)
             encode = encode_us()
@@ -296,8 +356,10 @@ def main() -> int:
         "median µs** (target <= 20) | overhead, mean µs | CPU time per step (process), µs |",
         "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {name} | {r.bare:.1f} | {r.monitored:.1f} | **{r.median:.1f}** | {r.mean:.1f} | {r.cpu:.1f} |"
-              for name, r in rows]
+    lines += [
+        f"| {name} | {r.bare:.1f} | {r.monitored:.1f} | **{r.median:.1f}** | {r.mean:.1f} | {r.cpu:.1f} |"
+        for name, r in rows
+    ]
     lines += [
         "",
         "A step hands its figures to StepMonitor's reporter (two clock reads and a deque append); every 50 ms, "
@@ -321,8 +383,10 @@ def main() -> int:
         "included) | one step record encoded, median µs |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {name} | {cuda_host[name][0]:.1f} | {cuda_host[name][1]:.1f} | {encode[name]:.2f} |"
-              for name in cuda_host]
+    lines += [
+        f"| {name} | {cuda_host[name][0]:.1f} | {cuda_host[name][1]:.1f} | {encode[name]:.2f} |"
+        for name in cuda_host
+    ]
     lines += [
         "",
         "orjson is a core dependency; the fallback keeps `gpulens.trainer` working where only torch is "

@@ -57,8 +57,12 @@ class AgentConfig:
 
 def make_backend(config: AgentConfig) -> GpuBackend:
     faults = tuple(parse_fault(f) for f in config.sim_faults)
-    return open_backend(config.backend, sim=lambda: SimBackend(
-        config.sim_gpus, config.sim_model, config.sim_seed, config.sim_scenario, faults))
+    return open_backend(
+        config.backend,
+        sim=lambda: SimBackend(
+            config.sim_gpus, config.sim_model, config.sim_seed, config.sim_scenario, faults
+        ),
+    )
 
 
 def make_mappers(config: AgentConfig, trainer: TrainerMapper, reader: ProcReader) -> list[Mapper]:
@@ -81,22 +85,42 @@ def run_agent(config: AgentConfig, stop: threading.Event, toggle: threading.Even
     trainer = TrainerMapper(timeout=config.datagram_timeout, alive=reader.alive)
     stats = TrainStats(on_step=trainer.observe)
     sampler = Sampler(backend, make_mappers(config, trainer, reader), config.interval)
-    identity = AgentIdentity(config.node, backend.name, backend.capabilities().names(),
-                             config.instance_id, config.instance_type, config.cluster)
+    identity = AgentIdentity(
+        config.node,
+        backend.name,
+        backend.capabilities().names(),
+        config.instance_id,
+        config.instance_type,
+        config.cluster,
+    )
     registry = build_registry(AgentCollector(identity, lambda: sampler.snapshot, stats))
     try:
-        server = make_server(config.host, config.port, registry, sampler, stale_after=max(10.0, 5 * config.interval),
-                             generation=agent_generation(sampler, stats))
+        server = make_server(
+            config.host,
+            config.port,
+            registry,
+            sampler,
+            stale_after=max(10.0, 5 * config.interval),
+            generation=agent_generation(sampler, stats),
+        )
     except OSError as exc:
         backend.close()
-        raise GpulensError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}", field="--port") from None
+        raise GpulensError(
+            f"cannot listen on {config.host}:{config.port}: {exc.strerror}", field="--port"
+        ) from None
     raise_dgram_qlen()  # before the socket exists: the kernel reads it at creation
     datagrams = DatagramServer(config.socket, stats.ingest_many)
     sampler.start()
     datagrams.start()
     serve_in_thread(server)
-    log.info("gpulens agent (%s backend, %d GPUs) on http://%s:%d/metrics, trainer socket %s",
-             backend.name, len(sampler.devices), config.host, config.port, config.socket)
+    log.info(
+        "gpulens agent (%s backend, %d GPUs) on http://%s:%d/metrics, trainer socket %s",
+        backend.name,
+        len(sampler.devices),
+        config.host,
+        config.port,
+        config.socket,
+    )
     try:
         while not stop.wait(0.2):
             if toggle.is_set():

@@ -35,16 +35,37 @@ log = logging.getLogger(__name__)
 
 # (catalog spec, GpuReading attribute) for the gauges read straight off a reading.
 GAUGES = (
-    (M.GPU_UTILIZATION, "utilization_ratio"), (M.GPU_SM_ACTIVE, "sm_active_ratio"),
-    (M.GPU_SM_OCCUPANCY, "sm_occupancy_ratio"), (M.GPU_TENSOR_ACTIVE, "tensor_active_ratio"),
-    (M.GPU_DRAM_ACTIVE, "dram_active_ratio"), (M.GPU_MEMORY_USED, "memory_used_bytes"),
-    (M.GPU_MEMORY_TOTAL, "memory_total_bytes"), (M.GPU_POWER, "power_watts"),
-    (M.GPU_TEMPERATURE, "temperature_celsius"), (M.GPU_SM_CLOCK, "sm_clock_hertz"),
+    (M.GPU_UTILIZATION, "utilization_ratio"),
+    (M.GPU_SM_ACTIVE, "sm_active_ratio"),
+    (M.GPU_SM_OCCUPANCY, "sm_occupancy_ratio"),
+    (M.GPU_TENSOR_ACTIVE, "tensor_active_ratio"),
+    (M.GPU_DRAM_ACTIVE, "dram_active_ratio"),
+    (M.GPU_MEMORY_USED, "memory_used_bytes"),
+    (M.GPU_MEMORY_TOTAL, "memory_total_bytes"),
+    (M.GPU_POWER, "power_watts"),
+    (M.GPU_TEMPERATURE, "temperature_celsius"),
+    (M.GPU_SM_CLOCK, "sm_clock_hertz"),
 )
-INTEGRAL_SPECS = dict(zip(INTEGRATED, (M.GPU_SM_ACTIVE_SECONDS, M.GPU_TENSOR_ACTIVE_SECONDS, M.GPU_DRAM_ACTIVE_SECONDS), strict=True))
-TRAIN_SPECS = (M.TRAIN_STEPS, M.TRAIN_TOKENS, M.TRAIN_LOSS, M.TRAIN_MFU, M.TRAIN_LAST_STEP, M.TRAIN_STEP_SECONDS)
-COUNTER_SPECS = {"energy_joules": (M.GPU_ENERGY, {}), "ecc_corrected": (M.GPU_ECC_ERRORS, {"type": "corrected"}),
-                 "ecc_uncorrected": (M.GPU_ECC_ERRORS, {"type": "uncorrected"})}
+INTEGRAL_SPECS = dict(
+    zip(
+        INTEGRATED,
+        (M.GPU_SM_ACTIVE_SECONDS, M.GPU_TENSOR_ACTIVE_SECONDS, M.GPU_DRAM_ACTIVE_SECONDS),
+        strict=True,
+    )
+)
+TRAIN_SPECS = (
+    M.TRAIN_STEPS,
+    M.TRAIN_TOKENS,
+    M.TRAIN_LOSS,
+    M.TRAIN_MFU,
+    M.TRAIN_LAST_STEP,
+    M.TRAIN_STEP_SECONDS,
+)
+COUNTER_SPECS = {
+    "energy_joules": (M.GPU_ENERGY, {}),
+    "ecc_corrected": (M.GPU_ECC_ERRORS, {"type": "corrected"}),
+    "ecc_uncorrected": (M.GPU_ECC_ERRORS, {"type": "uncorrected"}),
+}
 
 
 @dataclass(frozen=True)
@@ -98,8 +119,11 @@ class AgentCollector(Collector):
             cached_snap, fams = self._gpu_cache
             if snap is not cached_snap:
                 base = {r.identity.index: self._gpu_labels(r) for r in snap.readings}
-                fams = [*self._agent_families(snap), *self._gauge_families(snap, base),
-                        *self._counter_families(snap, base)]
+                fams = [
+                    *self._agent_families(snap),
+                    *self._gauge_families(snap, base),
+                    *self._counter_families(snap, base),
+                ]
                 self._gpu_cache = (snap, fams)
             train = list(self._train_families())
         yield from fams
@@ -112,16 +136,38 @@ class AgentCollector(Collector):
     def _agent_families(self, snap: Snapshot) -> Iterator[Metric]:
         ident = self.identity
         info = family(M.AGENT_INFO)
-        info.add_sample(M.AGENT_INFO.name, {
-            "version": __version__, "backend": ident.backend, "node": ident.node,
-            "capabilities": ",".join(ident.capabilities), "profiling": "paused" if snap.profiling_paused else "on",
-        }, 1.0)
+        info.add_sample(
+            M.AGENT_INFO.name,
+            {
+                "version": __version__,
+                "backend": ident.backend,
+                "node": ident.node,
+                "capabilities": ",".join(ident.capabilities),
+                "profiling": "paused" if snap.profiling_paused else "on",
+            },
+            1.0,
+        )
         node = family(M.NODE_INFO)
-        node.add_sample(M.NODE_INFO.name, {"node": ident.node, "instance_id": ident.instance_id,
-                                           "instance_type": ident.instance_type, "cluster": ident.cluster}, 1.0)
+        node.add_sample(
+            M.NODE_INFO.name,
+            {
+                "node": ident.node,
+                "instance_id": ident.instance_id,
+                "instance_type": ident.instance_type,
+                "cluster": ident.cluster,
+            },
+            1.0,
+        )
         hist = family(M.AGENT_SAMPLE_SECONDS)
-        _histogram(hist, M.AGENT_SAMPLE_SECONDS.name, {"node": ident.node}, SAMPLE_BUCKETS,
-                   snap.sample_buckets, snap.sample_sum, snap.sample_count)
+        _histogram(
+            hist,
+            M.AGENT_SAMPLE_SECONDS.name,
+            {"node": ident.node},
+            SAMPLE_BUCKETS,
+            snap.sample_buckets,
+            snap.sample_sum,
+            snap.sample_count,
+        )
         yield from (info, node, hist)
 
     def _gauge_families(self, snap: Snapshot, base: dict[int, dict[str, str]]) -> Iterator[Metric]:
@@ -159,8 +205,16 @@ class AgentCollector(Collector):
                 add(spec, {**labels, **extra}, value)
             elif isinstance(what, tuple):
                 xid = classify(int(what[1]))
-                add(M.GPU_XID_ERRORS, {**labels, "xid": str(xid.code), "recoverable": str(xid.recoverable).lower(),
-                                       "action": xid.action}, value)
+                add(
+                    M.GPU_XID_ERRORS,
+                    {
+                        **labels,
+                        "xid": str(xid.code),
+                        "recoverable": str(xid.recoverable).lower(),
+                        "action": xid.action,
+                    },
+                    value,
+                )
         yield from fams.values()
 
     def _rank_samples(self, key: TrainKey, s: RankStats) -> dict[str, list[Sample]]:
@@ -168,12 +222,19 @@ class AgentCollector(Collector):
         job_id, team, rank, gpu = key
         labels = {"node": self.identity.node, "job_id": job_id, "team": team, "rank": rank, "gpu": gpu}
         out: dict[str, list[Sample]] = {spec.name: [] for spec in TRAIN_SPECS}
-        for spec, value in ((M.TRAIN_STEPS, s.steps), (M.TRAIN_TOKENS, s.tokens), (M.TRAIN_LOSS, s.loss),
-                            (M.TRAIN_MFU, s.mfu), (M.TRAIN_LAST_STEP, s.last_ts)):
+        for spec, value in (
+            (M.TRAIN_STEPS, s.steps),
+            (M.TRAIN_TOKENS, s.tokens),
+            (M.TRAIN_LOSS, s.loss),
+            (M.TRAIN_MFU, s.mfu),
+            (M.TRAIN_LAST_STEP, s.last_ts),
+        ):
             if value is not None:
                 out[spec.name].append(Sample(spec.name, labels, value))
         hist = family(M.TRAIN_STEP_SECONDS)
-        _histogram(hist, M.TRAIN_STEP_SECONDS.name, labels, STEP_BUCKETS, s.cumulative(), s.step_sum, s.step_count)
+        _histogram(
+            hist, M.TRAIN_STEP_SECONDS.name, labels, STEP_BUCKETS, s.cumulative(), s.step_sum, s.step_count
+        )
         out[M.TRAIN_STEP_SECONDS.name] = hist.samples
         return out
 
@@ -196,8 +257,11 @@ class AgentCollector(Collector):
                 yield fam
         anom = family(M.TRAIN_ANOMALIES)
         for (job_id, team, rank, gpu, kind), n in anomalies.items():
-            anom.add_sample(M.TRAIN_ANOMALIES.name, {"node": node, "job_id": job_id, "team": team, "rank": rank,
-                                                     "gpu": gpu, "kind": kind}, n)
+            anom.add_sample(
+                M.TRAIN_ANOMALIES.name,
+                {"node": node, "job_id": job_id, "team": team, "rank": rank, "gpu": gpu, "kind": kind},
+                n,
+            )
         dgrams = family(M.AGENT_DATAGRAMS)
         for result, n in sorted(results.items()):
             dgrams.add_sample(M.AGENT_DATAGRAMS.name, {"result": result}, n)
@@ -211,8 +275,15 @@ def _counter_order(item: tuple[tuple[int, str, str, object], float]) -> tuple[in
     return gpu, job_id, team, str(what)
 
 
-def _histogram(fam: Metric, name: str, labels: dict[str, str], bounds: tuple[float, ...],
-               cumulative: tuple[int, ...] | list[int], total: float, count: int) -> None:
+def _histogram(
+    fam: Metric,
+    name: str,
+    labels: dict[str, str],
+    bounds: tuple[float, ...],
+    cumulative: tuple[int, ...] | list[int],
+    total: float,
+    count: int,
+) -> None:
     for bound, n in zip((*bounds, float("inf")), cumulative, strict=True):
         le = "+Inf" if bound == float("inf") else repr(bound)
         fam.add_sample(f"{name}_bucket", {**labels, "le": le}, float(n))
@@ -262,8 +333,14 @@ def agent_generation(sampler: Sampler, train: TrainStats) -> Callable[[], Hashab
     return lambda: (sampler.snapshot.t, sampler.snapshot.sample_count, train.generation)
 
 
-def make_server(host: str, port: int, registry: CollectorRegistry, sampler: Sampler,
-                stale_after: float, generation: Callable[[], Hashable] | None = None) -> AgentHTTPServer:
+def make_server(
+    host: str,
+    port: int,
+    registry: CollectorRegistry,
+    sampler: Sampler,
+    stale_after: float,
+    generation: Callable[[], Hashable] | None = None,
+) -> AgentHTTPServer:
     """The HTTP server (not started); `stale_after` seconds without a tick makes /healthz 503."""
     page = MetricsPage(registry, generation)
 
@@ -317,7 +394,8 @@ def make_server(host: str, port: int, registry: CollectorRegistry, sampler: Samp
 
 
 def serve_in_thread(server: AgentHTTPServer) -> threading.Thread:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                              name="gpulens-http", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="gpulens-http", daemon=True
+    )
     thread.start()
     return thread

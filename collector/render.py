@@ -51,7 +51,7 @@ def _value(v: float) -> str:
 
 def _help(text: str, openmetrics: bool) -> str:
     text = text.replace("\\", r"\\").replace("\n", r"\n")
-    return text.replace('"', r'\"') if openmetrics else text
+    return text.replace('"', r"\"") if openmetrics else text
 
 
 def render(families: Iterable[Metric], openmetrics: bool = False) -> bytes:

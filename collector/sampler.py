@@ -52,9 +52,14 @@ class Snapshot:
 class Sampler:
     """Samples `backend` every `interval` seconds on its own thread (or by `tick()` in tests)."""
 
-    def __init__(self, backend: GpuBackend, mappers: Sequence[Mapper] = (), interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic,
-                 perf: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        backend: GpuBackend,
+        mappers: Sequence[Mapper] = (),
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        perf: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.backend = backend
         self.mappers = tuple(mappers)
         self.interval = interval
@@ -109,7 +114,9 @@ class Sampler:
         for ev in events:
             job, team = self._last_job.get(ev.gpu, (None, None))
             self._integrals.add((ev.gpu, job or "", team or "", ("xid", ev.xid)), 1.0, 1.0)
-            log.warning("XID %d on GPU %d%s", ev.xid, ev.gpu, " (device lost)" if loses_device(ev.xid) else "")
+            log.warning(
+                "XID %d on GPU %d%s", ev.xid, ev.gpu, " (device lost)" if loses_device(ev.xid) else ""
+            )
 
     def _accumulate(self, r: GpuReading, dt: float) -> None:
         key = (r.identity.index, r.job_id or "", r.team or "")
@@ -142,8 +149,15 @@ class Sampler:
             self._last_job[r.identity.index] = (r.job_id, r.team)
             self._accumulate(r, dt)
         self._observe(self._perf() - started)
-        self.snapshot = Snapshot(now, tuple(readings), self._integrals.snapshot(),  # type: ignore[arg-type]
-                                 tuple(self._buckets), self._sample_sum, self._sample_count, paused)
+        self.snapshot = Snapshot(
+            now,
+            tuple(readings),
+            self._integrals.snapshot(),  # type: ignore[arg-type]
+            tuple(self._buckets),
+            self._sample_sum,
+            self._sample_count,
+            paused,
+        )
         return self.snapshot
 
     def _observe(self, seconds: float) -> None:

@@ -46,8 +46,13 @@ def raise_dgram_qlen(minimum: int = MIN_QUEUE, sysctl: Path = QLEN_SYSCTL) -> in
     try:
         sysctl.write_text(f"{minimum}\n")
     except OSError:
-        log.warning("net.unix.max_dgram_qlen is %d and cannot be raised here: bursts above ~%d records "
-                    "may be dropped by senders (set it to %d on the node or pod)", current, current, minimum)
+        log.warning(
+            "net.unix.max_dgram_qlen is %d and cannot be raised here: bursts above ~%d records "
+            "may be dropped by senders (set it to %d on the node or pod)",
+            current,
+            current,
+            minimum,
+        )
         return current
     log.info("raised net.unix.max_dgram_qlen from %d to %d for the trainer socket", current, minimum)
     return minimum
@@ -110,7 +115,7 @@ class DatagramServer:
                     log.warning("trainer socket: %s", exc)
                 return
             for i in range(0, len(pending), BATCH):
-                handle(pending[i:i + BATCH])
+                handle(pending[i : i + BATCH])
 
     def stop(self) -> None:
         self._stop.set()

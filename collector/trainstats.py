@@ -46,8 +46,17 @@ class RankStats:
     mapped_to: tuple[object, object] = (None, None)  # (gpu, pid) last reported
 
     def copy(self) -> RankStats:
-        return RankStats(self.steps, self.tokens, self.loss, self.mfu, self.last_ts, self.step_sum,
-                         self.step_count, list(self.step_hits), self.version)
+        return RankStats(
+            self.steps,
+            self.tokens,
+            self.loss,
+            self.mfu,
+            self.last_ts,
+            self.step_sum,
+            self.step_count,
+            list(self.step_hits),
+            self.version,
+        )
 
     def cumulative(self) -> list[int]:
         """Cumulative bucket counts, as exposition wants them (le=bound ... le=+Inf)."""
@@ -106,14 +115,27 @@ def _parse(data: bytes) -> Parsed:
     kind = get("kind")
     if kind == "step":
         seconds: Any
-        seconds, tokens, loss, mfu, ts = get("step_seconds"), get("tokens"), get("loss"), get("mfu"), get("ts")
+        seconds, tokens, loss, mfu, ts = (
+            get("step_seconds"),
+            get("tokens"),
+            get("loss"),
+            get("mfu"),
+            get("ts"),
+        )
         if type(seconds) not in _NUMBER:
             seconds = None
         elif not (seconds >= 0 and math.isfinite(seconds)):
             raise Malformed("step_seconds")
-        return ("step", key, seconds, tokens if type(tokens) in _NUMBER else None,
-                loss if type(loss) in _NUMBER else None, mfu if type(mfu) in _NUMBER else None,
-                ts if type(ts) in _NUMBER else None, (gpu, get("pid")))
+        return (
+            "step",
+            key,
+            seconds,
+            tokens if type(tokens) in _NUMBER else None,
+            loss if type(loss) in _NUMBER else None,
+            mfu if type(mfu) in _NUMBER else None,
+            ts if type(ts) in _NUMBER else None,
+            (gpu, get("pid")),
+        )
     if kind == "anomaly" and get("anomaly") in ANOMALY_KINDS:
         return ("anomaly", key, get("anomaly"))
     raise Malformed(f"unknown kind {kind!r}")
@@ -122,8 +144,12 @@ def _parse(data: bytes) -> Parsed:
 class TrainStats:
     """Aggregates; `on_step(gpu, pid, job_id, team)` feeds the trainer job mapping."""
 
-    def __init__(self, on_step: Callable[[int, int, str, str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic, map_every: float = 1.0) -> None:
+    def __init__(
+        self,
+        on_step: Callable[[int, int, str, str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        map_every: float = 1.0,
+    ) -> None:
         self._clock = clock
         self._map_every = map_every  # seconds between mapping refreshes per rank (the mapping lives 60 s)
         self._lock = threading.Lock()
@@ -192,8 +218,11 @@ class TrainStats:
             return True
         return False
 
-    def copy(self, known: Mapping[TrainKey, int] | None = None) -> tuple[
-            dict[TrainKey, RankStats | int], dict[tuple[str, str, str, str, str], float], dict[str, float]]:
+    def copy(
+        self, known: Mapping[TrainKey, int] | None = None
+    ) -> tuple[
+        dict[TrainKey, RankStats | int], dict[tuple[str, str, str, str, str], float], dict[str, float]
+    ]:
         """A consistent copy for one scrape; a rank whose version is in `known` unchanged is its version only."""
         known = known or {}
         with self._lock:

@@ -67,8 +67,14 @@ def catalog(path: Path = CATALOG) -> dict[int, XidClass]:
         for row in csv.DictReader(fh):
             code = int(row["code"])
             action, recoverable = classify_resolution(row["immediate_resolution"])
-            out[code] = XidClass(code, " ".join(row["mnemonic"].split()), row["description"].strip(),
-                                 row["immediate_resolution"].strip(), action, recoverable)
+            out[code] = XidClass(
+                code,
+                " ".join(row["mnemonic"].split()),
+                row["description"].strip(),
+                row["immediate_resolution"].strip(),
+                action,
+                recoverable,
+            )
     return out
 
 

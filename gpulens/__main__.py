@@ -1,4 +1,5 @@
 """`python -m gpulens`."""
+
 import sys
 
 from gpulens.cli import main

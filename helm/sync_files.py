@@ -47,14 +47,18 @@ def pairs(repo: Path = REPO) -> list[Pair]:
 def stale_copies(repo: Path = REPO) -> list[Path]:
     """Dashboard copies in the chart whose original is gone."""
     originals = {p.copy for p in pairs(repo)}
-    return sorted(p for p in (repo / "helm" / "gpulens" / "files" / "dashboards").glob("*.json")
-                  if p not in originals)
+    return sorted(
+        p for p in (repo / "helm" / "gpulens" / "files" / "dashboards").glob("*.json") if p not in originals
+    )
 
 
 def differences(repo: Path = REPO) -> list[str]:
     """One line per copy that is missing, differs from its original, or has no original."""
-    lines = [f"{p.copy.relative_to(repo)}: differs from {p.source.relative_to(repo)}"
-             for p in pairs(repo) if not p.copy.is_file() or p.copy.read_bytes() != p.source.read_bytes()]
+    lines = [
+        f"{p.copy.relative_to(repo)}: differs from {p.source.relative_to(repo)}"
+        for p in pairs(repo)
+        if not p.copy.is_file() or p.copy.read_bytes() != p.source.read_bytes()
+    ]
     lines += [f"{p.relative_to(repo)}: its original is gone" for p in stale_copies(repo)]
     return lines
 
@@ -68,7 +72,9 @@ def sync(repo: Path = REPO) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Copy generated rules and dashboards into helm/gpulens/files/.")
+    parser = argparse.ArgumentParser(
+        description="Copy generated rules and dashboards into helm/gpulens/files/."
+    )
     parser.add_argument("--check", action="store_true", help="report differences, change nothing")
     args = parser.parse_args(argv)
     if args.check:

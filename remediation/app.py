@@ -24,7 +24,9 @@ class RemediationConfig:
     execute: bool = False
 
 
-def build_engine(config: RemediationConfig, observe: Callable[[AuditRecord], None] = lambda r: None) -> Engine:
+def build_engine(
+    config: RemediationConfig, observe: Callable[[AuditRecord], None] = lambda r: None
+) -> Engine:
     """Load and check the policy, open the audit log, and restore state from it; errors stop the start."""
     policy = load_policy(config.policy)
     audit = AuditLog(config.audit_log)

@@ -43,7 +43,9 @@ def _sns_record(record: Mapping[str, Any]) -> list[Alert]:
         raise PayloadError("the SNS message is not a JSON object", field="Records[].Sns.Message")
     if "AlarmName" in message:
         dimensions = {d.get("name"): d.get("value") for d in message.get("Trigger", {}).get("Dimensions", [])}
-        return _alarm(message["AlarmName"], message.get("NewStateValue"), dimensions, message.get("StateChangeTime"))
+        return _alarm(
+            message["AlarmName"], message.get("NewStateValue"), dimensions, message.get("StateChangeTime")
+        )
     if "alerts" in message:
         return parse_payload(json.dumps(message).encode())
     return [parse_alert(message, "Sns.Message")]
@@ -54,13 +56,17 @@ def _eventbridge(event: Mapping[str, Any]) -> list[Alert]:
         return []
     detail = event.get("detail") or {}
     if event.get("detail-type") != "CloudWatch Alarm State Change":
-        raise PayloadError(f"unsupported EventBridge detail-type {event.get('detail-type')!r}", field="detail-type")
+        raise PayloadError(
+            f"unsupported EventBridge detail-type {event.get('detail-type')!r}", field="detail-type"
+        )
     metrics = detail.get("configuration", {}).get("metrics", [])
     dimensions: dict[str, Any] = {}
     for metric in metrics:
         dimensions.update(metric.get("metricStat", {}).get("metric", {}).get("dimensions", {}))
     state = detail.get("state", {})
-    return _alarm(detail.get("alarmName"), state.get("value"), dimensions, state.get("timestamp") or event.get("time"))
+    return _alarm(
+        detail.get("alarmName"), state.get("value"), dimensions, state.get("timestamp") or event.get("time")
+    )
 
 
 def _alarm(name: Any, state: Any, dimensions: Mapping[Any, Any], at: Any) -> list[Alert]:
@@ -71,5 +77,11 @@ def _alarm(name: Any, state: Any, dimensions: Mapping[Any, Any], at: Any) -> lis
     labels = {str(k): str(v) for k, v in dimensions.items() if k and v is not None}
     labels.setdefault("alertname", name)
     labels["alarm"] = name
-    return [Alert(labels=labels, status=ALARM_STATES[state], fingerprint=label_fingerprint(labels),
-                  starts_at=at if isinstance(at, str) else "")]
+    return [
+        Alert(
+            labels=labels,
+            status=ALARM_STATES[state],
+            fingerprint=label_fingerprint(labels),
+            starts_at=at if isinstance(at, str) else "",
+        )
+    ]

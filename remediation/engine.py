@@ -105,7 +105,10 @@ class Engine:
             if not self.blast.admit(node, self.options.clock()):
                 refused = self._record(alert, step.kind, "rate_limited")
                 logger.warning("blast-radius limit: %s not drained for %s", node, alert.name)
-                return [refused, *[r for esc in self.policy.settings.escalate for r in self._step(alert, esc)]]
+                return [
+                    refused,
+                    *[r for esc in self.policy.settings.escalate for r in self._step(alert, esc)],
+                ]
         if not self.options.execute:
             return [self._record(alert, step.kind, "dry_run")]
         self._record(alert, step.kind, "pending")
@@ -125,7 +128,9 @@ class Engine:
             logger.info("%s skipped for %s: %s", step.kind, alert.name, exc)
             return "skipped"
         except ActionFailed as exc:
-            logger.error("%s failed for %s after %d attempts: %s", step.kind, alert.name, step.retries + 1, exc)
+            logger.error(
+                "%s failed for %s after %d attempts: %s", step.kind, alert.name, step.retries + 1, exc
+            )
             return "failed"
         except Exception:  # noqa: BLE001 - one broken action must not take the receiver down; it is audited
             logger.exception("%s crashed for %s", step.kind, alert.name)
@@ -148,6 +153,13 @@ class Engine:
         self.audit.append(record)
         if result != "pending":
             self.observe(record)
-            logger.info("%s %s for %s node=%s gpu=%s xid=%s", result, action, alert.name,
-                        record.node, record.gpu, record.xid)
+            logger.info(
+                "%s %s for %s node=%s gpu=%s xid=%s",
+                result,
+                action,
+                alert.name,
+                record.node,
+                record.gpu,
+                record.xid,
+            )
         return record

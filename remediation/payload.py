@@ -31,7 +31,9 @@ def parse_payload(body: bytes) -> list[Alert]:
         raise PayloadError("the payload must be a JSON object")
     version = doc.get("version", "4")
     if str(version) != "4":
-        raise PayloadError(f"unsupported payload version {version!r} (Alertmanager sends \"4\")", field="version")
+        raise PayloadError(
+            f'unsupported payload version {version!r} (Alertmanager sends "4")', field="version"
+        )
     alerts = doc.get("alerts")
     if not isinstance(alerts, list):
         raise PayloadError("`alerts` must be a list", field="alerts")
@@ -67,6 +69,8 @@ def label_fingerprint(labels: Mapping[str, str]) -> str:
 
 
 def _strings(value: Any, where: str) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
         raise PayloadError("must be an object of string values", field=where)
     return dict(value)

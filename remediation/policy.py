@@ -98,11 +98,15 @@ def parse_policy(text: str, source: str) -> Policy:
 def _settings(reader: _Reader, node: Any, line: int) -> Settings:
     node = reader.mapping(node, line, "settings")
     reader.only(node, {"dedup_window_seconds", "blast_radius", "escalate"})
-    blast = reader.mapping(node.get("blast_radius", Located(node.line)), node.line_of("blast_radius"), "blast_radius")
+    blast = reader.mapping(
+        node.get("blast_radius", Located(node.line)), node.line_of("blast_radius"), "blast_radius"
+    )
     reader.only(blast, {"max_nodes_per_hour", "max_fleet_fraction_per_hour", "fleet_size"})
     limit = BlastRadiusLimit(
         max_nodes=reader.number(blast, "max_nodes_per_hour", int, BlastRadiusLimit.max_nodes),
-        max_fraction=reader.number(blast, "max_fleet_fraction_per_hour", float, BlastRadiusLimit.max_fraction),
+        max_fraction=reader.number(
+            blast, "max_fleet_fraction_per_hour", float, BlastRadiusLimit.max_fraction
+        ),
         fleet_size=reader.number(blast, "fleet_size", int, BlastRadiusLimit.fleet_size),
     )
     escalate = tuple(
@@ -166,7 +170,9 @@ def _build(reader: _Reader, kind: str, params: dict[str, Any], node: Located) ->
             allowed = ", ".join(sorted([*fields, *STEP_KEYS]))
             raise reader.error(node.line_of(key), f"{kind}: unknown parameter {key!r} (allowed: {allowed})")
         if not _conforms(value, hints[key]):
-            raise reader.error(node.line_of(key), f"{kind}: {key} must be {_describe(hints[key])}, not {value!r}")
+            raise reader.error(
+                node.line_of(key), f"{kind}: {key} must be {_describe(hints[key])}, not {value!r}"
+            )
         _check_templates(reader, value, node.line_of(key), key)
     missing = [name for name, f in fields.items() if name not in params and _required(f)]
     if missing:
@@ -187,7 +193,9 @@ def _conforms(value: Any, hint: Any) -> bool:
     if origin in (collections.abc.Sequence, list):
         return isinstance(value, list) and all(_conforms(v, args[0]) for v in value)
     if origin in (collections.abc.Mapping, dict):
-        return isinstance(value, dict) and all(_conforms(k, args[0]) and _conforms(v, args[1]) for k, v in value.items())
+        return isinstance(value, dict) and all(
+            _conforms(k, args[0]) and _conforms(v, args[1]) for k, v in value.items()
+        )
     if hint is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is int:
@@ -233,7 +241,9 @@ class _Reader:
     def only(self, node: Located, allowed: set[str]) -> None:
         for key in node:
             if key not in allowed:
-                raise self.error(node.line_of(key), f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+                raise self.error(
+                    node.line_of(key), f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})"
+                )
 
     def number(self, node: Located, key: str, kind: type, default: Any, *, positive: bool = False) -> Any:
         value = node.get(key, default)

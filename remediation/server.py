@@ -39,15 +39,22 @@ class Metrics:
     def __init__(self, execute: bool) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.actions = Counter(
-            "gpulens_remediation_actions", "Remediation decisions, by action and result.",
-            ("action", "result"), registry=self.registry,
+            "gpulens_remediation_actions",
+            "Remediation decisions, by action and result.",
+            ("action", "result"),
+            registry=self.registry,
         )
         self.webhooks = Counter(
-            "gpulens_remediation_webhooks", "Webhook requests on /alerts, by result (ok, unauthorized, malformed, error).",
-            ("result",), registry=self.registry,
+            "gpulens_remediation_webhooks",
+            "Webhook requests on /alerts, by result (ok, unauthorized, malformed, error).",
+            ("result",),
+            registry=self.registry,
         )
-        mode = Gauge("gpulens_remediation_execute", "1 when actions run for real (--execute), 0 in dry-run.",
-                     registry=self.registry)
+        mode = Gauge(
+            "gpulens_remediation_execute",
+            "1 when actions run for real (--execute), 0 in dry-run.",
+            registry=self.registry,
+        )
         mode.set(1 if execute else 0)
 
     def observe(self, record: AuditRecord) -> None:
@@ -126,7 +133,9 @@ class _Handler(BaseHTTPRequestHandler):
         given = self.headers.get("Authorization", "")
         scheme, _, credential = given.partition(" ")
         # Constant-time comparison: the token must not leak through response timing.
-        return scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(), self.token.encode())
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            credential.strip().encode(), self.token.encode()
+        )
 
     def _body(self) -> bytes | None:
         try:
@@ -144,7 +153,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, code: int, doc: Any, headers: dict[str, str] | None = None) -> None:
         self._reply(code, json.dumps(doc).encode() + b"\n", "application/json", headers)
 
-    def _reply(self, code: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+    def _reply(
+        self, code: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))

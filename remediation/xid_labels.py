@@ -19,5 +19,10 @@ def with_xid_action(alert: Alert) -> Alert:
     known = classify(int(xid))
     labels = {**alert.labels, "action": known.action}
     labels.setdefault("recoverable", "true" if known.recoverable else "false")
-    return Alert(labels=labels, annotations=alert.annotations, status=alert.status,
-                 fingerprint=alert.fingerprint, starts_at=alert.starts_at)
+    return Alert(
+        labels=labels,
+        annotations=alert.annotations,
+        status=alert.status,
+        fingerprint=alert.fingerprint,
+        starts_at=alert.starts_at,
+    )

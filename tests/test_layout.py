@@ -46,7 +46,9 @@ def test_component_folders_install_as_gpulens_subpackages(package: str) -> None:
 
 
 def test_cli_help_lists_commands_and_exits_zero() -> None:
-    out = subprocess.run([sys.executable, "-m", "gpulens", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "gpulens", "--help"], capture_output=True, text=True, check=True
+    )
     assert "COMMAND" in out.stdout
 
 

@@ -21,7 +21,9 @@ class ProcessContext:
     world_size: int
     pid: int
     node: str
-    train_log: str | None = None  # $GPULENS_TRAIN_LOG: a JSONL file every StepMonitor of the process appends to
+    train_log: str | None = (
+        None  # $GPULENS_TRAIN_LOG: a JSONL file every StepMonitor of the process appends to
+    )
 
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:
@@ -39,6 +41,11 @@ def detect(env: Mapping[str, str] | None = None) -> ProcessContext:
     dist = getattr(torch, "distributed", None) if torch is not None else None
     if dist is not None and dist.is_available() and dist.is_initialized():
         rank, world = int(dist.get_rank()), int(dist.get_world_size())
-    return ProcessContext(rank=rank, local_rank=_int(env, "LOCAL_RANK", 0), world_size=world,
-                          pid=os.getpid(), node=socket.gethostname(),
-                          train_log=env.get("GPULENS_TRAIN_LOG") or None)
+    return ProcessContext(
+        rank=rank,
+        local_rank=_int(env, "LOCAL_RANK", 0),
+        world_size=world,
+        pid=os.getpid(),
+        node=socket.gethostname(),
+        train_log=env.get("GPULENS_TRAIN_LOG") or None,
+    )

@@ -24,7 +24,9 @@ Curve = list[tuple[int, float]]
 def read_curve(path: Path) -> Curve:
     """The (step, loss) points of one run, in file order."""
     if not path.is_file():
-        raise GpulensError("no such file; give a CSV with step,loss columns or a trainer JSONL file", path=path)
+        raise GpulensError(
+            "no such file; give a CSV with step,loss columns or a trainer JSONL file", path=path
+        )
     try:
         with path.open(encoding="utf-8", newline="") as handle:
             first = handle.readline()
@@ -33,8 +35,9 @@ def read_curve(path: Path) -> Curve:
                 return _jsonl(path, handle.read().splitlines())
             return _csv(path, handle)
     except UnicodeDecodeError:
-        raise GpulensError("not UTF-8 text; give a CSV with step,loss columns or a trainer JSONL file",
-                           path=path) from None
+        raise GpulensError(
+            "not UTF-8 text; give a CSV with step,loss columns or a trainer JSONL file", path=path
+        ) from None
 
 
 def _number(path: Path, row: int, column: str, text: Any, kind: type) -> float:
@@ -49,8 +52,9 @@ def _csv(path: Path, handle: Iterable[str]) -> Curve:
     fields = [f.strip().lower() for f in (reader.fieldnames or [])]
     missing = [c for c in ("step", "loss") if c not in fields]
     if missing:
-        raise GpulensError(f"header lacks {', '.join(missing)}; a loss curve CSV needs step,loss columns",
-                           path=path)
+        raise GpulensError(
+            f"header lacks {', '.join(missing)}; a loss curve CSV needs step,loss columns", path=path
+        )
     reader.fieldnames = fields
     points: Curve = []
     for row, record in enumerate(reader, start=1):  # data rows from 1, header excluded, as ingest counts them

@@ -33,13 +33,34 @@ TERA = 1e12
 
 PEAK_FLOPS: Mapping[str, Mapping[Precision, float]] = {
     "a100": {"fp32": 19.5 * TERA, "tf32": 156 * TERA, "bf16": 312 * TERA, "fp16": 312 * TERA},
-    "h100-sxm": {"fp32": 66.9 * TERA, "tf32": 494.7 * TERA, "bf16": 989.4 * TERA, "fp16": 989.4 * TERA,
-                 "fp8": 1978.9 * TERA},
-    "h100-pcie": {"fp32": 51.2 * TERA, "tf32": 378 * TERA, "bf16": 756.5 * TERA, "fp16": 756.5 * TERA,
-                  "fp8": 1513 * TERA},
-    "h200": {"fp32": 66.9 * TERA, "tf32": 494.7 * TERA, "bf16": 989.4 * TERA, "fp16": 989.4 * TERA,
-             "fp8": 1978.9 * TERA},
-    "l4": {"fp32": 30.3 * TERA, "tf32": 60 * TERA, "bf16": 121 * TERA, "fp16": 121 * TERA, "fp8": 242.5 * TERA},
+    "h100-sxm": {
+        "fp32": 66.9 * TERA,
+        "tf32": 494.7 * TERA,
+        "bf16": 989.4 * TERA,
+        "fp16": 989.4 * TERA,
+        "fp8": 1978.9 * TERA,
+    },
+    "h100-pcie": {
+        "fp32": 51.2 * TERA,
+        "tf32": 378 * TERA,
+        "bf16": 756.5 * TERA,
+        "fp16": 756.5 * TERA,
+        "fp8": 1513 * TERA,
+    },
+    "h200": {
+        "fp32": 66.9 * TERA,
+        "tf32": 494.7 * TERA,
+        "bf16": 989.4 * TERA,
+        "fp16": 989.4 * TERA,
+        "fp8": 1978.9 * TERA,
+    },
+    "l4": {
+        "fp32": 30.3 * TERA,
+        "tf32": 60 * TERA,
+        "bf16": 121 * TERA,
+        "fp16": 121 * TERA,
+        "fp8": 242.5 * TERA,
+    },
     "a10g": {"fp32": 31.2 * TERA, "tf32": 62.5 * TERA, "bf16": 125 * TERA, "fp16": 125 * TERA},
 }
 
@@ -69,8 +90,9 @@ def peak_flops(model: str, precision: Precision = "bf16") -> float:
     """Dense peak FLOP/s of one GPU; `model` is a table key or a device name. Raises GpulensError if unknown."""
     key = model if model in PEAK_FLOPS else gpu_model_key(model)
     if key is None:
-        raise GpulensError(f"no peak FLOPs for GPU {model!r}; pass peak_flops= (FLOP/s) explicitly",
-                           field="peak_flops")
+        raise GpulensError(
+            f"no peak FLOPs for GPU {model!r}; pass peak_flops= (FLOP/s) explicitly", field="peak_flops"
+        )
     table = PEAK_FLOPS[key]
     if precision not in table:
         raise GpulensError(f"{key} has no {precision} peak; one of {', '.join(table)}", field="precision")
@@ -84,8 +106,14 @@ def mfu(flops_per_token: float, tokens: float, seconds: float, peak: float, gpus
     return flops_per_token * tokens / seconds / (peak * gpus)
 
 
-def decoder_params(n_layers: int, d_model: int, vocab_size: int, ffn_mult: float = 4.0,
-                   seq_len: int = 0, tied_embeddings: bool = True) -> int:
+def decoder_params(
+    n_layers: int,
+    d_model: int,
+    vocab_size: int,
+    ffn_mult: float = 4.0,
+    seq_len: int = 0,
+    tied_embeddings: bool = True,
+) -> int:
     """Parameters of a GPT-style decoder: per layer 4d² (attention) + 2·ffn_mult·d² (MLP), plus embeddings.
 
     Biases and LayerNorm gains (O(d) per layer) are left out, as in Kaplan et al. 2020 §2.1.

@@ -64,8 +64,9 @@ class Step:
         self.start = self._monitor.timing.mark()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:  # a step that raised is not a step; the exception goes on untouched
             self._monitor._finish(self)
 
@@ -120,12 +121,18 @@ class StepMonitor:
         self._gpu = gpu
         self._reporter: Reporter | None = None
         self._closed = False
-        self.sinks: list[Sink] = list(sinks) if sinks is not None else self._default_sinks(
-            socket, log_path, prometheus_port, env)
+        self.sinks: list[Sink] = (
+            list(sinks) if sinks is not None else self._default_sinks(socket, log_path, prometheus_port, env)
+        )
         atexit.register(self.close)  # a buffered JSONL file must reach the disk even without close()
 
-    def _default_sinks(self, socket: str | Path | None, log_path: str | Path | None,
-                       prometheus_port: int | None, env: Mapping[str, str] | None) -> list[Sink]:
+    def _default_sinks(
+        self,
+        socket: str | Path | None,
+        log_path: str | Path | None,
+        prometheus_port: int | None,
+        env: Mapping[str, str] | None,
+    ) -> list[Sink]:
         sinks: list[Sink] = [SocketSink(socket if socket is not None else default_socket_path(env))]
         log_path = log_path if log_path is not None else self.ctx.train_log
         if log_path:
@@ -155,8 +162,11 @@ class StepMonitor:
     def _table_peak(self, device_name: str) -> float | None:
         key = _mfu.gpu_model_key(device_name)
         if key is None or self.precision not in _mfu.PEAK_FLOPS[key]:
-            log.info("gpulens: no peak FLOPs for %r/%s; MFU not reported (pass peak_flops=)",
-                     device_name, self.precision)
+            log.info(
+                "gpulens: no peak FLOPs for %r/%s; MFU not reported (pass peak_flops=)",
+                device_name,
+                self.precision,
+            )
             return None
         return _mfu.PEAK_FLOPS[key][self.precision]
 
@@ -167,12 +177,25 @@ class StepMonitor:
 
     def _start_reporter(self) -> Reporter:
         ctx = self.ctx
-        identity = {"v": 1, "kind": "step", "job_id": self.job_id, "team": self.team, "rank": ctx.rank,
-                    "local_rank": ctx.local_rank, "gpu": self._gpu if self._gpu is not None else ctx.local_rank,
-                    "pid": ctx.pid}
-        self._reporter = Reporter(sinks=self.sinks, identity=identity, timing=self.timing,
-                                  health=LossHealth(self.health), reports_loss=self.reports_loss, mfu=self._mfu,
-                                  interval=self.report_interval)
+        identity = {
+            "v": 1,
+            "kind": "step",
+            "job_id": self.job_id,
+            "team": self.team,
+            "rank": ctx.rank,
+            "local_rank": ctx.local_rank,
+            "gpu": self._gpu if self._gpu is not None else ctx.local_rank,
+            "pid": ctx.pid,
+        }
+        self._reporter = Reporter(
+            sinks=self.sinks,
+            identity=identity,
+            timing=self.timing,
+            health=LossHealth(self.health),
+            reports_loss=self.reports_loss,
+            mfu=self._mfu,
+            interval=self.report_interval,
+        )
         return self._reporter
 
     @property

@@ -28,8 +28,17 @@ Finished = tuple[Any, Any, float]  # (Step, end boundary, wall-clock ts)
 
 
 class Reporter:
-    def __init__(self, *, sinks: Sequence[Sink], identity: dict[str, Any], timing: Timing, health: LossHealth,
-                 reports_loss: bool, mfu: Callable[[int, float], float | None], interval: float = 0.05) -> None:
+    def __init__(
+        self,
+        *,
+        sinks: Sequence[Sink],
+        identity: dict[str, Any],
+        timing: Timing,
+        health: LossHealth,
+        reports_loss: bool,
+        mfu: Callable[[int, float], float | None],
+        interval: float = 0.05,
+    ) -> None:
         self.sinks = sinks
         self.identity = identity
         self.timing = timing
@@ -61,7 +70,9 @@ class Reporter:
         """Judge every step that is ready, in order; True when nothing is left waiting."""
         pending, ready = self._pending, self.timing.ready
         judged = 0
-        while pending and ready(pending[0][1]):  # one event query per step judged, plus one that says "not yet"
+        while pending and ready(
+            pending[0][1]
+        ):  # one event query per step judged, plus one that says "not yet"
             self._judge(*pending.popleft())
             judged += 1
         if judged:  # one write per batch: a process killed without close() loses at most one interval
@@ -120,13 +131,25 @@ class Reporter:
         return record
 
     def _report(self, anomaly: Anomaly) -> None:
-        record = {**self.identity, "kind": "anomaly", "step": anomaly.step, "anomaly": anomaly.kind,
-                  "loss": anomaly.loss if math.isfinite(anomaly.loss) else None, "ts": time.time()}
+        record = {
+            **self.identity,
+            "kind": "anomaly",
+            "step": anomaly.step,
+            "anomaly": anomaly.kind,
+            "loss": anomaly.loss if math.isfinite(anomaly.loss) else None,
+            "ts": time.time(),
+        }
         line = encode(record)
         for sink in self.sinks:
             sink.emit(record, line)
             sink.flush()
         self.anomalies.append(anomaly)
         self.fired.append(anomaly)
-        log.warning("gpulens: job %s rank %s: loss %s at step %d (loss %s)", self.identity["job_id"],
-                    self.identity["rank"], anomaly.kind, anomaly.step, anomaly.loss)
+        log.warning(
+            "gpulens: job %s rank %s: loss %s at step %d (loss %s)",
+            self.identity["job_id"],
+            self.identity["rank"],
+            anomaly.kind,
+            anomaly.step,
+            anomaly.loss,
+        )

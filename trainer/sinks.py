@@ -41,7 +41,9 @@ def _number(value: Any) -> Any:
         return operator.index(value)  # integers (NumPy, integer tensors) stay integers
     except TypeError:
         pass
-    number = float(value)  # TypeError/ValueError for anything that is not a number: the caller drops the record
+    number = float(
+        value
+    )  # TypeError/ValueError for anything that is not a number: the caller drops the record
     return number if math.isfinite(number) else None
 
 
@@ -56,8 +58,9 @@ def _json(record: Record) -> bytes:
     except ValueError as exc:  # NaN/Inf: not JSON tokens; SPEC §4 sends them as null, as orjson does
         if isinstance(exc, UnicodeError):
             raise
-        return _JSON.encode({k: None if isinstance(v, float) and not math.isfinite(v) else v
-                             for k, v in record.items()}).encode()
+        return _JSON.encode(
+            {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+        ).encode()
 
 
 def _orjson_encode(record: Record) -> bytes:
@@ -119,7 +122,9 @@ class SocketSink:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         except OSError:  # a smaller buffer only means earlier drops under a burst
             pass
-        self.send_buffer = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)  # as granted (Linux doubles it)
+        self.send_buffer = self._sock.getsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF
+        )  # as granted (Linux doubles it)
 
     def emit(self, record: Record, line: bytes) -> None:
         if len(line) > MAX_DATAGRAM or (self._retry_at and time.monotonic() < self._retry_at):
@@ -127,7 +132,9 @@ class SocketSink:
             return
         try:
             self._sock.sendto(line, self.path)
-        except OSError as exc:  # no agent (ENOENT, ECONNREFUSED), full buffer (EAGAIN): SPEC §4 says drop and count
+        except (
+            OSError
+        ) as exc:  # no agent (ENOENT, ECONNREFUSED), full buffer (EAGAIN): SPEC §4 says drop and count
             self.dropped += 1
             if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
                 self._retry_at = time.monotonic() + NO_AGENT_RETRY
@@ -152,8 +159,9 @@ class JsonlSink:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file: IO[bytes] | None = self.path.open("ab", buffering=1 << 16)
         except OSError as exc:
-            raise GpulensError(f"cannot append the training log ({exc.strerror}); choose another log path",
-                               path=self.path) from None
+            raise GpulensError(
+                f"cannot append the training log ({exc.strerror}); choose another log path", path=self.path
+            ) from None
 
     def emit(self, record: Record, line: bytes) -> None:
         if self._file is None:
@@ -193,27 +201,47 @@ class PrometheusSink:
         self.node = node
         self.registry = CollectorRegistry(auto_describe=False)
         reg = self.registry
-        self._step_seconds = Histogram("gpulens_train_step_seconds", "Training step wall time.", TRAIN_LABELS,
-                                       registry=reg)
+        self._step_seconds = Histogram(
+            "gpulens_train_step_seconds", "Training step wall time.", TRAIN_LABELS, registry=reg
+        )
         self._steps = Counter("gpulens_train_steps", "Training steps completed.", TRAIN_LABELS, registry=reg)
         self._tokens = Counter("gpulens_train_tokens", "Tokens processed.", TRAIN_LABELS, registry=reg)
         self._loss = Gauge("gpulens_train_loss", "Latest training loss.", TRAIN_LABELS, registry=reg)
-        self._mfu = Gauge("gpulens_train_mfu_ratio", "Model FLOPs utilization of the latest step.", TRAIN_LABELS,
-                          registry=reg)
-        self._last = Gauge("gpulens_train_last_step_timestamp_seconds", "Unix time of the latest step.",
-                           TRAIN_LABELS, registry=reg)
-        self._anomalies = Counter("gpulens_train_loss_anomalies", "Loss anomalies, one per episode.",
-                                  (*TRAIN_LABELS, "kind"), registry=reg)
+        self._mfu = Gauge(
+            "gpulens_train_mfu_ratio",
+            "Model FLOPs utilization of the latest step.",
+            TRAIN_LABELS,
+            registry=reg,
+        )
+        self._last = Gauge(
+            "gpulens_train_last_step_timestamp_seconds",
+            "Unix time of the latest step.",
+            TRAIN_LABELS,
+            registry=reg,
+        )
+        self._anomalies = Counter(
+            "gpulens_train_loss_anomalies",
+            "Loss anomalies, one per episode.",
+            (*TRAIN_LABELS, "kind"),
+            registry=reg,
+        )
         try:
             self._server, self._thread = start_http_server(port, addr=host, registry=reg)
         except OSError as exc:
-            raise GpulensError(f"cannot serve /metrics on {host}:{port} ({exc.strerror}); choose another port",
-                               field="prometheus_port") from None
+            raise GpulensError(
+                f"cannot serve /metrics on {host}:{port} ({exc.strerror}); choose another port",
+                field="prometheus_port",
+            ) from None
         self.port = port
 
     def emit(self, record: Record, line: bytes) -> None:
-        labels = (self.node, str(record["job_id"]), str(record["team"]), str(record["rank"]),
-                  str(record.get("gpu", "")))
+        labels = (
+            self.node,
+            str(record["job_id"]),
+            str(record["team"]),
+            str(record["rank"]),
+            str(record.get("gpu", "")),
+        )
         if record["kind"] == "anomaly":
             self._anomalies.labels(*labels, str(record["anomaly"])).inc()
             return

@@ -26,9 +26,13 @@ from gpulens.attribution.report.model import (
 _USAGE_TYPES = ("Usage", "DiscountedUsage", "SavingsPlanCoveredUsage")
 
 
-def build_weekly_report(con: duckdb.DuckDBPyConnection, week: IsoWeek,
-                        options: ReportOptions = ReportOptions(), *,
-                        now: datetime | None = None) -> WeeklyReport:
+def build_weekly_report(
+    con: duckdb.DuckDBPyConnection,
+    week: IsoWeek,
+    options: ReportOptions = ReportOptions(),
+    *,
+    now: datetime | None = None,
+) -> WeeklyReport:
     """The report for `week` (Monday 00:00 UTC to the next Monday) and its comparison week."""
     previous = week.previous()
     allocation = week_allocation(con, week, options)
@@ -48,8 +52,16 @@ def build_weekly_report(con: duckdb.DuckDBPyConnection, week: IsoWeek,
 
 
 def week_allocation(con: duckdb.DuckDBPyConnection, week: IsoWeek, options: ReportOptions) -> Allocation:
-    return allocate(con, week.start, week.end, tag_key=options.tag_key, cluster_tag_key=options.cluster_tag_key,
-                    idle=options.idle, basis=options.basis, label=week.label)
+    return allocate(
+        con,
+        week.start,
+        week.end,
+        tag_key=options.tag_key,
+        cluster_tag_key=options.cluster_tag_key,
+        idle=options.idle,
+        basis=options.basis,
+        label=week.label,
+    )
 
 
 def fleet_usage(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> FleetUsage:
@@ -65,8 +77,9 @@ def fleet_usage(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) 
     return FleetUsage(float(hours), None if sm is None else float(sm))
 
 
-def divergent_spend(con: duckdb.DuckDBPyConnection, week: IsoWeek, divergent: tuple[DivergentRun, ...],
-                    options: ReportOptions) -> tuple[DivergentSpend, ...]:
+def divergent_spend(
+    con: duckdb.DuckDBPyConnection, week: IsoWeek, divergent: tuple[DivergentRun, ...], options: ReportOptions
+) -> tuple[DivergentSpend, ...]:
     """Divergent runs whose anomaly began before the week ended, with what their GPU time cost from
     the hour of the onset (or the week's start, if earlier) to the end of the week."""
     runs = [(run, _onset(con, run)) for run in divergent]
@@ -77,8 +90,13 @@ def divergent_spend(con: duckdb.DuckDBPyConnection, week: IsoWeek, divergent: tu
     opts = alloc.Options(options.tag_key, options.cluster_tag_key, options.idle, options.basis)
     priced = alloc.job_gpu_cost(con, alloc.Window(min(onsets), week.end), opts)
     return tuple(
-        DivergentSpend(run, onset, None if onset is None else alloc.job_cost_since(con, priced, run.job_id,
-                                                                                   max(_hour(onset), week.start)))
+        DivergentSpend(
+            run,
+            onset,
+            None
+            if onset is None
+            else alloc.job_cost_since(con, priced, run.job_id, max(_hour(onset), week.start)),
+        )
         for run, onset in runs
     )
 
@@ -88,25 +106,36 @@ def _hour(t: datetime) -> datetime:
 
 
 def _onset(con: duckdb.DuckDBPyConnection, run: DivergentRun) -> datetime | None:
-    row = con.execute("SELECT min(ts) FROM train_metrics WHERE job_id = ? AND step = ?",
-                      [run.job_id, run.step]).fetchone()
+    row = con.execute(
+        "SELECT min(ts) FROM train_metrics WHERE job_id = ? AND step = ?", [run.job_id, run.step]
+    ).fetchone()
     return None if row is None else row[0]
 
 
 def freshness(con: duckdb.DuckDBPyConnection, week: IsoWeek) -> Freshness:
     last = con.execute(
-        "SELECT ingested_at, billing_period FROM deliveries ORDER BY ingested_at DESC LIMIT 1").fetchone()
+        "SELECT ingested_at, billing_period FROM deliveries ORDER BY ingested_at DESC LIMIT 1"
+    ).fetchone()
     newest_hour = con.execute("SELECT max(hour) FROM gpu_usage_hourly").fetchone()
     types = ", ".join(f"'{t}'" for t in _USAGE_TYPES)
     newest_end = con.execute(
-        f"SELECT max(usage_end) FROM cost_line_items WHERE line_item_type IN ({types})").fetchone()
-    cur_days = _covered_days(con, f"""
+        f"SELECT max(usage_end) FROM cost_line_items WHERE line_item_type IN ({types})"
+    ).fetchone()
+    cur_days = _covered_days(
+        con,
+        f"""
         SELECT DISTINCT d.day FROM days d JOIN cost_line_items c
           ON c.usage_start < d.day + INTERVAL 1 DAY AND c.usage_end > d.day
-        WHERE c.line_item_type IN ({types})""", week)
-    usage_days = _covered_days(con, """
+        WHERE c.line_item_type IN ({types})""",
+        week,
+    )
+    usage_days = _covered_days(
+        con,
+        """
         SELECT DISTINCT d.day FROM days d JOIN gpu_usage_hourly u
-          ON u.hour >= d.day AND u.hour < d.day + INTERVAL 1 DAY""", week)
+          ON u.hour >= d.day AND u.hour < d.day + INTERVAL 1 DAY""",
+        week,
+    )
     return Freshness(
         last_delivery_at=last[0] if last else None,
         last_delivery_period=last[1] if last else None,

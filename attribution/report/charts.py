@@ -50,18 +50,24 @@ def spend_by_team(report: WeeklyReport) -> BarChart:
     cats = (*names, "idle", "unallocated")
     this = (*(now.get(n, zero) for n in names), report.allocation.idle, report.allocation.unallocated)
     prev = (*(before.get(n, zero) for n in names), report.previous.idle, report.previous.unallocated)
-    return BarChart("Spend per team, this week against the previous week", cats,
-                    (Series(report.week.label, this), Series(report.week.previous().label, prev)),
-                    report.currency)
+    return BarChart(
+        "Spend per team, this week against the previous week",
+        cats,
+        (Series(report.week.label, this), Series(report.week.previous().label, prev)),
+        report.currency,
+    )
 
 
 def composition(report: WeeklyReport) -> BarChart:
     a = report.allocation
     direct = sum((t.direct for t in a.teams), Decimal(0))
     shared = sum((t.shared for t in a.teams), Decimal(0))
-    return BarChart(f"Where the week's {cents(a.total):,.2f} {a.currency} went",
-                    ("direct", "shared", "idle", "unallocated"),
-                    (Series(report.week.label, (direct, shared, a.idle, a.unallocated)),), a.currency)
+    return BarChart(
+        f"Where the week's {cents(a.total):,.2f} {a.currency} went",
+        ("direct", "shared", "idle", "unallocated"),
+        (Series(report.week.label, (direct, shared, a.idle, a.unallocated)),),
+        a.currency,
+    )
 
 
 def _layout(chart: BarChart) -> tuple[float, list[tuple[str, float]], list[_Bar]]:
@@ -74,8 +80,14 @@ def _layout(chart: BarChart) -> tuple[float, list[tuple[str, float]], list[_Bar]
         y0 = 28 + i * group
         labels.append((cat, y0 + BAR_H * len(chart.series) / 2))
         for j, s in enumerate(chart.series):
-            bars.append(_Bar(y0 + j * BAR_H, max(float(s.values[i]) * scale, 0.0), PALETTE[j % len(PALETTE)],
-                             s.values[i]))
+            bars.append(
+                _Bar(
+                    y0 + j * BAR_H,
+                    max(float(s.values[i]) * scale, 0.0),
+                    PALETTE[j % len(PALETTE)],
+                    s.values[i],
+                )
+            )
     height = 28 + len(chart.categories) * group + 18
     return height, labels, bars
 
@@ -83,16 +95,22 @@ def _layout(chart: BarChart) -> tuple[float, list[tuple[str, float]], list[_Bar]
 def to_svg(chart: BarChart) -> str:
     """Inline SVG markup for html5 (no xmlns, so no URL at all); text is real text, colours inline."""
     height, labels, bars = _layout(chart)
-    out = [f'<svg width="{WIDTH:.0f}" height="{height:.0f}" '
-           f'viewBox="0 0 {WIDTH:.0f} {height:.0f}" role="img" aria-label="{escape(chart.title)}" '
-           'style="font-family:Helvetica,Arial,sans-serif;font-size:11px">',
-           f'<text x="0" y="14" font-weight="bold" font-size="13">{escape(chart.title)}</text>']
+    out = [
+        f'<svg width="{WIDTH:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {WIDTH:.0f} {height:.0f}" role="img" aria-label="{escape(chart.title)}" '
+        'style="font-family:Helvetica,Arial,sans-serif;font-size:11px">',
+        f'<text x="0" y="14" font-weight="bold" font-size="13">{escape(chart.title)}</text>',
+    ]
     for cat, y in labels:
         out.append(f'<text x="{LABEL_W - 6:.0f}" y="{y + 4:.1f}" text-anchor="end">{escape(cat)}</text>')
     for b in bars:
-        out.append(f'<rect x="{LABEL_W:.0f}" y="{b.y:.1f}" width="{b.width:.1f}" height="{BAR_H - 2:.0f}" '
-                   f'fill="{b.color}"/>')
-        out.append(f'<text x="{LABEL_W + b.width + 4:.1f}" y="{b.y + BAR_H - 4:.1f}">{cents(b.value):,.2f}</text>')
+        out.append(
+            f'<rect x="{LABEL_W:.0f}" y="{b.y:.1f}" width="{b.width:.1f}" height="{BAR_H - 2:.0f}" '
+            f'fill="{b.color}"/>'
+        )
+        out.append(
+            f'<text x="{LABEL_W + b.width + 4:.1f}" y="{b.y + BAR_H - 4:.1f}">{cents(b.value):,.2f}</text>'
+        )
     legend_y = height - 6
     for j, s in enumerate(chart.series):
         x = LABEL_W + j * 120
@@ -112,10 +130,24 @@ def to_drawing(chart: BarChart, width: float = WIDTH) -> Drawing:
         d.add(String((LABEL_W - 6) * k, (height - y - 4) * k, cat, fontSize=8, textAnchor="end"))
     for b in bars:
         color = colors.HexColor(b.color)
-        d.add(Rect(LABEL_W * k, (height - b.y - BAR_H + 2) * k, b.width * k, (BAR_H - 2) * k,
-                   fillColor=color, strokeColor=None))
-        d.add(String((LABEL_W + b.width + 4) * k, (height - b.y - BAR_H + 4) * k, f"{cents(b.value):,.2f}",
-                     fontSize=7))
+        d.add(
+            Rect(
+                LABEL_W * k,
+                (height - b.y - BAR_H + 2) * k,
+                b.width * k,
+                (BAR_H - 2) * k,
+                fillColor=color,
+                strokeColor=None,
+            )
+        )
+        d.add(
+            String(
+                (LABEL_W + b.width + 4) * k,
+                (height - b.y - BAR_H + 4) * k,
+                f"{cents(b.value):,.2f}",
+                fontSize=7,
+            )
+        )
     for j, s in enumerate(chart.series):
         x = (LABEL_W + j * 120) * k
         d.add(Rect(x, 4 * k, 8, 8, fillColor=colors.HexColor(PALETTE[j]), strokeColor=None))

@@ -39,8 +39,9 @@ def split_s3_url(url: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def deliver_s3(files: Mapping[str, bytes], url: str, *, endpoint_url: str | None = None,
-               client: Any = None) -> tuple[str, ...]:
+def deliver_s3(
+    files: Mapping[str, bytes], url: str, *, endpoint_url: str | None = None, client: Any = None
+) -> tuple[str, ...]:
     """Upload each file to `url` (`s3://bucket/prefix`); returns the object URLs written."""
     import boto3  # the aws extra; imported here so local delivery works without it
     from botocore.exceptions import BotoCoreError, ClientError
@@ -51,8 +52,12 @@ def deliver_s3(files: Mapping[str, bytes], url: str, *, endpoint_url: str | None
     for name, data in files.items():
         key = f"{prefix}/{name}" if prefix else name
         try:
-            s3.put_object(Bucket=bucket, Key=key, Body=data,
-                          ContentType=CONTENT_TYPES.get(name, "application/octet-stream"))
+            s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=data,
+                ContentType=CONTENT_TYPES.get(name, "application/octet-stream"),
+            )
         except (BotoCoreError, ClientError) as exc:
             raise GpulensError(f"upload to s3://{bucket}/{key} failed: {exc}") from exc
         written.append(f"s3://{bucket}/{key}")

@@ -34,16 +34,20 @@ def _table(table: Table) -> str:
     if not table.rows:
         body = f'<tr><td colspan="{len(table.columns)}">none this week</td></tr>'
     note = f'<p class="note">{escape(table.note)}</p>' if table.note else ""
-    return (f'<h2 id="{table.key}">{escape(table.title)}</h2>{note}'
-            f'<table style="border-collapse:collapse"><tr>{head}</tr>{body}</table>')
+    return (
+        f'<h2 id="{table.key}">{escape(table.title)}</h2>{note}'
+        f'<table style="border-collapse:collapse"><tr>{head}</tr>{body}</table>'
+    )
 
 
 def _banner(report: WeeklyReport) -> str:
     reasons = report.incomplete_reasons
     if not reasons:
         return ""
-    return (f'<div class="incomplete" style="{_BANNER}">Incomplete week: '
-            f"{escape('; '.join(reasons))}. Totals below cover only the data received.</div>")
+    return (
+        f'<div class="incomplete" style="{_BANNER}">Incomplete week: '
+        f"{escape('; '.join(reasons))}. Totals below cover only the data received.</div>"
+    )
 
 
 def render_html(report: WeeklyReport) -> str:
@@ -59,6 +63,8 @@ def render_html(report: WeeklyReport) -> str:
         svgs,
         *(_table(t) for t in tables[1:]),
     ]
-    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>GPU spend {escape(report.week.label)}</title><style>{_CSS}</style></head>"
-            f"<body>{''.join(body)}</body></html>")
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>GPU spend {escape(report.week.label)}</title><style>{_CSS}</style></head>"
+        f"<body>{''.join(body)}</body></html>"
+    )

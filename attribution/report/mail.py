@@ -32,8 +32,9 @@ class SmtpConfig:
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
 
 
-def build_message(subject: str, html: str, files: Mapping[str, bytes], *, sender: str,
-                  recipients: Sequence[str]) -> EmailMessage:
+def build_message(
+    subject: str, html: str, files: Mapping[str, bytes], *, sender: str, recipients: Sequence[str]
+) -> EmailMessage:
     msg = EmailMessage()
     msg["Subject"] = subject
     msg["From"] = sender
@@ -52,8 +53,9 @@ def send_email(config: SmtpConfig, msg: EmailMessage) -> None:
     context = config.ssl_context or ssl.create_default_context()
     try:
         if config.tls == "ssl":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout,
-                                                  context=context)
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                config.host, config.port, timeout=config.timeout, context=context
+            )
         else:
             smtp = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
         with smtp:
@@ -63,11 +65,15 @@ def send_email(config: SmtpConfig, msg: EmailMessage) -> None:
                 smtp.login(config.user, config.password or "")
             refused = smtp.send_message(msg, from_addr=config.sender, to_addrs=list(config.recipients))
     except smtplib.SMTPAuthenticationError as exc:
-        raise GpulensError(f"SMTP login to {config.host}:{config.port} as {config.user!r} was refused "
-                           f"({exc.smtp_code}); check GPULENS_SMTP_USER/GPULENS_SMTP_PASSWORD") from None
+        raise GpulensError(
+            f"SMTP login to {config.host}:{config.port} as {config.user!r} was refused "
+            f"({exc.smtp_code}); check GPULENS_SMTP_USER/GPULENS_SMTP_PASSWORD"
+        ) from None
     except (smtplib.SMTPException, OSError) as exc:
-        raise GpulensError(f"sending the report via {config.host}:{config.port} failed: "
-                           f"{type(exc).__name__}: {_safe(exc, config)}") from None
+        raise GpulensError(
+            f"sending the report via {config.host}:{config.port} failed: "
+            f"{type(exc).__name__}: {_safe(exc, config)}"
+        ) from None
     if refused:
         raise GpulensError(f"the SMTP server refused recipients: {', '.join(sorted(refused))}")
 

@@ -19,16 +19,26 @@ from gpulens.attribution.report.tables import Table as Section
 _STYLES = getSampleStyleSheet()
 _CELL = ParagraphStyle("cell", parent=_STYLES["BodyText"], fontSize=7.5, leading=9)
 _NOTE = ParagraphStyle("note", parent=_STYLES["BodyText"], fontSize=8, textColor=colors.HexColor("#555555"))
-_BANNER = ParagraphStyle("banner", parent=_STYLES["BodyText"], fontSize=11, leading=14,
-                         backColor=colors.HexColor("#fff3cd"), borderColor=colors.HexColor("#e0b100"),
-                         borderWidth=1, borderPadding=6, spaceAfter=10)
-_GRID = TableStyle([
-    ("FONT", (0, 0), (-1, -1), "Helvetica", 7.5),
-    ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 7.5),
-    ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#f3f5f8")),
-    ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#dddddd")),
-    ("VALIGN", (0, 0), (-1, -1), "TOP"),
-])
+_BANNER = ParagraphStyle(
+    "banner",
+    parent=_STYLES["BodyText"],
+    fontSize=11,
+    leading=14,
+    backColor=colors.HexColor("#fff3cd"),
+    borderColor=colors.HexColor("#e0b100"),
+    borderWidth=1,
+    borderPadding=6,
+    spaceAfter=10,
+)
+_GRID = TableStyle(
+    [
+        ("FONT", (0, 0), (-1, -1), "Helvetica", 7.5),
+        ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 7.5),
+        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#f3f5f8")),
+        ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#dddddd")),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+    ]
+)
 _NUMERIC = ("money", "hours", "ratio", "change", "int")
 
 
@@ -57,18 +67,34 @@ def _section(section: Section) -> list[Flowable]:
 def render_pdf(report: WeeklyReport) -> bytes:
     """The whole report as pdf bytes, A4 landscape; the incomplete-week notice sits on page one."""
     buf = io.BytesIO()
-    doc = SimpleDocTemplate(buf, pagesize=landscape(A4), leftMargin=15 * mm, rightMargin=15 * mm,
-                            topMargin=12 * mm, bottomMargin=12 * mm,
-                            title=f"GPU spend {report.week.label}", author="gpulens")
+    doc = SimpleDocTemplate(
+        buf,
+        pagesize=landscape(A4),
+        leftMargin=15 * mm,
+        rightMargin=15 * mm,
+        topMargin=12 * mm,
+        bottomMargin=12 * mm,
+        title=f"GPU spend {report.week.label}",
+        author="gpulens",
+    )
     tables = sections(report)
     story: list[Flowable] = [
         Paragraph(f"GPU spend, week {escape(report.week.label)}", _STYLES["Title"]),
-        Paragraph(f"{report.week.start:%a %Y-%m-%d} to {report.week.end:%a %Y-%m-%d} 00:00 UTC, "
-                  f"{escape(report.currency)}, {escape(report.allocation.basis)} cost", _NOTE),
+        Paragraph(
+            f"{report.week.start:%a %Y-%m-%d} to {report.week.end:%a %Y-%m-%d} 00:00 UTC, "
+            f"{escape(report.currency)}, {escape(report.allocation.basis)} cost",
+            _NOTE,
+        ),
     ]
     if report.incomplete_reasons:
-        story.append(Paragraph("Incomplete week: " + escape("; ".join(report.incomplete_reasons))
-                               + ". Totals below cover only the data received.", _BANNER))
+        story.append(
+            Paragraph(
+                "Incomplete week: "
+                + escape("; ".join(report.incomplete_reasons))
+                + ". Totals below cover only the data received.",
+                _BANNER,
+            )
+        )
     story += _section(tables[0])
     story += [Spacer(1, 6 * mm), *(to_drawing(c, width=doc.width * 0.62) for c in charts(report))]
     for section in tables[1:]:

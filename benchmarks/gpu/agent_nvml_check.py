@@ -23,20 +23,39 @@ import urllib.request
 from pathlib import Path
 
 GPU_FAMILIES = (
-    "gpulens_gpu_up", "gpulens_gpu_utilization_ratio", "gpulens_gpu_sm_active_ratio",
-    "gpulens_gpu_sm_occupancy_ratio", "gpulens_gpu_tensor_active_ratio", "gpulens_gpu_dram_active_ratio",
-    "gpulens_gpu_memory_used_bytes", "gpulens_gpu_memory_total_bytes", "gpulens_gpu_power_watts",
-    "gpulens_gpu_energy_joules_total", "gpulens_gpu_temperature_celsius", "gpulens_gpu_sm_clock_hertz",
-    "gpulens_gpu_sm_active_seconds_total", "gpulens_gpu_tensor_active_seconds_total",
-    "gpulens_gpu_dram_active_seconds_total", "gpulens_gpu_held_seconds_total", "gpulens_gpu_xid_errors_total",
+    "gpulens_gpu_up",
+    "gpulens_gpu_utilization_ratio",
+    "gpulens_gpu_sm_active_ratio",
+    "gpulens_gpu_sm_occupancy_ratio",
+    "gpulens_gpu_tensor_active_ratio",
+    "gpulens_gpu_dram_active_ratio",
+    "gpulens_gpu_memory_used_bytes",
+    "gpulens_gpu_memory_total_bytes",
+    "gpulens_gpu_power_watts",
+    "gpulens_gpu_energy_joules_total",
+    "gpulens_gpu_temperature_celsius",
+    "gpulens_gpu_sm_clock_hertz",
+    "gpulens_gpu_sm_active_seconds_total",
+    "gpulens_gpu_tensor_active_seconds_total",
+    "gpulens_gpu_dram_active_seconds_total",
+    "gpulens_gpu_held_seconds_total",
+    "gpulens_gpu_xid_errors_total",
     "gpulens_gpu_ecc_errors_total",
 )
-GPM = {"gpulens_gpu_sm_active_ratio", "gpulens_gpu_sm_occupancy_ratio", "gpulens_gpu_tensor_active_ratio",
-       "gpulens_gpu_dram_active_ratio", "gpulens_gpu_sm_active_seconds_total",
-       "gpulens_gpu_tensor_active_seconds_total", "gpulens_gpu_dram_active_seconds_total"}
+GPM = {
+    "gpulens_gpu_sm_active_ratio",
+    "gpulens_gpu_sm_occupancy_ratio",
+    "gpulens_gpu_tensor_active_ratio",
+    "gpulens_gpu_dram_active_ratio",
+    "gpulens_gpu_sm_active_seconds_total",
+    "gpulens_gpu_tensor_active_seconds_total",
+    "gpulens_gpu_dram_active_seconds_total",
+}
 # Absent on an idle node for good reasons, not failures:
-EXPECTED_ABSENT = {"gpulens_gpu_held_seconds_total": "no job mapped (no trainer, no GPULENS_JOB_ID process)",
-                   "gpulens_gpu_xid_errors_total": "no XID happened"}
+EXPECTED_ABSENT = {
+    "gpulens_gpu_held_seconds_total": "no job mapped (no trainer, no GPULENS_JOB_ID process)",
+    "gpulens_gpu_xid_errors_total": "no XID happened",
+}
 
 
 def free_port() -> int:
@@ -71,8 +90,22 @@ def run_quiet(cmd: list[str]) -> str:
 
 
 def start_agent(tmp: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "gpulens", "agent", "--backend", "nvml", "--port", str(port),
-           "--socket", str(tmp / "agent.sock"), "--node", socket.gethostname(), "--interval", "1.0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gpulens",
+        "agent",
+        "--backend",
+        "nvml",
+        "--port",
+        str(port),
+        "--socket",
+        str(tmp / "agent.sock"),
+        "--node",
+        socket.gethostname(),
+        "--interval",
+        "1.0",
+    ]
     print("$", " ".join(cmd), flush=True)
     with log.open("wb") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -101,30 +134,43 @@ def report(first: str, second: str) -> None:
         print(f"  {f}{tag}: {len(f2.get(f, f1.get(f, [])))} series")
     print("\n== absent ==")
     for f in absent:
-        why = EXPECTED_ABSENT.get(f, "GPM profiling field: not supported or not readable" if f in GPM else "not supported")
+        why = EXPECTED_ABSENT.get(
+            f, "GPM profiling field: not supported or not readable" if f in GPM else "not supported"
+        )
         print(f"  {f}  ({why})")
     print(f"\nGPM families present: {sorted(set(present) & GPM) or 'none'}")
     info = f2.get("gpulens_agent_info", [])
     print("\n== gpulens_agent_info ==\n  " + ("\n  ".join(info) if info else "(missing)"))
     up = f2.get("gpulens_gpu_up", [])
-    print(f"\ngpulens_gpu_up: {sum(1 for x in up if x.endswith(' 1.0'))} up, "
-          f"{sum(1 for x in up if x.endswith(' 0.0'))} down")
+    print(
+        f"\ngpulens_gpu_up: {sum(1 for x in up if x.endswith(' 1.0'))} up, "
+        f"{sum(1 for x in up if x.endswith(' 0.0'))} down"
+    )
     print("\n== counters between the two scrapes (3 s apart) ==")
-    for f in ("gpulens_gpu_energy_joules_total", "gpulens_gpu_sm_active_seconds_total",
-              "gpulens_gpu_tensor_active_seconds_total", "gpulens_gpu_dram_active_seconds_total",
-              "gpulens_agent_sample_seconds_count"):
+    for f in (
+        "gpulens_gpu_energy_joules_total",
+        "gpulens_gpu_sm_active_seconds_total",
+        "gpulens_gpu_tensor_active_seconds_total",
+        "gpulens_gpu_dram_active_seconds_total",
+        "gpulens_agent_sample_seconds_count",
+    ):
         if f in f1 or f in f2:
             print(f"  {f}: {total(f1.get(f, [])):.3f} -> {total(f2.get(f, [])):.3f}")
     print("\n== first sample lines ==")
     samples = [line for line in second.splitlines() if line.startswith("gpulens_gpu_")]
     for line in samples[:25]:
         print("  " + line)
-    sample_hist = f2.get("gpulens_agent_sample_seconds_sum", []) + f2.get("gpulens_agent_sample_seconds_count", [])
+    sample_hist = f2.get("gpulens_agent_sample_seconds_sum", []) + f2.get(
+        "gpulens_agent_sample_seconds_count", []
+    )
     print("\n" + "\n".join("  " + x for x in sample_hist))
 
 
 def main() -> int:
-    print("nvidia-smi -L:\n" + (run_quiet(["nvidia-smi", "-L"]) if shutil.which("nvidia-smi") else "(no nvidia-smi)"))
+    print(
+        "nvidia-smi -L:\n"
+        + (run_quiet(["nvidia-smi", "-L"]) if shutil.which("nvidia-smi") else "(no nvidia-smi)")
+    )
     out_dir = Path(os.environ["OUT"]) if os.environ.get("OUT") else None
     with tempfile.TemporaryDirectory(prefix="gpulens-nvml-check-") as d:
         tmp = Path(d)
@@ -134,7 +180,9 @@ def main() -> int:
         url = f"http://127.0.0.1:{port}"
         try:
             if not wait_healthy(url, proc):
-                print(f"AGENT FAILED TO START (exit {proc.poll()}); its log:\n{log.read_text(errors='replace')}")
+                print(
+                    f"AGENT FAILED TO START (exit {proc.poll()}); its log:\n{log.read_text(errors='replace')}"
+                )
                 return 1
             time.sleep(2.0)  # two ticks: GPM needs two samples for a window
             first = get(f"{url}/metrics")

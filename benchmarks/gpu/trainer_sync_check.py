@@ -54,8 +54,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=SYNC_STEPS, help="instrumented steps under sync debug")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="timing rounds per variant")
     parser.add_argument("--round-steps", type=int, default=ROUND, help="steps per timing round")
-    parser.add_argument("--warmup-seconds", type=float, default=None,
-                        help=f"seconds of every variant in turn before timing ({WARMUP_SECONDS:g} on CUDA, 0 on the CPU)")
+    parser.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=None,
+        help=f"seconds of every variant in turn before timing ({WARMUP_SECONDS:g} on CUDA, 0 on the CPU)",
+    )
     return parser.parse_args(argv)
 
 
@@ -75,8 +79,14 @@ def sync_check(device: str, steps: int, log: Path) -> list[str]:
     work = workload(device)
     for _ in range(3):  # warm-up: cuBLAS handles, allocator pools, kernels' first launch
         work.step()
-    monitor = StepMonitor("sync-check", "gpulens", flops_per_token=work.shape.flops_per_token(), precision="fp32",
-                          sinks=[JsonlSink(log)], env={})
+    monitor = StepMonitor(
+        "sync-check",
+        "gpulens",
+        flops_per_token=work.shape.flops_per_token(),
+        precision="fp32",
+        sinks=[JsonlSink(log)],
+        env={},
+    )
     on_cuda = device.startswith("cuda")
     nan_at = steps * 3 // 4
     if on_cuda:
@@ -99,7 +109,9 @@ def sync_check(device: str, steps: int, log: Path) -> list[str]:
     return check_records(log, steps, on_cuda, nan_at, [(a.step, a.kind) for a in monitor.anomalies])
 
 
-def check_records(log: Path, steps: int, on_cuda: bool, nan_at: int, anomalies: list[tuple[int, str]]) -> list[str]:
+def check_records(
+    log: Path, steps: int, on_cuda: bool, nan_at: int, anomalies: list[tuple[int, str]]
+) -> list[str]:
     records = [json.loads(line) for line in log.read_text().splitlines()]
     step_records = [r for r in records if r["kind"] == "step"]
     problems = []
@@ -120,8 +132,9 @@ def check_records(log: Path, steps: int, on_cuda: bool, nan_at: int, anomalies: 
 Variant = Callable[[], float]  # runs one step; returns the seconds spent inside StepMonitor's calls
 
 
-def timed_rounds(device: str, rounds: int, round_steps: int, warmup: float) -> tuple[dict[str, list[float]],
-                                                                                      dict[str, list[float]]]:
+def timed_rounds(
+    device: str, rounds: int, round_steps: int, warmup: float
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Seconds per step of each variant, one figure per round (rounds interleaved, order rotated), and the
     host seconds spent inside StepMonitor calls, one figure per step."""
     import torch
@@ -132,11 +145,25 @@ def timed_rounds(device: str, rounds: int, round_steps: int, warmup: float) -> t
     sync = torch.cuda.synchronize if on_cuda else (lambda: None)
     clock = time.perf_counter
     work = workload(device, seed=1)
-    nobody = Path(tempfile.gettempdir()) / "gpulens-sync-check-no-agent.sock"  # the drop path, as without an agent
-    monitor = StepMonitor("overhead", "gpulens", flops_per_token=work.shape.flops_per_token(), precision="fp32",
-                          socket=nobody, env={})
-    monitor_events = StepMonitor("events", "gpulens", flops_per_token=work.shape.flops_per_token(),
-                                 precision="fp32", socket=nobody, env={})
+    nobody = (
+        Path(tempfile.gettempdir()) / "gpulens-sync-check-no-agent.sock"
+    )  # the drop path, as without an agent
+    monitor = StepMonitor(
+        "overhead",
+        "gpulens",
+        flops_per_token=work.shape.flops_per_token(),
+        precision="fp32",
+        socket=nobody,
+        env={},
+    )
+    monitor_events = StepMonitor(
+        "events",
+        "gpulens",
+        flops_per_token=work.shape.flops_per_token(),
+        precision="fp32",
+        socket=nobody,
+        env={},
+    )
     naive_log: list[tuple[float, float]] = []
 
     def bare() -> float:
@@ -169,8 +196,12 @@ def timed_rounds(device: str, rounds: int, round_steps: int, warmup: float) -> t
         naive_log.append((clock() - t0, loss.item()))
         return 0.0
 
-    variants: dict[str, Variant] = {"bare loop": bare, "StepMonitor": monitored,
-                                    "StepMonitor, events only": events_only, "naive synchronize() timer": naive}
+    variants: dict[str, Variant] = {
+        "bare loop": bare,
+        "StepMonitor": monitored,
+        "StepMonitor, events only": events_only,
+        "naive synchronize() timer": naive,
+    }
     names = list(variants)
     deadline = clock() + warmup
     for lap in itertools.count():  # warm-up: GPU clocks up, caching allocators and the event pool filled
@@ -183,7 +214,9 @@ def timed_rounds(device: str, rounds: int, round_steps: int, warmup: float) -> t
     per_step: dict[str, list[float]] = {name: [] for name in names}
     host: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:  # rotated: no variant always goes first
+        for name in (
+            names[r % len(names) :] + names[: r % len(names)]
+        ):  # rotated: no variant always goes first
             fn, inside = variants[name], host[name]
             t0 = clock()
             for _ in range(round_steps):
@@ -205,8 +238,11 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
 def table(per_step: dict[str, list[float]], host: dict[str, list[float]]) -> str:
     bare = per_step["bare loop"]
     n = len(bare)
-    lines = [f"| variant | per step, median of {n} rounds | IQR of rounds | overhead vs bare, paired median "
-             "[IQR] | host time in StepMonitor calls per step: median, mean [IQR] |", "|---|---|---|---|---|"]
+    lines = [
+        f"| variant | per step, median of {n} rounds | IQR of rounds | overhead vs bare, paired median "
+        "[IQR] | host time in StepMonitor calls per step: median, mean [IQR] |",
+        "|---|---|---|---|---|",
+    ]
     for name, values in per_step.items():
         q1, median, q3 = quartiles(values)
         d1, d2, d3 = quartiles([v - b for v, b in zip(values, bare, strict=True)])
@@ -214,17 +250,23 @@ def table(per_step: dict[str, list[float]], host: dict[str, list[float]]) -> str
         inside = host.get(name)
         if inside:
             h1, h2, h3 = quartiles(inside)
-            host_cell = f"{h2 * 1e6:.1f} µs, {statistics.fmean(inside) * 1e6:.1f} µs [{h1 * 1e6:.1f}–{h3 * 1e6:.1f}]"
+            host_cell = (
+                f"{h2 * 1e6:.1f} µs, {statistics.fmean(inside) * 1e6:.1f} µs [{h1 * 1e6:.1f}–{h3 * 1e6:.1f}]"
+            )
         else:
             host_cell = "—"
-        lines.append(f"| {name} | {median * 1e3:.3f} ms | {q1 * 1e3:.3f}–{q3 * 1e3:.3f} ms "
-                     f"({(q3 - q1) / median * 100:.1f} %) | {d2 * 1e6:+.1f} µs ({d2 / base * 100:+.1f} %) "
-                     f"[{d1 * 1e6:+.1f}, {d3 * 1e6:+.1f}] | {host_cell} |")
+        lines.append(
+            f"| {name} | {median * 1e3:.3f} ms | {q1 * 1e3:.3f}–{q3 * 1e3:.3f} ms "
+            f"({(q3 - q1) / median * 100:.1f} %) | {d2 * 1e6:+.1f} µs ({d2 / base * 100:+.1f} %) "
+            f"[{d1 * 1e6:+.1f}, {d3 * 1e6:+.1f}] | {host_cell} |"
+        )
     q1, _, q3 = quartiles(bare)
     lines.append("")
-    lines.append(f"GPU-timing noise: the bare loop's rounds spread {(q3 - q1) * 1e6:.0f} µs (IQR). Host work "
-                 "StepMonitor adds per step is the mean host column (it includes the batched reporting); "
-                 "a paired overhead well above it, inside the noise, is not host work.")
+    lines.append(
+        f"GPU-timing noise: the bare loop's rounds spread {(q3 - q1) * 1e6:.0f} µs (IQR). Host work "
+        "StepMonitor adds per step is the mean host column (it includes the batched reporting); "
+        "a paired overhead well above it, inside the noise, is not host work."
+    )
     return "\n".join(lines)
 
 
@@ -245,13 +287,23 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         problems = sync_check(args.device, args.steps, Path(tmp) / "steps.jsonl")
     mode = 'set_sync_debug_mode("error")' if args.device.startswith("cuda") else "no sync debug (CPU)"
-    print(f"{args.steps} instrumented steps under {mode}: "
-          + (f"no synchronization raised; records and the NaN at step {args.steps * 3 // 4} checked" if not problems
-             else "; ".join(problems)))
-    warmup = args.warmup_seconds if args.warmup_seconds is not None else (
-        WARMUP_SECONDS if args.device.startswith("cuda") else 0.0)
-    print(f"timing: {args.rounds} rounds x {args.round_steps} steps per variant after {warmup:g} s of warm-up; "
-          f"records encoded with {'orjson' if importlib.util.find_spec('orjson') else 'the json module'}")
+    print(
+        f"{args.steps} instrumented steps under {mode}: "
+        + (
+            f"no synchronization raised; records and the NaN at step {args.steps * 3 // 4} checked"
+            if not problems
+            else "; ".join(problems)
+        )
+    )
+    warmup = (
+        args.warmup_seconds
+        if args.warmup_seconds is not None
+        else (WARMUP_SECONDS if args.device.startswith("cuda") else 0.0)
+    )
+    print(
+        f"timing: {args.rounds} rounds x {args.round_steps} steps per variant after {warmup:g} s of warm-up; "
+        f"records encoded with {'orjson' if importlib.util.find_spec('orjson') else 'the json module'}"
+    )
     print(table(*timed_rounds(args.device, args.rounds, args.round_steps, warmup)))
     return 1 if problems else 0
 

@@ -69,8 +69,12 @@ class DcgmBackend:
 
     name = "dcgm"
 
-    def __init__(self, session: DcgmSession | None = None, interval_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        session: DcgmSession | None = None,
+        interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.session = session if session is not None else PydcgmSession()
         self._clock = clock
         self._devices = tuple(self.session.gpus())
@@ -87,9 +91,14 @@ class DcgmBackend:
 
     def capabilities(self) -> Capabilities:
         w = self._watched
-        return Capabilities(profiling=all(f in w for f in PROFILING.values()), energy=156 in w,
-                            xid_events=XID_FIELD in w, ecc=311 in w, processes=False,
-                            extra=("dcgm_profiling",) if 1002 in w else ())
+        return Capabilities(
+            profiling=all(f in w for f in PROFILING.values()),
+            energy=156 in w,
+            xid_events=XID_FIELD in w,
+            ecc=311 in w,
+            processes=False,
+            extra=("dcgm_profiling",) if 1002 in w else (),
+        )
 
     def set_profiling(self, enabled: bool) -> None:
         """Pause/resume DCGM profiling (dcgmProfPause) so Nsight/CUPTI can take the counters."""
@@ -144,7 +153,9 @@ class PydcgmSession:
             self._handle = pydcgm.DcgmHandle(opMode=dcgm_structs.DCGM_OPERATION_MODE_AUTO)
             system = self._handle.GetSystem()
             self._ids = list(system.discovery.GetAllSupportedGpuIds())
-            self._group = pydcgm.DcgmGroup(self._handle, groupName="gpulens", groupType=dcgm_structs.DCGM_GROUP_EMPTY)
+            self._group = pydcgm.DcgmGroup(
+                self._handle, groupName="gpulens", groupType=dcgm_structs.DCGM_GROUP_EMPTY
+            )
             for gid in self._ids:
                 self._group.AddGpu(gid)
             self._attrs = {gid: system.discovery.GetGpuAttributes(gid) for gid in self._ids}
@@ -154,8 +165,12 @@ class PydcgmSession:
         self._field_group: Any = None
 
     def gpus(self) -> Sequence[GpuIdentity]:
-        return [GpuIdentity(gid, str(self._attrs[gid].identifiers.uuid), str(self._attrs[gid].identifiers.deviceName))
-                for gid in self._ids]
+        return [
+            GpuIdentity(
+                gid, str(self._attrs[gid].identifiers.uuid), str(self._attrs[gid].identifiers.deviceName)
+            )
+            for gid in self._ids
+        ]
 
     def watch(self, field_ids: Sequence[int], interval_s: float) -> Sequence[int]:
         watched = []
@@ -173,8 +188,11 @@ class PydcgmSession:
         values = self._group.samples.GetLatest_v2(self._field_group).values
         out: dict[int, dict[int, Value]] = {}
         for gid, fields in values.get(self._structs.DCGM_FE_GPU, {}).items():
-            out[int(gid)] = {int(fid): (None if v[-1].isBlank else float(v[-1].value), int(v[-1].ts))
-                             for fid, v in fields.items() if len(v)}
+            out[int(gid)] = {
+                int(fid): (None if v[-1].isBlank else float(v[-1].value), int(v[-1].ts))
+                for fid, v in fields.items()
+                if len(v)
+            }
         return out
 
     def pause_profiling(self, paused: bool) -> None:

@@ -66,12 +66,16 @@ class NvmlBackend:
         try:
             self.nv.nvmlInit()
         except self.nv.NVMLError as exc:
-            raise BackendUnavailable(f"NVML could not start: {exc} (is the NVIDIA driver installed and loaded?)") from None
+            raise BackendUnavailable(
+                f"NVML could not start: {exc} (is the NVIDIA driver installed and loaded?)"
+            ) from None
         try:
             count = self.nv.nvmlDeviceGetCount()
             self._handles = [self.nv.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
-            self._devices = tuple(GpuIdentity(i, _text(self.nv.nvmlDeviceGetUUID(h)), _text(self.nv.nvmlDeviceGetName(h)))
-                                  for i, h in enumerate(self._handles))
+            self._devices = tuple(
+                GpuIdentity(i, _text(self.nv.nvmlDeviceGetUUID(h)), _text(self.nv.nvmlDeviceGetName(h)))
+                for i, h in enumerate(self._handles)
+            )
         except self.nv.NVMLError as exc:
             self.nv.nvmlShutdown()
             raise BackendUnavailable(f"NVML could not list GPUs: {exc}") from None
@@ -111,7 +115,9 @@ class NvmlBackend:
             profiling=bool(self._gpm),
             energy=works(nv.nvmlDeviceGetTotalEnergyConsumption),
             xid_events=self._events is not None,
-            ecc=works(nv.nvmlDeviceGetTotalEccErrors, nv.NVML_MEMORY_ERROR_TYPE_CORRECTED, nv.NVML_VOLATILE_ECC),
+            ecc=works(
+                nv.nvmlDeviceGetTotalEccErrors, nv.NVML_MEMORY_ERROR_TYPE_CORRECTED, nv.NVML_VOLATILE_ECC
+            ),
             processes=works(nv.nvmlDeviceGetComputeRunningProcesses),
             extra=("gpm",) if self._gpm else (),
         )
@@ -206,12 +212,28 @@ class NvmlBackend:
             memory_total_bytes=clean(mem.total) if mem is not None else None,
             power_watts=clean(self._call(i, "power", nv.nvmlDeviceGetPowerUsage), 1e-3),
             energy_joules=clean(self._call(i, "energy", nv.nvmlDeviceGetTotalEnergyConsumption), 1e-3),
-            temperature_celsius=clean(self._call(i, "temperature", nv.nvmlDeviceGetTemperature, nv.NVML_TEMPERATURE_GPU)),
+            temperature_celsius=clean(
+                self._call(i, "temperature", nv.nvmlDeviceGetTemperature, nv.NVML_TEMPERATURE_GPU)
+            ),
             sm_clock_hertz=clean(self._call(i, "sm_clock", nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_SM), 1e6),
-            ecc_corrected=clean(self._call(i, "ecc_corrected", nv.nvmlDeviceGetTotalEccErrors,
-                                           nv.NVML_MEMORY_ERROR_TYPE_CORRECTED, nv.NVML_VOLATILE_ECC)),
-            ecc_uncorrected=clean(self._call(i, "ecc_uncorrected", nv.nvmlDeviceGetTotalEccErrors,
-                                             nv.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nv.NVML_VOLATILE_ECC)),
+            ecc_corrected=clean(
+                self._call(
+                    i,
+                    "ecc_corrected",
+                    nv.nvmlDeviceGetTotalEccErrors,
+                    nv.NVML_MEMORY_ERROR_TYPE_CORRECTED,
+                    nv.NVML_VOLATILE_ECC,
+                )
+            ),
+            ecc_uncorrected=clean(
+                self._call(
+                    i,
+                    "ecc_uncorrected",
+                    nv.nvmlDeviceGetTotalEccErrors,
+                    nv.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
+                    nv.NVML_VOLATILE_ECC,
+                )
+            ),
             pids=tuple(int(p.pid) for p in procs),
             **gpm,
         )
@@ -237,8 +259,10 @@ class NvmlBackend:
             self._call(i, "gpm_free", lambda _h: nv.nvmlGpmSampleFree(prev))
         if result is None:
             return {}
-        return {field: ratio(clean(result.metrics[n].value)) if result.metrics[n].nvmlReturn == 0 else None
-                for n, (field, _const) in enumerate(GPM_FIELDS)}
+        return {
+            field: ratio(clean(result.metrics[n].value)) if result.metrics[n].nvmlReturn == 0 else None
+            for n, (field, _const) in enumerate(GPM_FIELDS)
+        }
 
     def _free_gpm_samples(self) -> None:
         for i in list(self._gpm_prev):

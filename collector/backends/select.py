@@ -24,9 +24,12 @@ def open_dcgm() -> GpuBackend:
     return DcgmBackend()
 
 
-def open_backend(name: str, sim: Callable[[], GpuBackend],
-                 nvml: Callable[[], GpuBackend] = open_nvml,
-                 dcgm: Callable[[], GpuBackend] = open_dcgm) -> GpuBackend:
+def open_backend(
+    name: str,
+    sim: Callable[[], GpuBackend],
+    nvml: Callable[[], GpuBackend] = open_nvml,
+    dcgm: Callable[[], GpuBackend] = open_dcgm,
+) -> GpuBackend:
     """Open the named backend; `auto` tries DCGM then NVML and never falls back to sim silently."""
     if name == "sim":
         return sim()
@@ -41,5 +44,6 @@ def open_backend(name: str, sim: Callable[[], GpuBackend],
         except BackendUnavailable as exc:
             log.debug("auto: %s unavailable: %s", label, exc)
             reasons.append(f"{label}: {exc.message}")
-    raise BackendUnavailable(f"no GPU backend answered ({'; '.join(reasons)}); "
-                             "run with --backend sim for a simulated fleet")
+    raise BackendUnavailable(
+        f"no GPU backend answered ({'; '.join(reasons)}); run with --backend sim for a simulated fleet"
+    )

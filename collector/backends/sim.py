@@ -90,14 +90,17 @@ def parse_fault(text: str) -> SimFault:
         if len(parts) != 3 or xid < 0 or gpu < 0 or after < 0:
             raise ValueError(text)
     except (ValueError, IndexError):
-        raise GpulensError(f"--sim-fault {text!r}: expected XID:GPU:AFTER_SECONDS, e.g. 79:3:5",
-                           field="--sim-fault") from None
+        raise GpulensError(
+            f"--sim-fault {text!r}: expected XID:GPU:AFTER_SECONDS, e.g. 79:3:5", field="--sim-fault"
+        ) from None
     return SimFault(xid, gpu, after)
 
 
 def _unit(seed: int, gpu: int, step: int, field: int) -> float:
     """A deterministic uniform number in [0, 1) from its coordinates (splitmix64)."""
-    x = (seed * 0x9E3779B97F4A7C15 + gpu * 0xBF58476D1CE4E5B9 + step * 0x94D049BB133111EB + field) & (2**64 - 1)
+    x = (seed * 0x9E3779B97F4A7C15 + gpu * 0xBF58476D1CE4E5B9 + step * 0x94D049BB133111EB + field) & (
+        2**64 - 1
+    )
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & (2**64 - 1)
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & (2**64 - 1)
     return ((x ^ (x >> 31)) >> 11) / float(2**53)
@@ -108,13 +111,23 @@ class SimBackend:
 
     name = "sim"
 
-    def __init__(self, gpus: int = 8, model: str = "a100-80gb", seed: int = 0, scenario: str = "mixed",
-                 faults: Sequence[SimFault] = (), clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        gpus: int = 8,
+        model: str = "a100-80gb",
+        seed: int = 0,
+        scenario: str = "mixed",
+        faults: Sequence[SimFault] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if model not in MODELS:
-            raise GpulensError(f"unknown --sim-model {model!r}; one of {', '.join(MODELS)}", field="--sim-model")
+            raise GpulensError(
+                f"unknown --sim-model {model!r}; one of {', '.join(MODELS)}", field="--sim-model"
+            )
         if scenario not in SCENARIOS:
-            raise GpulensError(f"unknown --sim-scenario {scenario!r}; one of {', '.join(SCENARIOS)}",
-                               field="--sim-scenario")
+            raise GpulensError(
+                f"unknown --sim-scenario {scenario!r}; one of {', '.join(SCENARIOS)}", field="--sim-scenario"
+            )
         if gpus < 1:
             raise GpulensError("--sim-gpus must be at least 1", field="--sim-gpus")
         self.model = MODELS[model]
@@ -169,7 +182,10 @@ class SimBackend:
         profile = self._profiles[gpu]
         if base <= 0.0:
             return 0.0
-        first, last = math.floor(t0 / STEP_SECONDS), max(math.ceil(t1 / STEP_SECONDS), math.floor(t0 / STEP_SECONDS) + 1)
+        first, last = (
+            math.floor(t0 / STEP_SECONDS),
+            max(math.ceil(t1 / STEP_SECONDS), math.floor(t0 / STEP_SECONDS) + 1),
+        )
         total = 0.0
         for step in range(first, last):
             noise = 1.0 + 0.1 * (_unit(self.seed, gpu, step, field) - 0.5)
@@ -186,7 +202,9 @@ class SimBackend:
         p = self._profiles[i]
         sm = self._window_mean(i, p.sm_active, 1, t0, now)
         util = self._window_mean(i, min(1.0, p.sm_active * 1.6), 2, t0, now)
-        power = self.model.idle_watts + (self.model.tdp_watts - self.model.idle_watts) * (0.15 * p.memory_fraction + 0.8 * sm)
+        power = self.model.idle_watts + (self.model.tdp_watts - self.model.idle_watts) * (
+            0.15 * p.memory_fraction + 0.8 * sm
+        )
         self._energy[i] = self._energy.get(i, 0.0) + power * max(0.0, now - t0)
         reading = GpuReading(
             identity=device,

@@ -63,11 +63,11 @@ def _fields(data: bytes) -> Iterator[tuple[int, int, bytes | int]]:
             size = varint()
             if i + size > n:
                 raise ValueError("truncated field")
-            yield number, wire, data[i:i + size]
+            yield number, wire, data[i : i + size]
             i += size
         elif wire in (1, 5):
             size = 8 if wire == 1 else 4
-            yield number, wire, data[i:i + size]
+            yield number, wire, data[i : i + size]
             i += size
         else:
             raise ValueError(f"unsupported wire type {wire}")
@@ -106,10 +106,13 @@ class PodResourcesClient:
         try:
             import grpc
         except ImportError:
-            raise GpulensError("grpcio is not installed: pod-resources mapping is off (pip install grpcio)") from None
+            raise GpulensError(
+                "grpcio is not installed: pod-resources mapping is off (pip install grpcio)"
+            ) from None
         self._channel = grpc.insecure_channel(f"unix://{socket}")
-        self._call = self._channel.unary_unary(LIST_METHOD, request_serializer=lambda b: b,
-                                               response_deserializer=lambda b: b)
+        self._call = self._channel.unary_unary(
+            LIST_METHOD, request_serializer=lambda b: b, response_deserializer=lambda b: b
+        )
         self._timeout = timeout
 
     def list(self) -> bytes:
@@ -126,8 +129,9 @@ def is_gpu(resource: str) -> bool:
 class KubeletMapper:
     """Maps a GPU (by UUID or index) to the pod the kubelet allocated it to; refreshed every `every` s."""
 
-    def __init__(self, list_pods: Callable[[], bytes], every: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, list_pods: Callable[[], bytes], every: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._list = list_pods
         self._every = every
         self._clock = clock

@@ -32,5 +32,7 @@ class StaticMapper:
     def annotate(self, readings: Sequence[GpuReading]) -> list[GpuReading]:
         if self.job_id is None and self.team is None:
             return list(readings)
-        return [r if r.job_id or r.team else replace(r, job_id=self.job_id or "", team=self.team or "")
-                for r in readings]
+        return [
+            r if r.job_id or r.team else replace(r, job_id=self.job_id or "", team=self.team or "")
+            for r in readings
+        ]

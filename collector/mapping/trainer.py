@@ -18,8 +18,12 @@ from gpulens.collector.backends.base import GpuReading
 class TrainerMapper:
     """The strongest mapping: a live trainer says which GPU it drives."""
 
-    def __init__(self, timeout: float = 60.0, alive: Callable[[int], bool] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        timeout: float = 60.0,
+        alive: Callable[[int], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.timeout = timeout
         self._alive = alive
         self._clock = clock
@@ -45,5 +49,9 @@ class TrainerMapper:
 
     def annotate(self, readings: Sequence[GpuReading]) -> list[GpuReading]:
         jobs = self.current()
-        return [replace(r, job_id=jobs[r.identity.index][0], team=jobs[r.identity.index][1])
-                if r.identity.index in jobs else r for r in readings]
+        return [
+            replace(r, job_id=jobs[r.identity.index][0], team=jobs[r.identity.index][1])
+            if r.identity.index in jobs
+            else r
+            for r in readings
+        ]

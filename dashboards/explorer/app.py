@@ -46,8 +46,13 @@ class ExplorerConfig:
 
 def create_app(config: ExplorerConfig, queries: Queries | None = None) -> Dash:
     queries = queries or Queries(config.warehouse, prometheus=config.prometheus)
-    app = Dash(__name__, title="gpulens explorer", update_title="", suppress_callback_exceptions=True,
-               assets_folder=str(Path(__file__).parent / "assets"))
+    app = Dash(
+        __name__,
+        title="gpulens explorer",
+        update_title="",
+        suppress_callback_exceptions=True,
+        assets_folder=str(Path(__file__).parent / "assets"),
+    )
     app.layout = shell
     _register_router(app, queries)
     for _, page in PAGES.values():
@@ -58,25 +63,43 @@ def create_app(config: ExplorerConfig, queries: Queries | None = None) -> Dash:
 
 
 def shell() -> html.Div:
-    nav = [dcc.Link(label, href=path, id=f"nav-{path.strip('/')}", className="nav-link")
-           for path, (label, _) in PAGES.items()]
-    return html.Div(className="app", children=[
-        dcc.Location(id=ids.URL, refresh=False),
-        html.Header(className="topbar", children=[
-            html.Div(className="brand", children=[html.Span("gpulens", className="logo"),
-                                                   html.Span("cost explorer", className="subtitle")]),
-            html.Nav(nav, className="nav"),
-            html.Div(id=ids.FRESHNESS, className="freshness"),
-        ]),
-        html.Main(id=ids.PAGE, className="page"),
-    ])
+    nav = [
+        dcc.Link(label, href=path, id=f"nav-{path.strip('/')}", className="nav-link")
+        for path, (label, _) in PAGES.items()
+    ]
+    return html.Div(
+        className="app",
+        children=[
+            dcc.Location(id=ids.URL, refresh=False),
+            html.Header(
+                className="topbar",
+                children=[
+                    html.Div(
+                        className="brand",
+                        children=[
+                            html.Span("gpulens", className="logo"),
+                            html.Span("cost explorer", className="subtitle"),
+                        ],
+                    ),
+                    html.Nav(nav, className="nav"),
+                    html.Div(id=ids.FRESHNESS, className="freshness"),
+                ],
+            ),
+            html.Main(id=ids.PAGE, className="page"),
+        ],
+    )
 
 
 def _register_router(app: Dash, queries: Queries) -> None:
     nav_outputs = [Output(f"nav-{path.strip('/')}", "className") for path in PAGES]
 
-    @app.callback(Output(ids.PAGE, "children"), Output(ids.FRESHNESS, "children"), *nav_outputs,
-                  Input(ids.URL, "pathname"), State(ids.URL, "search"))
+    @app.callback(
+        Output(ids.PAGE, "children"),
+        Output(ids.FRESHNESS, "children"),
+        *nav_outputs,
+        Input(ids.URL, "pathname"),
+        State(ids.URL, "search"),
+    )
     def _route(pathname: str | None, search: str | None) -> tuple[Any, ...]:
         return route(queries, pathname, search)
 
@@ -86,7 +109,9 @@ def route(queries: Queries, pathname: str | None, search: str | None) -> tuple[A
     path = pathname if pathname is not None and pathname in PAGES else "/cost"
     page = PAGES[path][1].layout(queries, urlstate.parse(search))
     rng = queries.data_range()
-    fresh = f"usage to {rng.newest_usage_hour:%Y-%m-%d %H:00} UTC" if rng.newest_usage_hour else "no usage loaded"
+    fresh = (
+        f"usage to {rng.newest_usage_hour:%Y-%m-%d %H:00} UTC" if rng.newest_usage_hour else "no usage loaded"
+    )
     if rng.periods:
         fresh = f"cost {', '.join(rng.periods)} · {fresh}"
     classes = ["nav-link active" if p == path else "nav-link" for p in PAGES]
@@ -102,7 +127,9 @@ def require_basic_auth(app: Dash, user: str, password: str) -> None:
         header = request.headers.get("Authorization", "")
         if header.startswith("Basic ") and hmac.compare_digest(header[6:].strip(), expected):
             return None
-        return Response("authentication required\n", 401, {"WWW-Authenticate": 'Basic realm="gpulens explorer"'})
+        return Response(
+            "authentication required\n", 401, {"WWW-Authenticate": 'Basic realm="gpulens explorer"'}
+        )
 
 
 def _check_bindable(host: str, port: int) -> None:

@@ -28,11 +28,17 @@ from gpulens.dashboards.explorer.readonly import ReadOnlyWarehouse
 T = TypeVar("T")
 
 # allocations.category -> the four groups the cost page stacks by.
-CATEGORY_GROUP = {"direct": "direct", "shared_gpu": "shared", "shared_other": "shared", "idle": "idle",
-                  "unallocated": "unallocated"}
+CATEGORY_GROUP = {
+    "direct": "direct",
+    "shared_gpu": "shared",
+    "shared_other": "shared",
+    "idle": "idle",
+    "unallocated": "unallocated",
+}
 GROUP_ORDER = ("direct", "shared", "idle", "unallocated")
-_GROUP_SQL = ("CASE category WHEN 'shared_gpu' THEN 'shared' WHEN 'shared_other' THEN 'shared' "
-              "ELSE category END")
+_GROUP_SQL = (
+    "CASE category WHEN 'shared_gpu' THEN 'shared' WHEN 'shared_other' THEN 'shared' ELSE category END"
+)
 
 
 @dataclass(frozen=True)
@@ -106,23 +112,30 @@ class Queries:
 
     def _data_range(self) -> DataRange:
         with self.warehouse.cursor() as con:
-            periods = tuple(r[0] for r in con.execute(
-                "SELECT DISTINCT period FROM allocations ORDER BY 1").fetchall())
+            periods = tuple(
+                r[0] for r in con.execute("SELECT DISTINCT period FROM allocations ORDER BY 1").fetchall()
+            )
             first, last = con.execute("SELECT min(day), max(day) FROM allocations").fetchone() or (None, None)
             newest = (con.execute("SELECT max(hour) FROM gpu_usage_hourly").fetchone() or (None,))[0]
-            teams = tuple(r[0] for r in con.execute(
-                "SELECT team FROM allocations WHERE team IS NOT NULL UNION "
-                "SELECT team FROM gpu_usage_hourly WHERE team IS NOT NULL UNION "
-                "SELECT team FROM train_metrics WHERE team IS NOT NULL ORDER BY 1").fetchall())
+            teams = tuple(
+                r[0]
+                for r in con.execute(
+                    "SELECT team FROM allocations WHERE team IS NOT NULL UNION "
+                    "SELECT team FROM gpu_usage_hourly WHERE team IS NOT NULL UNION "
+                    "SELECT team FROM train_metrics WHERE team IS NOT NULL ORDER BY 1"
+                ).fetchall()
+            )
             currency = (con.execute("SELECT any_value(currency) FROM allocations").fetchone() or (None,))[0]
         return DataRange(periods, first, last, newest, teams, currency or "USD")
 
     def counts(self) -> dict[str, int]:
         """Rows per table, for empty states ("run `gpulens ingest cur`")."""
+
         def compute() -> dict[str, int]:
             tables = ("cost_line_items", "gpu_usage_hourly", "train_metrics", "allocations")
             with self.warehouse.cursor() as con:
                 return {t: int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}  # type: ignore[index]
+
         return self._cached(("counts",), compute)
 
     # -- /cost ----------------------------------------------------------------------------------
@@ -136,41 +149,53 @@ class Queries:
 
     def spend_by_day(self, f: CostFilter) -> pd.DataFrame:
         """day, team (NULL for idle/unallocated), grp (direct|shared|idle|unallocated), cost (currency)."""
+
         def compute() -> pd.DataFrame:
             where, params = self._cost_where(f)
             return self._frame(
                 f"SELECT day, team, {_GROUP_SQL} AS grp, CAST(sum(cost) AS DOUBLE) AS cost "
-                f"FROM allocations WHERE {where} GROUP BY ALL ORDER BY day, grp, team", params)
+                f"FROM allocations WHERE {where} GROUP BY ALL ORDER BY day, grp, team",
+                params,
+            )
+
         return self._cached(("spend_by_day", f), compute)
 
     def _usage_hours(self, f: CostFilter, by: str) -> tuple[str, list[Any]]:
         """GPU hours held per `by` in the filter's days, from the usage rollups (as `gpulens attribute`
         measures `gpu_hours`), as a SQL subquery and its parameters."""
-        sql = (f"SELECT {by}, sum(gpu_seconds) / 3600 AS gpu_hours FROM gpu_usage_hourly "
-               f"WHERE hour >= ? AND hour < ? + INTERVAL 1 DAY GROUP BY {by}")
+        sql = (
+            f"SELECT {by}, sum(gpu_seconds) / 3600 AS gpu_hours FROM gpu_usage_hourly "
+            f"WHERE hour >= ? AND hour < ? + INTERVAL 1 DAY GROUP BY {by}"
+        )
         return sql, [f.start, f.end]
 
     def cost_totals(self, f: CostFilter) -> dict[str, float]:
         """Totals of the range per group, waste, and GPU hours (of the filter's teams, from usage)."""
+
         def compute() -> dict[str, float]:
             where, params = self._cost_where(f)
             df = self._frame(
                 f"SELECT {_GROUP_SQL} AS grp, CAST(sum(cost) AS DOUBLE) AS cost, CAST(sum(waste) AS DOUBLE) AS waste "
-                f"FROM allocations WHERE {where} GROUP BY ALL", params)
+                f"FROM allocations WHERE {where} GROUP BY ALL",
+                params,
+            )
             out = {g: float(df.loc[df.grp == g, "cost"].sum()) for g in GROUP_ORDER}
             out["total"] = float(df.cost.sum())
             out["waste"] = float(df.waste.sum())
             hours = self.team_table(f)
             out["gpu_hours"] = float(hours.gpu_hours.sum())
             return out
+
         return self._cached(("cost_totals", f), compute)
 
     def team_table(self, f: CostFilter) -> pd.DataFrame:
         """Per team: direct, shared, total, GPU hours, waste; idle and unallocated as their own rows."""
+
         def compute() -> pd.DataFrame:
             where, params = self._cost_where(f)
             usage, usage_params = self._usage_hours(f, "team")
-            return self._frame(f"""
+            return self._frame(
+                f"""
                 WITH a AS (
                     SELECT coalesce(team, '(' || category || ')') AS label, team,
                            sum(cost) FILTER (category = 'direct') AS direct,
@@ -182,15 +207,20 @@ class Queries:
                        round(CAST(total AS DOUBLE), 2) AS total, round(coalesce(u.gpu_hours, 0), 1) AS gpu_hours,
                        round(CAST(waste AS DOUBLE), 2) AS waste
                 FROM a LEFT JOIN ({usage}) u ON u.team = a.team
-                ORDER BY starts_with(label, '('), total DESC""", params + usage_params)
+                ORDER BY starts_with(label, '('), total DESC""",
+                params + usage_params,
+            )
+
         return self._cached(("team_table", f), compute)
 
     def team_jobs(self, f: CostFilter) -> pd.DataFrame:
         """Drill-down: per team, job and instance (resource id): category, cost, GPU hours, waste."""
+
         def compute() -> pd.DataFrame:
             where, params = self._cost_where(f)
             usage, usage_params = self._usage_hours(f, "job_id, instance_id")
-            return self._frame(f"""
+            return self._frame(
+                f"""
                 WITH a AS (
                     SELECT team, job_id, resource_id, {_GROUP_SQL} AS category, sum(cost) AS cost,
                            sum(waste) AS waste
@@ -201,17 +231,24 @@ class Queries:
                            AS gpu_hours,
                        round(CAST(waste AS DOUBLE), 2) AS waste
                 FROM a LEFT JOIN ({usage}) u ON u.job_id = a.job_id AND u.instance_id = a.resource_id
-                ORDER BY cost DESC, job_id, resource_id""", params + usage_params)
+                ORDER BY cost DESC, job_id, resource_id""",
+                params + usage_params,
+            )
+
         return self._cached(("team_jobs", f), compute)
 
     def unallocated(self, f: CostFilter) -> pd.DataFrame:
         """Unallocated spend by resource id, largest first: the tags to fix."""
+
         def compute() -> pd.DataFrame:
             where, params = self._cost_where(f.__class__(f.start, f.end, (), f.basis))
             return self._frame(
                 "SELECT coalesce(resource_id, '(no resource id)') AS resource_id, "
                 "round(CAST(sum(cost) AS DOUBLE), 2) AS cost, count(DISTINCT day) AS days "
-                f"FROM allocations WHERE {where} AND category = 'unallocated' GROUP BY 1 ORDER BY cost DESC", params)
+                f"FROM allocations WHERE {where} AND category = 'unallocated' GROUP BY 1 ORDER BY cost DESC",
+                params,
+            )
+
         return self._cached(("unallocated", f), compute)
 
     # -- /utilization ---------------------------------------------------------------------------
@@ -242,12 +279,38 @@ class Queries:
     def underutilized(self, f: UtilFilter) -> pd.DataFrame:
         """The flagged (GPU, job) pairs as a table, filtered by model and team."""
         flags = self.flags(f.window_hours, f.sm_threshold)
-        rows = [{"node": u.node, "instance_id": u.instance_id, "gpu": u.gpu, "model": u.model or "",
-                 "gpu_family": gpu_family(u.model), "team": u.team, "job_id": u.job_id,
-                 "hours": round(u.hours, 1), "sm_active": round(u.sm_active, 3), "measure": u.measure,
-                 "waste": round(float(u.waste), 2)} for u in flags.underutilized]
-        df = pd.DataFrame(rows, columns=["node", "instance_id", "gpu", "model", "gpu_family", "team", "job_id",
-                                         "hours", "sm_active", "measure", "waste"])
+        rows = [
+            {
+                "node": u.node,
+                "instance_id": u.instance_id,
+                "gpu": u.gpu,
+                "model": u.model or "",
+                "gpu_family": gpu_family(u.model),
+                "team": u.team,
+                "job_id": u.job_id,
+                "hours": round(u.hours, 1),
+                "sm_active": round(u.sm_active, 3),
+                "measure": u.measure,
+                "waste": round(float(u.waste), 2),
+            }
+            for u in flags.underutilized
+        ]
+        df = pd.DataFrame(
+            rows,
+            columns=[
+                "node",
+                "instance_id",
+                "gpu",
+                "model",
+                "gpu_family",
+                "team",
+                "job_id",
+                "hours",
+                "sm_active",
+                "measure",
+                "waste",
+            ],
+        )
         if f.model != "all":
             df = df[df.gpu_family == f.model.upper()]
         if f.teams:
@@ -260,6 +323,7 @@ class Queries:
         Buckets are 1 h for windows up to two days, 6 h up to ten, else 1 day. `measure` is
         `utilization` where only the coarse NVML counter exists (A100 without DCGM).
         """
+
         def compute() -> pd.DataFrame:
             rng = self.data_range()
             if rng.newest_usage_hour is None:
@@ -274,7 +338,8 @@ class Queries:
             if f.teams:
                 extra += " AND team IN (SELECT unnest(?::VARCHAR[]))"
                 params.append(list(f.teams))
-            return self._frame(f"""
+            return self._frame(
+                f"""
                 WITH u AS MATERIALIZED (
                     SELECT node, gpu, model, hour, gpu_seconds, coalesce(sm_active, utilization) AS v,
                            sm_active IS NULL AS coarse
@@ -287,20 +352,27 @@ class Queries:
                        sum(v * gpu_seconds) / sum(gpu_seconds) AS value,
                        CASE WHEN bool_or(coarse) THEN 'utilization' ELSE 'sm_active' END AS measure
                 FROM u SEMI JOIN ranked USING (node, gpu)
-                GROUP BY node, gpu, bucket ORDER BY node, gpu, bucket""", params)
+                GROUP BY node, gpu, bucket ORDER BY node, gpu, bucket""",
+                params,
+            )
+
         # The threshold only colours the title: one query serves every threshold.
         return self._cached(("heatmap", f.window_hours, f.model, f.teams, limit), compute)
 
     def coarse_nodes(self, window_hours: int) -> tuple[str, ...]:
         """Nodes that, in the window, report only the coarse utilization (no SM activity)."""
+
         def compute() -> tuple[str, ...]:
             newest = self.data_range().newest_usage_hour
             if newest is None:
                 return ()
             start = newest + timedelta(hours=1) - timedelta(hours=window_hours)
-            df = self._frame("SELECT DISTINCT node FROM gpu_usage_hourly WHERE hour >= ? "
-                             "AND sm_active IS NULL ORDER BY 1", [start])
+            df = self._frame(
+                "SELECT DISTINCT node FROM gpu_usage_hourly WHERE hour >= ? AND sm_active IS NULL ORDER BY 1",
+                [start],
+            )
             return tuple(df.node)
+
         return self._cached(("coarse", window_hours), compute)
 
     def live_sm(self) -> pd.DataFrame:
@@ -309,12 +381,22 @@ class Queries:
         if not self.prometheus:
             return pd.DataFrame(columns=columns)
         rows = []
-        for metric, measure in (("gpulens_gpu_sm_active_ratio", "sm_active"),
-                                ("gpulens_gpu_utilization_ratio", "utilization")):
+        for metric, measure in (
+            ("gpulens_gpu_sm_active_ratio", "sm_active"),
+            ("gpulens_gpu_utilization_ratio", "utilization"),
+        ):
             for series in _prom_query(self.prometheus, metric):
                 labels, value = series["metric"], float(series["value"][1])
-                rows.append({"node": labels.get("node"), "gpu": labels.get("gpu"), "job_id": labels.get("job_id"),
-                             "team": labels.get("team"), "value": value, "measure": measure})
+                rows.append(
+                    {
+                        "node": labels.get("node"),
+                        "gpu": labels.get("gpu"),
+                        "job_id": labels.get("job_id"),
+                        "team": labels.get("team"),
+                        "value": value,
+                        "measure": measure,
+                    }
+                )
         df = pd.DataFrame(rows, columns=columns)
         return df.drop_duplicates(["node", "gpu"], keep="first").sort_values(["node", "gpu"])
 
@@ -325,18 +407,23 @@ class Queries:
         A NULL loss is a non-finite one (the trainer logs NaN as null), so a run that ended in NaN
         shows NaN as its last loss.
         """
+
         def compute() -> pd.DataFrame:
             params: list[Any] = []
             where = ""
             if teams:
                 where = "WHERE team IN (SELECT unnest(?::VARCHAR[]))"
                 params.append(list(teams))
-            df = self._frame(f"""
+            df = self._frame(
+                f"""
                 SELECT job_id, any_value(team) AS team, max(step) AS steps,
                        arg_max(coalesce(loss, 'NaN'::DOUBLE), step) AS last_loss, avg(step_seconds) AS step_seconds,
                        avg(mfu) AS mfu, min(ts) AS started, max(ts) AS last_seen
-                FROM train_metrics {where} GROUP BY job_id ORDER BY job_id""", params)
+                FROM train_metrics {where} GROUP BY job_id ORDER BY job_id""",
+                params,
+            )
             return self._with_anomalies(df)
+
         return self._cached(("runs", teams), compute)
 
     def _with_anomalies(self, runs: pd.DataFrame) -> pd.DataFrame:
@@ -351,15 +438,17 @@ class Queries:
         runs["onset_step"] = [first_step.get(j) for j in runs.job_id]
         runs["cost_after_onset"] = [after.get(j) for j in runs.job_id]
         runs["flagged"] = runs.job_id.isin(list(kinds))
-        return runs.sort_values(["flagged", "cost_after_onset", "job_id"], ascending=[False, False, True],
-                                na_position="last").reset_index(drop=True)
+        return runs.sort_values(
+            ["flagged", "cost_after_onset", "job_id"], ascending=[False, False, True], na_position="last"
+        ).reset_index(drop=True)
 
     def cost_after(self, onset_steps: dict[str, int]) -> dict[str, float]:
         """Money allocated to each job from the UTC day of its onset step on, read from `allocations`
         (amortized; the table `gpulens attribute` writes is daily, so the onset day counts whole)."""
         if not onset_steps:
             return {}
-        df = self._frame("""
+        df = self._frame(
+            """
             WITH onset AS (
                 SELECT o.job_id, min(m.ts)::DATE AS day
                 FROM (SELECT unnest(?::VARCHAR[]) AS job_id, unnest(?::BIGINT[]) AS step) o
@@ -367,13 +456,17 @@ class Queries:
             SELECT onset.job_id, CAST(coalesce(sum(a.cost), 0) AS DOUBLE) AS cost
             FROM onset LEFT JOIN allocations a
               ON a.job_id = onset.job_id AND a.day >= onset.day AND a.basis = 'amortized'
-            GROUP BY onset.job_id""", [list(onset_steps), list(onset_steps.values())])
+            GROUP BY onset.job_id""",
+            [list(onset_steps), list(onset_steps.values())],
+        )
         return {j: round(float(c), 2) for j, c in zip(df.job_id, df.cost, strict=True)}
 
     def curve(self, job_id: str, points: int = 600) -> pd.DataFrame:
         """step, loss, step_seconds, mfu of one run (rank 0), bucketed in DuckDB to at most `points`."""
+
         def compute() -> pd.DataFrame:
-            return self._frame(f"""
+            return self._frame(
+                f"""
                 WITH r AS (SELECT step, loss, step_seconds, mfu FROM train_metrics
                            WHERE job_id = ? AND coalesce(rank, 0) = 0),
                      b AS (SELECT greatest(1, ceil(count(*) / {int(points)}))::BIGINT AS k FROM r),
@@ -381,7 +474,10 @@ class Queries:
                 SELECT max(step) AS step,
                        CASE WHEN bool_or(isnan(loss) OR isinf(loss)) THEN 'NaN'::DOUBLE ELSE avg(loss) END AS loss,
                        avg(step_seconds) AS step_seconds, avg(mfu) AS mfu
-                FROM n GROUP BY g ORDER BY step""", [job_id])
+                FROM n GROUP BY g ORDER BY step""",
+                [job_id],
+            )
+
         return self._cached(("curve", job_id, points), compute)
 
     def anomalies(self, job_id: str) -> pd.DataFrame:

@@ -19,7 +19,7 @@ GPU_SCOPE = f"{NODE}, {JOB}"
 SM_ACTIVITY_WHY = (
     "SM activity (DCGM_FI_PROF_SM_ACTIVE / GPM SM utilization) is the fraction of the GPU's streaming "
     "multiprocessors that had work resident, averaged over time; gpulens takes the rate of its integral, "
-    "so the mean is exact at any scrape interval. \"GPU utilization\" (nvidia-smi, NVML utilization.gpu) "
+    'so the mean is exact at any scrape interval. "GPU utilization" (nvidia-smi, NVML utilization.gpu) '
     "only says whether any kernel was running: one small kernel on 1 of 132 SMs reads 100%. A GPU can "
     "show 100% utilization with 90% of its compute idle, so SM activity is what tells busy from held. "
     "GPUs without a profiling metric (an A100 without DCGM) fall back to utilization and are labelled "
@@ -36,20 +36,37 @@ def variables() -> tuple[Variable, ...]:
     held = m.GPU_HELD_SECONDS.name
     info = m.NODE_INFO.name
     return (
-        Variable("datasource", "Prometheus", "datasource", description="The Prometheus that scrapes gpulens agents."),
-        Variable("cluster", "Cluster", query=f"label_values({info}, cluster)",
-                 description="Cluster of the node (gpulens agent --cluster), from gpulens_node_info."),
+        Variable(
+            "datasource",
+            "Prometheus",
+            "datasource",
+            description="The Prometheus that scrapes gpulens agents.",
+        ),
+        Variable(
+            "cluster",
+            "Cluster",
+            query=f"label_values({info}, cluster)",
+            description="Cluster of the node (gpulens agent --cluster), from gpulens_node_info.",
+        ),
         Variable("node", "Node", query=f'label_values({info}{{cluster=~"$cluster"}}, node)'),
-        Variable("team", "Team", query=f"label_values({held}, team)",
-                 description="Team of the job holding the GPU. All also shows GPUs no job holds."),
+        Variable(
+            "team",
+            "Team",
+            query=f"label_values({held}, team)",
+            description="Team of the job holding the GPU. All also shows GPUs no job holds.",
+        ),
         Variable("job_id", "Job", query=f'label_values({held}{{team=~"$team"}}, job_id)'),
     )
 
 
 def links(current_uid: str) -> tuple[DashboardLink, ...]:
     """Header links to the other gpulens dashboards (time range and variables carried over)."""
-    every = ((FLEET_UID, "Fleet overview"), (NODE_UID, "Node & GPU"), (TRAINING_UID, "Training job"),
-             (TEAM_UID, "Team usage"))
+    every = (
+        (FLEET_UID, "Fleet overview"),
+        (NODE_UID, "Node & GPU"),
+        (TRAINING_UID, "Training job"),
+        (TEAM_UID, "Team usage"),
+    )
     return tuple(DashboardLink(title, uid) for uid, title in every if uid != current_uid)
 
 

@@ -23,8 +23,14 @@ from gpulens.dashboards.rules.promql import GPU_KEY, sel
 
 W = "$__rate_interval"
 NON_RECOVERABLE = f'{NODE}, recoverable="false"'
-THRESHOLD = Variable("threshold", "SM threshold", "custom", query="0.1, 0.25, 0.5, 0.75", default="0.25",
-                     description="Mean SM activity below which a held GPU counts as not busy (SPEC §7 default 0.25).")
+THRESHOLD = Variable(
+    "threshold",
+    "SM threshold",
+    "custom",
+    query="0.1, 0.25, 0.5, 0.75",
+    default="0.25",
+    description="Mean SM activity below which a held GPU counts as not busy (SPEC §7 default 0.25).",
+)
 
 
 def gpu_states(window: str) -> str:
@@ -35,27 +41,31 @@ def gpu_states(window: str) -> str:
     busy = f"(({activity}) >= $threshold) and on ({GPU_KEY}) ({holding}) and on ({GPU_KEY}) ({up})"
     lazy = f"(({activity}) < $threshold) and on ({GPU_KEY}) ({holding}) and on ({GPU_KEY}) ({up})"
     idle = f"({up}) unless on ({GPU_KEY}) ({holding})"
-    parts = [f'label_replace({expr}, "state", "{state}", "", "")' for expr, state in (
-        (busy, "busy"), (lazy, "held, not busy"), (idle, "idle (not held)"), (lost, "not answering"))]
+    parts = [
+        f'label_replace({expr}, "state", "{state}", "", "")'
+        for expr, state in (
+            (busy, "busy"),
+            (lazy, "held, not busy"),
+            (idle, "idle (not held)"),
+            (lost, "not answering"),
+        )
+    ]
     return "count by (state) (\n" + "\nor\n".join(parts) + "\n)"
 
 
 def underutilized() -> str:
     """GPUs held by one job for the last hour with mean SM activity under $threshold (SPEC §7)."""
     holding = held("1h", ">= 0.95")  # held for the hour, allowing for scrape jitter (as the alert)
-    return (f"({gpu_activity('1h')})\n* on ({GPU_KEY}) group_right (source)\nclamp({holding}, 1, 1)\n"
-            "< $threshold")
+    return (
+        f"({gpu_activity('1h')})\n* on ({GPU_KEY}) group_right (source)\nclamp({holding}, 1, 1)\n< $threshold"
+    )
 
 
 STATE_DESCRIPTION = (
     "busy: held by a job with mean SM activity at or above the SM threshold; held, not busy: held "
     "but below it (paid for, mostly idle); idle (not held): answering GPUs no job holds; not "
-    "answering: gpulens_gpu_up is 0. "
-    + SM_ACTIVITY_WHY
+    "answering: gpulens_gpu_up is 0. " + SM_ACTIVITY_WHY
 )
-
-
-
 
 
 def now_panels() -> tuple[Panel, ...]:
@@ -63,48 +73,104 @@ def now_panels() -> tuple[Panel, ...]:
     activity_now = gpu_activity("5m")
     return (
         row("Now"),
-        Panel("GPUs by state", "stat", STATE_DESCRIPTION, (Target(gpu_states("5m"), "{{state}}", instant=True),),
-              width=10, height=5, options=STAT | {"textMode": "value_and_name"},
-              thresholds=(Step("blue"),)),
-        Panel("Fleet mean SM activity", "stat", "Mean over all selected GPUs, last 5 minutes. " + SM_ACTIVITY_WHY,
-              (Target(f"avg(\n{activity_now}\n)", instant=True),), unit="percentunit", width=5, height=5,
-              min=0, max=1, thresholds=RATIO_STEPS,
-              options={"colorMode": "value", "graphMode": "area",
-                       "reduceOptions": LAST_VALUE}),
-        Panel("GPUs not answering", "stat", "GPUs whose gpulens_gpu_up is 0 (fallen off the bus, driver lost "
-              "them): the GpuLost alert fires after a minute.",
-              (Target(f"sum(1 - ({in_cluster(sel(m.GPU_UP.name, NODE))}))", instant=True),),
-              width=4, height=5, thresholds=(Step("green"), Step("red", 1)), no_value="0",
-              options=STAT),
-        Panel("Non-recoverable XIDs", "stat", "XID events NVIDIA's catalog classes as not recoverable by the "
-              "application, counted since each agent started (see Node & GPU for which GPU).",
-              (Target(f"sum({in_cluster(sel(m.GPU_XID_ERRORS.name, NON_RECOVERABLE))})", instant=True),),
-              width=5, height=5, thresholds=(Step("green"), Step("red", 1)), no_value="0",
-              options=STAT),
+        Panel(
+            "GPUs by state",
+            "stat",
+            STATE_DESCRIPTION,
+            (Target(gpu_states("5m"), "{{state}}", instant=True),),
+            width=10,
+            height=5,
+            options=STAT | {"textMode": "value_and_name"},
+            thresholds=(Step("blue"),),
+        ),
+        Panel(
+            "Fleet mean SM activity",
+            "stat",
+            "Mean over all selected GPUs, last 5 minutes. " + SM_ACTIVITY_WHY,
+            (Target(f"avg(\n{activity_now}\n)", instant=True),),
+            unit="percentunit",
+            width=5,
+            height=5,
+            min=0,
+            max=1,
+            thresholds=RATIO_STEPS,
+            options={"colorMode": "value", "graphMode": "area", "reduceOptions": LAST_VALUE},
+        ),
+        Panel(
+            "GPUs not answering",
+            "stat",
+            "GPUs whose gpulens_gpu_up is 0 (fallen off the bus, driver lost "
+            "them): the GpuLost alert fires after a minute.",
+            (Target(f"sum(1 - ({in_cluster(sel(m.GPU_UP.name, NODE))}))", instant=True),),
+            width=4,
+            height=5,
+            thresholds=(Step("green"), Step("red", 1)),
+            no_value="0",
+            options=STAT,
+        ),
+        Panel(
+            "Non-recoverable XIDs",
+            "stat",
+            "XID events NVIDIA's catalog classes as not recoverable by the "
+            "application, counted since each agent started (see Node & GPU for which GPU).",
+            (Target(f"sum({in_cluster(sel(m.GPU_XID_ERRORS.name, NON_RECOVERABLE))})", instant=True),),
+            width=5,
+            height=5,
+            thresholds=(Step("green"), Step("red", 1)),
+            no_value="0",
+            options=STAT,
+        ),
     )
 
 
 def trend_panels() -> tuple[Panel, ...]:
     return (
         row("Over time"),
-        Panel("GPUs: busy vs held vs idle", "timeseries", STATE_DESCRIPTION, (Target(gpu_states(W), "{{state}}"),),
-              width=12, custom={"drawStyle": "bars", "fillOpacity": 80, "stacking": {"mode": "normal"}, "lineWidth": 0},
-              options={"legend": {"displayMode": "list", "placement": "bottom"}}),
-        Panel("SM activity across GPUs", "heatmap", "Distribution of per-GPU mean SM activity over time: a "
-              "band near 0 is GPUs paid for and idle. " + SM_ACTIVITY_WHY,
-              (Target(gpu_activity(W), "{{node}}/{{gpu}} ({{source}})"),), unit="percentunit", width=12,
-              options={"calculate": True, "calculation": {"yBuckets": {"mode": "count", "value": "10"}},
-                       "color": {"mode": "scheme", "scheme": "Oranges", "steps": 64},
-                       "yAxis": {"unit": "percentunit", "min": 0, "max": 1}, "cellGap": 1,
-                       "tooltip": {"show": True, "yHistogram": True}}),
-        Panel("SM activity vs GPU utilization (fleet mean)", "timeseries",
-              "The gap between the two lines is compute that \"GPU utilization\" reports as used but no SM "
-              "performs. " + SM_ACTIVITY_WHY,
-              (Target(f"avg(\n{gpu_activity(W)}\n)", "SM activity"),
-               Target(f"avg({in_cluster(f'avg_over_time({sel(m.GPU_UTILIZATION.name, NODE)}[{W}])')})",
-                      "GPU utilization (coarse)")),
-              unit="percentunit", min=0, max=1, width=24, thresholds=RATIO_STEPS,
-              custom={"fillOpacity": 10, "thresholdsStyle": {"mode": "dashed"}}),
+        Panel(
+            "GPUs: busy vs held vs idle",
+            "timeseries",
+            STATE_DESCRIPTION,
+            (Target(gpu_states(W), "{{state}}"),),
+            width=12,
+            custom={"drawStyle": "bars", "fillOpacity": 80, "stacking": {"mode": "normal"}, "lineWidth": 0},
+            options={"legend": {"displayMode": "list", "placement": "bottom"}},
+        ),
+        Panel(
+            "SM activity across GPUs",
+            "heatmap",
+            "Distribution of per-GPU mean SM activity over time: a "
+            "band near 0 is GPUs paid for and idle. " + SM_ACTIVITY_WHY,
+            (Target(gpu_activity(W), "{{node}}/{{gpu}} ({{source}})"),),
+            unit="percentunit",
+            width=12,
+            options={
+                "calculate": True,
+                "calculation": {"yBuckets": {"mode": "count", "value": "10"}},
+                "color": {"mode": "scheme", "scheme": "Oranges", "steps": 64},
+                "yAxis": {"unit": "percentunit", "min": 0, "max": 1},
+                "cellGap": 1,
+                "tooltip": {"show": True, "yHistogram": True},
+            },
+        ),
+        Panel(
+            "SM activity vs GPU utilization (fleet mean)",
+            "timeseries",
+            'The gap between the two lines is compute that "GPU utilization" reports as used but no SM '
+            "performs. " + SM_ACTIVITY_WHY,
+            (
+                Target(f"avg(\n{gpu_activity(W)}\n)", "SM activity"),
+                Target(
+                    f"avg({in_cluster(f'avg_over_time({sel(m.GPU_UTILIZATION.name, NODE)}[{W}])')})",
+                    "GPU utilization (coarse)",
+                ),
+            ),
+            unit="percentunit",
+            min=0,
+            max=1,
+            width=24,
+            thresholds=RATIO_STEPS,
+            custom={"fillOpacity": 10, "thresholdsStyle": {"mode": "dashed"}},
+        ),
     )
 
 
@@ -113,28 +179,60 @@ def attention_panels() -> tuple[Panel, ...]:
     xid = m.GPU_XID_ERRORS.name
     return (
         row("Attention"),
-        Panel("Underutilized GPUs (last hour)", "table", "GPUs a job held for the whole last hour at a mean SM "
-              "activity below the SM threshold: the GpuUnderutilized alert and `gpulens flags` use the same rule "
-              "(SPEC §7). " + SM_ACTIVITY_WHY,
-              (Target(underutilized(), instant=True, table=True),), unit="percentunit", width=14, height=9,
-              thresholds=RATIO_STEPS, custom={"cellOptions": {"type": "color-text"}},
-              links=(DataLink("Open job ${__data.fields.job_id}",
-                              f"/d/{TRAINING_UID}?var-job_id=${{__data.fields.job_id}}&${{__url_time_range}}"),),
-              transformations=({"id": "organize", "options": {
-                  "excludeByName": {"Time": True, "uuid": True},
-                  "renameByName": {"Value": "mean SM activity"}}},),
-              options={"sortBy": [{"displayName": "mean SM activity", "desc": False}]}),
-        Panel("XID errors", "timeseries", "XID events per GPU, by XID and the action NVIDIA's catalog prescribes "
-              "(restart_app, reset_gpu, reboot_node, investigate).",
-              (Target(f"sum by (node, gpu, xid, action) ({in_cluster(f'increase({sel(xid, NODE)}[{W}])')})",
-                      "{{node}}/{{gpu}} XID {{xid}} ({{action}})"),),
-              width=10, height=9, custom={"drawStyle": "bars", "fillOpacity": 80}),
+        Panel(
+            "Underutilized GPUs (last hour)",
+            "table",
+            "GPUs a job held for the whole last hour at a mean SM "
+            "activity below the SM threshold: the GpuUnderutilized alert and `gpulens flags` use the same rule "
+            "(SPEC §7). " + SM_ACTIVITY_WHY,
+            (Target(underutilized(), instant=True, table=True),),
+            unit="percentunit",
+            width=14,
+            height=9,
+            thresholds=RATIO_STEPS,
+            custom={"cellOptions": {"type": "color-text"}},
+            links=(
+                DataLink(
+                    "Open job ${__data.fields.job_id}",
+                    f"/d/{TRAINING_UID}?var-job_id=${{__data.fields.job_id}}&${{__url_time_range}}",
+                ),
+            ),
+            transformations=(
+                {
+                    "id": "organize",
+                    "options": {
+                        "excludeByName": {"Time": True, "uuid": True},
+                        "renameByName": {"Value": "mean SM activity"},
+                    },
+                },
+            ),
+            options={"sortBy": [{"displayName": "mean SM activity", "desc": False}]},
+        ),
+        Panel(
+            "XID errors",
+            "timeseries",
+            "XID events per GPU, by XID and the action NVIDIA's catalog prescribes "
+            "(restart_app, reset_gpu, reboot_node, investigate).",
+            (
+                Target(
+                    f"sum by (node, gpu, xid, action) ({in_cluster(f'increase({sel(xid, NODE)}[{W}])')})",
+                    "{{node}}/{{gpu}} XID {{xid}} ({{action}})",
+                ),
+            ),
+            width=10,
+            height=9,
+            custom={"drawStyle": "bars", "fillOpacity": 80},
+        ),
     )
 
 
 def dashboard() -> Dashboard:
     return Dashboard(
-        FLEET_UID, "gpulens / Fleet overview",
+        FLEET_UID,
+        "gpulens / Fleet overview",
         "How much of the fleet is doing work: GPUs busy, held but idle, or free; SM activity; XID errors.",
-        now_panels() + trend_panels() + attention_panels(), (*variables(), THRESHOLD), links=links(FLEET_UID), time_from="now-6h",
+        now_panels() + trend_panels() + attention_panels(),
+        (*variables(), THRESHOLD),
+        links=links(FLEET_UID),
+        time_from="now-6h",
     )

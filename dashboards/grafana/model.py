@@ -32,8 +32,13 @@ class Target:
 
     def to_json(self, ref_id: str) -> Json:
         return {
-            "datasource": DATASOURCE, "refId": ref_id, "expr": self.expr, "legendFormat": self.legend,
-            "range": not self.instant, "instant": self.instant, "format": "table" if self.table else "time_series",
+            "datasource": DATASOURCE,
+            "refId": ref_id,
+            "expr": self.expr,
+            "legendFormat": self.legend,
+            "range": not self.instant,
+            "instant": self.instant,
+            "format": "table" if self.table else "time_series",
         }
 
 
@@ -79,7 +84,10 @@ class Panel:
     def _field_defaults(self) -> Json:
         defaults: Json = {
             "unit": self.unit,
-            "thresholds": {"mode": "absolute", "steps": [{"color": s.color, "value": s.value} for s in self.thresholds]},
+            "thresholds": {
+                "mode": "absolute",
+                "steps": [{"color": s.color, "value": s.value} for s in self.thresholds],
+            },
             "custom": dict(self.custom),
         }
         for key in ("min", "max", "decimals"):
@@ -92,10 +100,17 @@ class Panel:
         return defaults
 
     def to_json(self, panel_id: int, grid: Json) -> Json:
-        out: Json = {"id": panel_id, "type": self.type, "title": self.title, "description": self.description,
-                     "gridPos": grid}
+        out: Json = {
+            "id": panel_id,
+            "type": self.type,
+            "title": self.title,
+            "description": self.description,
+            "gridPos": grid,
+        }
         if self.type in ("row", "text"):
-            return out | ({"options": dict(self.options)} if self.type == "text" else {"collapsed": False, "panels": []})
+            return out | (
+                {"options": dict(self.options)} if self.type == "text" else {"collapsed": False, "panels": []}
+            )
         return out | {
             "datasource": DATASOURCE,
             "targets": [t.to_json(chr(ord("A") + i)) for i, t in enumerate(self.targets)],
@@ -123,22 +138,37 @@ class Variable:
     description: str = ""
 
     def to_json(self) -> Json:
-        out: Json = {"name": self.name, "label": self.label, "type": self.kind, "description": self.description,
-                     "hide": 0, "skipUrlSync": False}
+        out: Json = {
+            "name": self.name,
+            "label": self.label,
+            "type": self.kind,
+            "description": self.description,
+            "hide": 0,
+            "skipUrlSync": False,
+        }
         if self.kind == "datasource":
             return out | {"query": "prometheus", "current": {}, "regex": "", "refresh": 1, "options": []}
         if self.kind == "custom":
             values = [v.strip() for v in self.query.split(",")]
             return out | {
-                "query": self.query, "multi": False, "includeAll": False,
+                "query": self.query,
+                "multi": False,
+                "includeAll": False,
                 "current": {"text": self.default, "value": self.default, "selected": True},
                 "options": [{"text": v, "value": v, "selected": v == self.default} for v in values],
             }
         return out | {
-            "datasource": DATASOURCE, "query": {"query": self.query, "refId": f"{self.name}-query"},
-            "definition": self.query, "refresh": 2, "regex": "", "sort": 1,
-            "multi": True, "includeAll": True, "allValue": ".*",
-            "current": {"text": ["All"], "value": ["$__all"], "selected": True}, "options": [],
+            "datasource": DATASOURCE,
+            "query": {"query": self.query, "refId": f"{self.name}-query"},
+            "definition": self.query,
+            "refresh": 2,
+            "regex": "",
+            "sort": 1,
+            "multi": True,
+            "includeAll": True,
+            "allValue": ".*",
+            "current": {"text": ["All"], "value": ["$__all"], "selected": True},
+            "options": [],
         }
 
 
@@ -153,14 +183,28 @@ class Annotation:
     color: str = "red"
 
     def to_json(self) -> Json:
-        return {"name": self.name, "datasource": DATASOURCE, "enable": True, "hide": False, "iconColor": self.color,
-                "expr": self.expr, "step": "60s", "titleFormat": self.title, "textFormat": self.text,
-                "useValueForTime": False}
+        return {
+            "name": self.name,
+            "datasource": DATASOURCE,
+            "enable": True,
+            "hide": False,
+            "iconColor": self.color,
+            "expr": self.expr,
+            "step": "60s",
+            "titleFormat": self.title,
+            "textFormat": self.text,
+            "useValueForTime": False,
+        }
 
 
 BUILTIN_ANNOTATION: Json = {
-    "name": "Annotations & Alerts", "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-    "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "type": "dashboard",
+    "name": "Annotations & Alerts",
+    "builtIn": 1,
+    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+    "enable": True,
+    "hide": True,
+    "iconColor": "rgba(0, 211, 255, 1)",
+    "type": "dashboard",
 }
 
 
@@ -172,9 +216,18 @@ class DashboardLink:
     uid: str
 
     def to_json(self) -> Json:
-        return {"title": self.title, "type": "link", "url": f"/d/{self.uid}", "icon": "dashboard",
-                "tooltip": f"Open {self.title}", "keepTime": True, "includeVars": True, "asDropdown": False,
-                "targetBlank": False, "tags": []}
+        return {
+            "title": self.title,
+            "type": "link",
+            "url": f"/d/{self.uid}",
+            "icon": "dashboard",
+            "tooltip": f"Open {self.title}",
+            "keepTime": True,
+            "includeVars": True,
+            "asDropdown": False,
+            "targetBlank": False,
+            "tags": [],
+        }
 
 
 @dataclass(frozen=True)
@@ -192,10 +245,20 @@ class Dashboard:
 
     def to_json(self) -> Json:
         return {
-            "uid": self.uid, "title": self.title, "description": self.description, "tags": list(self.tags),
-            "schemaVersion": SCHEMA_VERSION, "version": 1, "editable": True, "graphTooltip": 1,
-            "timezone": "utc", "refresh": self.refresh, "time": {"from": self.time_from, "to": "now"},
-            "timepicker": {}, "fiscalYearStartMonth": 0, "liveNow": False,
+            "uid": self.uid,
+            "title": self.title,
+            "description": self.description,
+            "tags": list(self.tags),
+            "schemaVersion": SCHEMA_VERSION,
+            "version": 1,
+            "editable": True,
+            "graphTooltip": 1,
+            "timezone": "utc",
+            "refresh": self.refresh,
+            "time": {"from": self.time_from, "to": "now"},
+            "timepicker": {},
+            "fiscalYearStartMonth": 0,
+            "liveNow": False,
             "templating": {"list": [v.to_json() for v in self.variables]},
             "annotations": {"list": [BUILTIN_ANNOTATION, *(a.to_json() for a in self.annotations)]},
             "links": [link.to_json() for link in self.links],

@@ -65,12 +65,18 @@ def _error(target: GrafanaTarget, what: str, exc: Exception) -> GpulensError:
     where = redact(target.url)
     status = exc.status_code if isinstance(exc, GrafanaException) else 0
     if status == 401:
-        return GpulensError(f"Grafana at {where} rejected the credentials (HTTP 401) while {what}: "
-                            "check --token or --user/--password")
+        return GpulensError(
+            f"Grafana at {where} rejected the credentials (HTTP 401) while {what}: "
+            "check --token or --user/--password"
+        )
     if status == 403:
-        return GpulensError(f"Grafana at {where} denied {what} (HTTP 403): the token's role must be Editor or Admin")
+        return GpulensError(
+            f"Grafana at {where} denied {what} (HTTP 403): the token's role must be Editor or Admin"
+        )
     if status == 0:
-        return GpulensError(f"cannot reach Grafana at {where} ({type(exc).__name__}) while {what}: check --url")
+        return GpulensError(
+            f"cannot reach Grafana at {where} ({type(exc).__name__}) while {what}: check --url"
+        )
     return GpulensError(f"Grafana at {where} failed while {what}: HTTP {status}")
 
 
@@ -106,8 +112,9 @@ def datasource_name(api: GrafanaApi, target: GrafanaTarget, uid: str) -> str:
     if found is None:
         raise GpulensError(f"Grafana has no data source with uid {uid!r}", field="--datasource-uid")
     if found.get("type") != "prometheus":
-        raise GpulensError(f"data source {uid!r} is of type {found.get('type')!r}, not prometheus",
-                           field="--datasource-uid")
+        raise GpulensError(
+            f"data source {uid!r} is of type {found.get('type')!r}, not prometheus", field="--datasource-uid"
+        )
     return str(found.get("name", uid))
 
 
@@ -153,8 +160,12 @@ def push(target: GrafanaTarget, models: Mapping[str, Mapping[str, Any]]) -> list
         if stored is not None and _same(stored, dashboard, folder):
             results.append(Pushed(uid, dashboard["title"], "unchanged"))
             continue
-        body = {"dashboard": dashboard | {"id": None}, "folderUid": folder, "overwrite": True,
-                "message": "gpulens dashboards push"}
+        body = {
+            "dashboard": dashboard | {"id": None},
+            "folderUid": folder,
+            "overwrite": True,
+            "message": "gpulens dashboards push",
+        }
         _call(target, f"saving dashboard {uid}", api.dashboard.update_dashboard, body)
         results.append(Pushed(uid, dashboard["title"], "created" if stored is None else "updated"))
     return results

@@ -25,10 +25,16 @@ W = "$__rate_interval"
 # held it in each slice, not to the range's mean.
 WASTE_STEP = "5m"
 WASTE_STEP_SECONDS = 300
-WASTE_WHY = ("Waste = GPU time held x (1 - mean SM activity), the same definition as the cost report's waste "
-             "(SPEC §6), in GPU-hours: hours paid for in which the SMs had nothing to do.")
-BAR = {"displayMode": "gradient", "orientation": "horizontal", "showUnfilled": True,
-       "reduceOptions": LAST_VALUE}
+WASTE_WHY = (
+    "Waste = GPU time held x (1 - mean SM activity), the same definition as the cost report's waste "
+    "(SPEC §6), in GPU-hours: hours paid for in which the SMs had nothing to do."
+)
+BAR = {
+    "displayMode": "gradient",
+    "orientation": "horizontal",
+    "showUnfilled": True,
+    "reduceOptions": LAST_VALUE,
+}
 
 
 def gpu_hours(by: str) -> str:
@@ -49,31 +55,76 @@ def range_panels() -> tuple[Panel, ...]:
     """Per-team totals over the dashboard's time range."""
     return (
         row("In the selected time range"),
-        Panel("GPU-hours held, by team", "bargauge", "GPU-hours each team's jobs held GPUs in the time range "
-              "(increase of gpulens_gpu_held_seconds_total): what the cost attribution splits shared nodes by.",
-              (Target(gpu_hours("team"), "{{team}}", instant=True),), unit="h", min=0, width=8, options=BAR),
-        Panel("Wasted GPU-hours, by team", "bargauge", WASTE_WHY + " " + SM_ACTIVITY_WHY,
-              (Target(wasted_hours("team"), "{{team}}", instant=True),), unit="h", min=0, width=8, options=BAR),
-        Panel("SM activity while held, by team", "bargauge", "Mean SM activity over the GPU time each team held, "
-              "last 5 minutes. " + SM_ACTIVITY_WHY,
-              (Target(activity_while_held("team", "5m"), "{{team}}", instant=True),), unit="percentunit",
-              min=0, max=1, width=8, thresholds=RATIO_STEPS, options=BAR),
+        Panel(
+            "GPU-hours held, by team",
+            "bargauge",
+            "GPU-hours each team's jobs held GPUs in the time range "
+            "(increase of gpulens_gpu_held_seconds_total): what the cost attribution splits shared nodes by.",
+            (Target(gpu_hours("team"), "{{team}}", instant=True),),
+            unit="h",
+            min=0,
+            width=8,
+            options=BAR,
+        ),
+        Panel(
+            "Wasted GPU-hours, by team",
+            "bargauge",
+            WASTE_WHY + " " + SM_ACTIVITY_WHY,
+            (Target(wasted_hours("team"), "{{team}}", instant=True),),
+            unit="h",
+            min=0,
+            width=8,
+            options=BAR,
+        ),
+        Panel(
+            "SM activity while held, by team",
+            "bargauge",
+            "Mean SM activity over the GPU time each team held, last 5 minutes. " + SM_ACTIVITY_WHY,
+            (Target(activity_while_held("team", "5m"), "{{team}}", instant=True),),
+            unit="percentunit",
+            min=0,
+            max=1,
+            width=8,
+            thresholds=RATIO_STEPS,
+            options=BAR,
+        ),
     )
 
 
 def trend_panels() -> tuple[Panel, ...]:
     return (
         row("Over time"),
-        Panel("GPUs held, by team", "timeseries", "GPUs held by each team's jobs (GPU-seconds held per second).",
-              (Target(f"sum by (team) ({held(W)})", "{{team}}"),), min=0, width=12,
-              custom={"fillOpacity": 60, "stacking": {"mode": "normal"}}),
-        Panel("SM activity while held, by team", "timeseries", SM_ACTIVITY_WHY,
-              (Target(activity_while_held("team", W), "{{team}}"),), unit="percentunit", min=0, max=1,
-              width=12, thresholds=RATIO_STEPS, custom={"thresholdsStyle": {"mode": "dashed"}}),
-        Panel("GPUs held but idle, by team", "timeseries", "Held GPUs x (1 - SM activity): the rate at which "
-              "each team accrues waste, in GPUs. " + WASTE_WHY + " " + SM_ACTIVITY_WHY,
-              (Target(f"sum by (team) (\n{idle_of_held(W)}\n)", "{{team}}"),), min=0, width=24,
-              custom={"fillOpacity": 60, "stacking": {"mode": "normal"}}),
+        Panel(
+            "GPUs held, by team",
+            "timeseries",
+            "GPUs held by each team's jobs (GPU-seconds held per second).",
+            (Target(f"sum by (team) ({held(W)})", "{{team}}"),),
+            min=0,
+            width=12,
+            custom={"fillOpacity": 60, "stacking": {"mode": "normal"}},
+        ),
+        Panel(
+            "SM activity while held, by team",
+            "timeseries",
+            SM_ACTIVITY_WHY,
+            (Target(activity_while_held("team", W), "{{team}}"),),
+            unit="percentunit",
+            min=0,
+            max=1,
+            width=12,
+            thresholds=RATIO_STEPS,
+            custom={"thresholdsStyle": {"mode": "dashed"}},
+        ),
+        Panel(
+            "GPUs held but idle, by team",
+            "timeseries",
+            "Held GPUs x (1 - SM activity): the rate at which "
+            "each team accrues waste, in GPUs. " + WASTE_WHY + " " + SM_ACTIVITY_WHY,
+            (Target(f"sum by (team) (\n{idle_of_held(W)}\n)", "{{team}}"),),
+            min=0,
+            width=24,
+            custom={"fillOpacity": 60, "stacking": {"mode": "normal"}},
+        ),
     )
 
 
@@ -81,36 +132,75 @@ def job_table() -> tuple[Panel, ...]:
     """One row per job: GPU-hours, waste and SM activity, merged from three instant queries."""
     return (
         row("Jobs"),
-        Panel("Jobs in the time range", "table", "Per job: GPU-hours held, wasted GPU-hours, and SM activity "
-              "while held over the last 5 minutes. Click a job to open it. " + SM_ACTIVITY_WHY,
-              (Target(gpu_hours("team, job_id"), instant=True, table=True),
-               Target(wasted_hours("team, job_id"), instant=True, table=True),
-               Target(activity_while_held("team, job_id", "5m"), instant=True, table=True)),
-              width=24, height=10,
-              links=(DataLink("Open job ${__data.fields.job_id}",
-                              f"/d/{TRAINING_UID}?var-job_id=${{__data.fields.job_id}}&${{__url_time_range}}"),),
-              transformations=(
-                  {"id": "merge", "options": {}},
-                  {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": {
-                      "Value #A": "GPU-hours held", "Value #B": "wasted GPU-hours", "Value #C": "SM activity"}}},
-              ),
-              overrides=(
-                  {"matcher": {"id": "byName", "options": "SM activity"},
-                   "properties": [{"id": "unit", "value": "percentunit"},
-                                  {"id": "custom.cellOptions", "value": {"type": "color-background"}},
-                                  {"id": "thresholds", "value": {"mode": "absolute", "steps": [
-                                      {"color": "red", "value": None}, {"color": "orange", "value": 0.25},
-                                      {"color": "green", "value": 0.5}]}}]},
-                  {"matcher": {"id": "byRegexp", "options": ".*GPU-hours.*"},
-                   "properties": [{"id": "unit", "value": "h"}, {"id": "decimals", "value": 1}]},
-              ),
-              options={"sortBy": [{"displayName": "wasted GPU-hours", "desc": True}]}),
+        Panel(
+            "Jobs in the time range",
+            "table",
+            "Per job: GPU-hours held, wasted GPU-hours, and SM activity "
+            "while held over the last 5 minutes. Click a job to open it. " + SM_ACTIVITY_WHY,
+            (
+                Target(gpu_hours("team, job_id"), instant=True, table=True),
+                Target(wasted_hours("team, job_id"), instant=True, table=True),
+                Target(activity_while_held("team, job_id", "5m"), instant=True, table=True),
+            ),
+            width=24,
+            height=10,
+            links=(
+                DataLink(
+                    "Open job ${__data.fields.job_id}",
+                    f"/d/{TRAINING_UID}?var-job_id=${{__data.fields.job_id}}&${{__url_time_range}}",
+                ),
+            ),
+            transformations=(
+                {"id": "merge", "options": {}},
+                {
+                    "id": "organize",
+                    "options": {
+                        "excludeByName": {"Time": True},
+                        "renameByName": {
+                            "Value #A": "GPU-hours held",
+                            "Value #B": "wasted GPU-hours",
+                            "Value #C": "SM activity",
+                        },
+                    },
+                },
+            ),
+            overrides=(
+                {
+                    "matcher": {"id": "byName", "options": "SM activity"},
+                    "properties": [
+                        {"id": "unit", "value": "percentunit"},
+                        {"id": "custom.cellOptions", "value": {"type": "color-background"}},
+                        {
+                            "id": "thresholds",
+                            "value": {
+                                "mode": "absolute",
+                                "steps": [
+                                    {"color": "red", "value": None},
+                                    {"color": "orange", "value": 0.25},
+                                    {"color": "green", "value": 0.5},
+                                ],
+                            },
+                        },
+                    ],
+                },
+                {
+                    "matcher": {"id": "byRegexp", "options": ".*GPU-hours.*"},
+                    "properties": [{"id": "unit", "value": "h"}, {"id": "decimals", "value": 1}],
+                },
+            ),
+            options={"sortBy": [{"displayName": "wasted GPU-hours", "desc": True}]},
+        ),
     )
 
 
 def dashboard() -> Dashboard:
     return Dashboard(
-        TEAM_UID, "gpulens / Team usage",
+        TEAM_UID,
+        "gpulens / Team usage",
         "GPU-hours each team held, how busy it kept them, and the waste: the usage side of cost attribution.",
-        range_panels() + trend_panels() + job_table(), variables(), links=links(TEAM_UID), time_from="now-7d", refresh="5m",
+        range_panels() + trend_panels() + job_table(),
+        variables(),
+        links=links(TEAM_UID),
+        time_from="now-7d",
+        refresh="5m",
     )

@@ -14,8 +14,17 @@ from gpulens.dashboards.grafana.model import GRID_COLUMNS
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "dashboard.schema.json"
 # Variables Grafana defines itself; any other `$name` in a query must be a template variable.
-BUILTIN_VARIABLES = {"__rate_interval", "__interval", "__range", "__all", "__data", "__url_time_range",
-                     "__value", "__interval_ms", "__range_s"}
+BUILTIN_VARIABLES = {
+    "__rate_interval",
+    "__interval",
+    "__range",
+    "__all",
+    "__data",
+    "__url_time_range",
+    "__value",
+    "__interval_ms",
+    "__range_s",
+}
 
 
 @cache
@@ -27,8 +36,10 @@ def schema() -> dict[str, Any]:
 def schema_errors(model: dict[str, Any]) -> list[str]:
     """Every violation of the dashboard schema, as 'path: message'."""
     validator = jsonschema.Draft202012Validator(schema())
-    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-            for e in sorted(validator.iter_errors(model), key=lambda e: list(map(str, e.absolute_path)))]
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in sorted(validator.iter_errors(model), key=lambda e: list(map(str, e.absolute_path)))
+    ]
 
 
 def layout_errors(model: dict[str, Any]) -> list[str]:

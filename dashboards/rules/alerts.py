@@ -41,12 +41,15 @@ def gpu_underutilized(o: AlertOptions) -> Alert:
     # The held side is 1 where the job held the GPU all hour; the product keeps the activity value.
     expr = f"{held}\n* on ({GPU_KEY}) group_left (source)\n(\n{idle}\n)"
     return Alert(
-        "GpuUnderutilized", expr, "info",
+        "GpuUnderutilized",
+        expr,
+        "info",
         "GPU {{ $labels.gpu }} on {{ $labels.node }} held by {{ $labels.job_id }} but mostly idle",
         "Job {{ $labels.job_id }} (team {{ $labels.team }}) held GPU {{ $labels.gpu }} ({{ $labels.uuid }}) "
         "on {{ $labels.node }} for the last hour at a mean {{ $labels.source }} of "
         "{{ $value | humanizePercentage }}, below " + f"{o.sm_threshold:.0%}.",
-        runbook(o, "GpuUnderutilized"), for_="5m",
+        runbook(o, "GpuUnderutilized"),
+        for_="5m",
     )
 
 
@@ -54,7 +57,9 @@ def _loss_anomaly(o: AlertOptions, name: str, kind: str, summary: str, severity:
     anomalies = new_increase(m.TRAIN_ANOMALIES.name, f'kind="{kind}"', "15m")
     expr = f"count by ({JOB_KEY}, kind) (\n{anomalies}\n)"
     return Alert(
-        name, expr, severity,
+        name,
+        expr,
+        severity,
         summary,
         "{{ $value }} rank(s) of job {{ $labels.job_id }} (team {{ $labels.team }}) reported a "
         "{{ $labels.kind }} loss anomaly in the last 15 minutes.",
@@ -63,12 +68,15 @@ def _loss_anomaly(o: AlertOptions, name: str, kind: str, summary: str, severity:
 
 
 def training_loss_diverged(o: AlertOptions) -> Alert:
-    return _loss_anomaly(o, "TrainingLossDiverged", "divergence",
-                         "Training loss of {{ $labels.job_id }} diverged", "warning")
+    return _loss_anomaly(
+        o, "TrainingLossDiverged", "divergence", "Training loss of {{ $labels.job_id }} diverged", "warning"
+    )
 
 
 def training_loss_nan(o: AlertOptions) -> Alert:
-    return _loss_anomaly(o, "TrainingLossNaN", "nan", "Training loss of {{ $labels.job_id }} is NaN", "critical")
+    return _loss_anomaly(
+        o, "TrainingLossNaN", "nan", "Training loss of {{ $labels.job_id }} is NaN", "critical"
+    )
 
 
 def training_stalled(o: AlertOptions) -> Alert:
@@ -76,18 +84,23 @@ def training_stalled(o: AlertOptions) -> Alert:
     held = f"sum by ({JOB_KEY}) (rate({m.GPU_HELD_SECONDS.name}[5m])) > 0"
     expr = f"(time() - {last}) > {o.stall_minutes * 60}\nand on ({JOB_KEY})\n({held})"
     return Alert(
-        "TrainingStalled", expr, "warning",
+        "TrainingStalled",
+        expr,
+        "warning",
         "Job {{ $labels.job_id }} holds GPUs but made no step for " + f"{o.stall_minutes} minutes",
         "Job {{ $labels.job_id }} (team {{ $labels.team }}) still holds GPUs, but its last training step "
         "was {{ $value | humanizeDuration }} ago.",
-        runbook(o, "TrainingStalled"), for_="2m",
+        runbook(o, "TrainingStalled"),
+        for_="2m",
     )
 
 
 def _mean_step(window: str, offset: str = "") -> str:
     step, shift = m.TRAIN_STEP_SECONDS.name, f" offset {offset}" if offset else ""
-    return (f"sum by ({JOB_KEY}) (rate({step}_sum[{window}]{shift}))\n"
-            f"/\nsum by ({JOB_KEY}) (rate({step}_count[{window}]{shift}))")
+    return (
+        f"sum by ({JOB_KEY}) (rate({step}_sum[{window}]{shift}))\n"
+        f"/\nsum by ({JOB_KEY}) (rate({step}_count[{window}]{shift}))"
+    )
 
 
 def step_time_regression(o: AlertOptions) -> Alert:
@@ -95,12 +108,15 @@ def step_time_regression(o: AlertOptions) -> Alert:
     # raise its own baseline before `for` has elapsed.
     expr = f"(\n{_mean_step('10m')}\n)\n> {o.step_regression_ratio} * (\n{_mean_step('1h', '30m')}\n)"
     return Alert(
-        "StepTimeRegression", expr, "warning",
+        "StepTimeRegression",
+        expr,
+        "warning",
         "Step time of {{ $labels.job_id }} regressed",
         "Mean step time of job {{ $labels.job_id }} (team {{ $labels.team }}) over the last 10 minutes is "
         "{{ $value | humanizeDuration }}, more than " + f"{o.step_regression_ratio - 1:.0%}"
         " above its mean over the hour that ended 30 minutes ago.",
-        runbook(o, "StepTimeRegression"), for_="10m",
+        runbook(o, "StepTimeRegression"),
+        for_="10m",
     )
 
 
@@ -109,7 +125,9 @@ def gpu_xid_non_recoverable(o: AlertOptions) -> Alert:
     events = new_increase(m.GPU_XID_ERRORS.name, 'recoverable="false"', "10m")
     expr = f"sum by ({GPU_KEY}, xid, action) (\n{events}\n)"
     return Alert(
-        "GpuXidNonRecoverable", expr, "critical",
+        "GpuXidNonRecoverable",
+        expr,
+        "critical",
         "Non-recoverable XID {{ $labels.xid }} on GPU {{ $labels.gpu }} of {{ $labels.node }}",
         "GPU {{ $labels.gpu }} ({{ $labels.uuid }}) on {{ $labels.node }} raised XID {{ $labels.xid }} "
         "in the last 10 minutes; NVIDIA's XID catalog prescribes: {{ $labels.action }}.",
@@ -119,29 +137,41 @@ def gpu_xid_non_recoverable(o: AlertOptions) -> Alert:
 
 def gpu_lost(o: AlertOptions) -> Alert:
     return Alert(
-        "GpuLost", f"{m.GPU_UP.name} == 0", "critical",
+        "GpuLost",
+        f"{m.GPU_UP.name} == 0",
+        "critical",
         "GPU {{ $labels.gpu }} on {{ $labels.node }} stopped answering",
         "The agent on {{ $labels.node }} can no longer read GPU {{ $labels.gpu }} ({{ $labels.uuid }}, "
         "{{ $labels.model }}): it has fallen off the bus or the driver lost it.",
-        runbook(o, "GpuLost"), for_="1m",
+        runbook(o, "GpuLost"),
+        for_="1m",
     )
 
 
 def agent_down(o: AlertOptions) -> Alert:
     up = f'up{{job=~"{o.agent_job}"}}'
     return Alert(
-        "AgentDown", f"{up} == 0\nor\nabsent({up})", "warning",
+        "AgentDown",
+        f"{up} == 0\nor\nabsent({up})",
+        "warning",
         "gpulens agent down or missing",
         "{{ if $labels.instance }}Prometheus cannot scrape the gpulens agent {{ $labels.instance }} "
         "(job {{ $labels.job }}){{ else }}Prometheus has no target for the gpulens agent (job =~ "
         f"{o.agent_job}){{{{ end }}}}: GPU, XID and training metrics there are blind.",
-        runbook(o, "AgentDown"), for_="3m",
+        runbook(o, "AgentDown"),
+        for_="3m",
     )
 
 
 ALERTS = (
-    gpu_underutilized, training_loss_diverged, training_loss_nan, training_stalled, step_time_regression,
-    gpu_xid_non_recoverable, gpu_lost, agent_down,
+    gpu_underutilized,
+    training_loss_diverged,
+    training_loss_nan,
+    training_stalled,
+    step_time_regression,
+    gpu_xid_non_recoverable,
+    gpu_lost,
+    agent_down,
 )
 
 

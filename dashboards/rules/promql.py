@@ -51,10 +51,7 @@ def sm_activity(window: str, matchers: str = "", by: str = GPU_LABELS) -> str:
 
 def held_fraction(window: str, matchers: str = "") -> str:
     """Fraction (0..1) of `window` each GPU was held by each job, per (GPU, job_id, team)."""
-    return (
-        f"sum by ({GPU_LABELS}, {JOB_KEY}) "
-        f"(rate({sel(m.GPU_HELD_SECONDS.name, matchers)}[{window}]))"
-    )
+    return f"sum by ({GPU_LABELS}, {JOB_KEY}) (rate({sel(m.GPU_HELD_SECONDS.name, matchers)}[{window}]))"
 
 
 def new_increase(metric: str, matchers: str, window: str) -> str:
@@ -83,9 +80,15 @@ def metric_names(exprs: Iterable[str]) -> set[str]:
 
 def unknown_metrics(exprs: Iterable[str]) -> set[str]:
     """Names in `exprs` that are neither catalog metrics (SPEC §3) nor a catalog histogram's series."""
+
     def known(name: str) -> bool:
         if name in m.BY_NAME:
             return True
-        return any(name.endswith(s) and m.BY_NAME.get(name[: -len(s)], None) is not None
-                   and m.BY_NAME[name[: -len(s)]].type == "histogram" for s in HISTOGRAM_SERIES)
+        return any(
+            name.endswith(s)
+            and m.BY_NAME.get(name[: -len(s)], None) is not None
+            and m.BY_NAME[name[: -len(s)]].type == "histogram"
+            for s in HISTOGRAM_SERIES
+        )
+
     return {name for name in metric_names(exprs) if not known(name)}

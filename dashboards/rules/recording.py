@@ -35,16 +35,19 @@ def _held_weighted_mean(by: str) -> str:
 def activity_group() -> RuleGroup:
     """Per-GPU, fleet (per cluster), team and job means of SM activity over 5 minutes (0..1)."""
     node_cluster = f"max by (node, cluster) ({m.NODE_INFO.name})"
-    return RuleGroup("gpulens-activity", (
-        Recording(GPU_SM_5M, sm_activity("5m")),
-        Recording(GPU_HELD_5M, f"{held_fraction('5m')} > 0"),
-        Recording(
-            "gpulens:cluster_sm_active:mean5m",
-            f"avg by (cluster) ({GPU_SM_5M} * on (node) group_left (cluster) {node_cluster})",
+    return RuleGroup(
+        "gpulens-activity",
+        (
+            Recording(GPU_SM_5M, sm_activity("5m")),
+            Recording(GPU_HELD_5M, f"{held_fraction('5m')} > 0"),
+            Recording(
+                "gpulens:cluster_sm_active:mean5m",
+                f"avg by (cluster) ({GPU_SM_5M} * on (node) group_left (cluster) {node_cluster})",
+            ),
+            Recording("gpulens:team_sm_active:mean5m", _held_weighted_mean("team")),
+            Recording("gpulens:job_sm_active:mean5m", _held_weighted_mean(JOB_KEY)),
         ),
-        Recording("gpulens:team_sm_active:mean5m", _held_weighted_mean("team")),
-        Recording("gpulens:job_sm_active:mean5m", _held_weighted_mean(JOB_KEY)),
-    ))
+    )
 
 
 def training_group() -> RuleGroup:
@@ -58,15 +61,22 @@ def training_group() -> RuleGroup:
         )
         for q in STEP_QUANTILES
     )
-    return RuleGroup("gpulens-training", (
-        *quantiles,
-        Recording(
-            "gpulens:job_train_step_seconds:mean5m",
-            f"sum by ({JOB_KEY}) (rate({step}_sum[5m]))\n/\nsum by ({JOB_KEY}) (rate({step}_count[5m]))",
+    return RuleGroup(
+        "gpulens-training",
+        (
+            *quantiles,
+            Recording(
+                "gpulens:job_train_step_seconds:mean5m",
+                f"sum by ({JOB_KEY}) (rate({step}_sum[5m]))\n/\nsum by ({JOB_KEY}) (rate({step}_count[5m]))",
+            ),
+            Recording(
+                "gpulens:job_train_tokens:rate5m", f"sum by ({JOB_KEY}) (rate({m.TRAIN_TOKENS.name}[5m]))"
+            ),
+            Recording(
+                "gpulens:job_train_steps:rate5m", f"sum by ({JOB_KEY}) (rate({m.TRAIN_STEPS.name}[5m]))"
+            ),
         ),
-        Recording("gpulens:job_train_tokens:rate5m", f"sum by ({JOB_KEY}) (rate({m.TRAIN_TOKENS.name}[5m]))"),
-        Recording("gpulens:job_train_steps:rate5m", f"sum by ({JOB_KEY}) (rate({m.TRAIN_STEPS.name}[5m]))"),
-    ))
+    )
 
 
 def recording_groups() -> tuple[RuleGroup, ...]:

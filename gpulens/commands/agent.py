@@ -23,27 +23,48 @@ log = logging.getLogger("gpulens.agent")
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("agent", help="node agent: GPU metrics, trainer datagrams, /metrics",
-                              description="Samples GPUs, receives trainer datagrams, serves /metrics and /healthz.")
+    p = subparsers.add_parser(
+        "agent",
+        help="node agent: GPU metrics, trainer datagrams, /metrics",
+        description="Samples GPUs, receives trainer datagrams, serves /metrics and /healthz.",
+    )
     p.add_argument("--backend", choices=("auto", "nvml", "dcgm", "sim"), default="auto")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9400)
     p.add_argument("--interval", type=float, default=1.0, help="seconds between samples (default 1.0)")
-    p.add_argument("--socket", type=Path, default=None, help="trainer datagram socket (default $GPULENS_SOCKET, "
-                   "/run/gpulens/agent.sock as root, else $XDG_RUNTIME_DIR/gpulens/agent.sock)")
+    p.add_argument(
+        "--socket",
+        type=Path,
+        default=None,
+        help="trainer datagram socket (default $GPULENS_SOCKET, "
+        "/run/gpulens/agent.sock as root, else $XDG_RUNTIME_DIR/gpulens/agent.sock)",
+    )
     p.add_argument("--node", default=None, help="node label (default: the host name)")
     p.add_argument("--sim-gpus", type=int, default=8)
     p.add_argument("--sim-model", choices=("a100-40gb", "a100-80gb", "h100-sxm"), default="a100-80gb")
     p.add_argument("--sim-seed", type=int, default=0)
-    p.add_argument("--sim-scenario", default="mixed", help="mixed (default), busy, idle, memory-bound, "
-                   "input-starved, free")
-    p.add_argument("--sim-fault", action="append", default=[], metavar="XID:GPU:AFTER_SECONDS",
-                   help="sim GPU raises an XID after a delay, e.g. 79:3:5 (repeatable)")
+    p.add_argument(
+        "--sim-scenario",
+        default="mixed",
+        help="mixed (default), busy, idle, memory-bound, input-starved, free",
+    )
+    p.add_argument(
+        "--sim-fault",
+        action="append",
+        default=[],
+        metavar="XID:GPU:AFTER_SECONDS",
+        help="sim GPU raises an XID after a delay, e.g. 79:3:5 (repeatable)",
+    )
     p.add_argument("--instance-id", default="")
     p.add_argument("--instance-type", default="")
     p.add_argument("--cluster", default="")
-    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
-                   help="static job_id=/team= for a dedicated node (repeatable)")
+    p.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="static job_id=/team= for a dedicated node (repeatable)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -55,11 +76,21 @@ def run(args: argparse.Namespace) -> int:
         print("gpulens agent: error: --interval must be positive and --port in 1..65535", file=sys.stderr)
         return 2
     config = AgentConfig(
-        backend=args.backend, host=args.host, port=args.port, interval=args.interval,
-        socket=args.socket or default_socket_path(), node=args.node or socket.gethostname(),
-        sim_gpus=args.sim_gpus, sim_model=args.sim_model, sim_seed=args.sim_seed,
-        sim_scenario=args.sim_scenario, sim_faults=tuple(args.sim_fault), instance_id=args.instance_id,
-        instance_type=args.instance_type, cluster=args.cluster, labels=tuple(args.label),
+        backend=args.backend,
+        host=args.host,
+        port=args.port,
+        interval=args.interval,
+        socket=args.socket or default_socket_path(),
+        node=args.node or socket.gethostname(),
+        sim_gpus=args.sim_gpus,
+        sim_model=args.sim_model,
+        sim_seed=args.sim_seed,
+        sim_scenario=args.sim_scenario,
+        sim_faults=tuple(args.sim_fault),
+        instance_id=args.instance_id,
+        instance_type=args.instance_type,
+        cluster=args.cluster,
+        labels=tuple(args.label),
         kubelet_socket=KUBELET_SOCKET if args.backend != "sim" else None,
     )
     stop = threading.Event()

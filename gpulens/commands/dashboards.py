@@ -32,9 +32,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     auth.add_argument("--user", help="basic-auth user (with --password or $GRAFANA_PASSWORD)")
     up.add_argument("--password", help="basic-auth password (default: $GRAFANA_PASSWORD)")
     up.add_argument("--folder", default="gpulens", metavar="NAME", help="folder title (default: %(default)s)")
-    up.add_argument("--datasource-uid", metavar="UID", help="Prometheus data source the dashboards query "
-                    "(default: Grafana's default Prometheus data source)")
-    up.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per request (default: 10)")
+    up.add_argument(
+        "--datasource-uid",
+        metavar="UID",
+        help="Prometheus data source the dashboards query "
+        "(default: Grafana's default Prometheus data source)",
+    )
+    up.add_argument(
+        "--timeout", type=float, default=10.0, metavar="SECONDS", help="per request (default: 10)"
+    )
     up.set_defaults(handler=run_push)
 
 
@@ -58,8 +64,15 @@ def target_from(args: argparse.Namespace) -> GrafanaTarget:
         raise GpulensError("--user needs --password (or $GRAFANA_PASSWORD)", field="--password")
     if not args.user and not token:
         raise GpulensError("give --token (or $GRAFANA_TOKEN), or --user and --password", field="--token")
-    return GrafanaTarget(url=args.url, token=token, user=args.user, password=password if args.user else None,
-                         folder=args.folder, datasource_uid=args.datasource_uid, timeout=args.timeout)
+    return GrafanaTarget(
+        url=args.url,
+        token=token,
+        user=args.user,
+        password=password if args.user else None,
+        folder=args.folder,
+        datasource_uid=args.datasource_uid,
+        timeout=args.timeout,
+    )
 
 
 def run_push(args: argparse.Namespace) -> int:

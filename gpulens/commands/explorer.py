@@ -13,9 +13,11 @@ AUTH_ENV = "GPULENS_EXPLORER_AUTH"
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "explorer", help="serve the Dash cost explorer",
+        "explorer",
+        help="serve the Dash cost explorer",
         description="Serve the cost explorer (/cost, /utilization, /training) over the warehouse. "
-        f"Set ${AUTH_ENV}=user:password to require HTTP basic auth (do, before --host 0.0.0.0).")
+        f"Set ${AUTH_ENV}=user:password to require HTTP basic auth (do, before --host 0.0.0.0).",
+    )
     parser.add_argument("--prometheus", metavar="URL", help="Prometheus base URL for the live views")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8050, help="port (default 8050)")
@@ -36,8 +38,13 @@ def auth_from_env(value: str | None) -> tuple[str, str] | None:
 def run(args: argparse.Namespace) -> int:
     from gpulens.dashboards.explorer.app import ExplorerConfig, ExplorerServer
 
-    config = ExplorerConfig(warehouse=warehouse_path(args), host=args.host, port=args.port,
-                            prometheus=args.prometheus, auth=auth_from_env(os.environ.get(AUTH_ENV)))
+    config = ExplorerConfig(
+        warehouse=warehouse_path(args),
+        host=args.host,
+        port=args.port,
+        prometheus=args.prometheus,
+        auth=auth_from_env(os.environ.get(AUTH_ENV)),
+    )
     try:
         server = ExplorerServer(config)
     except OSError as exc:

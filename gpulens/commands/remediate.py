@@ -14,18 +14,28 @@ DEFAULT_AUDIT_LOG = Path("gpulens-remediation.jsonl")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("remediate", help="turn GPU and training alerts into safe, audited actions")
+    parser = subparsers.add_parser(
+        "remediate", help="turn GPU and training alerts into safe, audited actions"
+    )
     sub = parser.add_subparsers(dest="remediate_command", metavar="SUBCOMMAND", required=True)
 
-    serve = sub.add_parser("serve", help="Alertmanager webhook receiver (POST /alerts)",
-                           description="Receive Alertmanager webhooks and act on them by a policy. "
-                           f"Dry-run unless --execute. ${TOKEN_ENV}, when set, is the required bearer token.")
+    serve = sub.add_parser(
+        "serve",
+        help="Alertmanager webhook receiver (POST /alerts)",
+        description="Receive Alertmanager webhooks and act on them by a policy. "
+        f"Dry-run unless --execute. ${TOKEN_ENV}, when set, is the required bearer token.",
+    )
     _add_policy_option(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=9095, help="port to bind (default: 9095)")
     serve.add_argument("--execute", action="store_true", help="run actions for real (default: dry-run)")
-    serve.add_argument("--audit-log", type=Path, default=DEFAULT_AUDIT_LOG, metavar="FILE",
-                       help=f"JSONL audit log, appended (default: ./{DEFAULT_AUDIT_LOG})")
+    serve.add_argument(
+        "--audit-log",
+        type=Path,
+        default=DEFAULT_AUDIT_LOG,
+        metavar="FILE",
+        help=f"JSONL audit log, appended (default: ./{DEFAULT_AUDIT_LOG})",
+    )
     serve.set_defaults(handler=serve_command)
 
     check = sub.add_parser("check", help="validate a policy file and list its rules")
@@ -34,8 +44,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _add_policy_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--policy", type=Path, default=None, metavar="FILE",
-                        help="policy YAML (default: the shipped default policy)")
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="policy YAML (default: the shipped default policy)",
+    )
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -43,23 +58,33 @@ def serve_command(args: argparse.Namespace) -> int:
     from gpulens.remediation.server import Metrics, RemediationServer, ServerConfig
 
     metrics = Metrics(execute=args.execute)
-    engine = build_engine(RemediationConfig(audit_log=args.audit_log, policy=args.policy, execute=args.execute),
-                          observe=metrics.observe)
+    engine = build_engine(
+        RemediationConfig(audit_log=args.audit_log, policy=args.policy, execute=args.execute),
+        observe=metrics.observe,
+    )
     token = os.environ.get(TOKEN_ENV) or None
     if not token and args.host not in ("127.0.0.1", "::1", "localhost"):
-        print(f"gpulens remediate: warning: listening on {args.host} without ${TOKEN_ENV}: "
-              "anyone who can reach it can trigger drains", file=sys.stderr)
+        print(
+            f"gpulens remediate: warning: listening on {args.host} without ${TOKEN_ENV}: "
+            "anyone who can reach it can trigger drains",
+            file=sys.stderr,
+        )
     try:
         server = RemediationServer(engine, metrics, ServerConfig(host=args.host, port=args.port, token=token))
     except OSError as exc:
         from gpulens.errors import GpulensError
 
-        raise GpulensError(f"cannot listen on {args.host}:{args.port} (--host/--port): {exc.strerror}") from exc
+        raise GpulensError(
+            f"cannot listen on {args.host}:{args.port} (--host/--port): {exc.strerror}"
+        ) from exc
     signal.signal(signal.SIGTERM, _interrupt)
-    print(f"gpulens remediate: listening on http://{args.host}:{server.port}/alerts "
-          f"({'EXECUTE' if args.execute else 'dry-run'}, token {'required' if token else 'not set'}, "
-          f"policy {engine.policy.source} with {len(engine.policy.rules)} rules, audit log {args.audit_log})",
-          file=sys.stderr, flush=True)
+    print(
+        f"gpulens remediate: listening on http://{args.host}:{server.port}/alerts "
+        f"({'EXECUTE' if args.execute else 'dry-run'}, token {'required' if token else 'not set'}, "
+        f"policy {engine.policy.source} with {len(engine.policy.rules)} rules, audit log {args.audit_log})",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

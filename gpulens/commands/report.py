@@ -27,27 +27,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("report", help="finance reports from the warehouse")
     kinds = parser.add_subparsers(dest="report_kind", metavar="KIND", required=True)
     weekly = kinds.add_parser(
-        "weekly", help="the weekly GPU spend report: report.html, .pdf, .csv, .xlsx",
+        "weekly",
+        help="the weekly GPU spend report: report.html, .pdf, .csv, .xlsx",
         description="Allocate one ISO week (Monday 00:00 UTC to Monday) and its previous week, and write "
-                    "report.html, report.pdf, report.csv and report.xlsx to a folder or s3://bucket/prefix; "
-                    "optionally mail them. SMTP settings: flags, else GPULENS_SMTP_HOST, _PORT, _TLS, _FROM, "
-                    "_TO; login from GPULENS_SMTP_USER and GPULENS_SMTP_PASSWORD.")
+        "report.html, report.pdf, report.csv and report.xlsx to a folder or s3://bucket/prefix; "
+        "optionally mail them. SMTP settings: flags, else GPULENS_SMTP_HOST, _PORT, _TLS, _FROM, "
+        "_TO; login from GPULENS_SMTP_USER and GPULENS_SMTP_PASSWORD.",
+    )
     weekly.add_argument("--week", required=True, metavar="YYYY-Www", help="ISO week, e.g. 2026-W47")
     weekly.add_argument("--out", required=True, metavar="DIR|s3://bucket/prefix", help="where the files go")
     add_warehouse_option(weekly)
     weekly.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint for an s3:// --out")
-    weekly.add_argument("--tag-key", default="team", help="cost allocation tag naming the team (default team)")
-    weekly.add_argument("--cluster-tag-key", default="cluster", help="tag naming the cluster (default cluster)")
-    weekly.add_argument("--idle", choices=("separate", "share"), default="separate",
-                        help="keep idle GPU time apart (default) or share it over the instance's teams")
-    weekly.add_argument("--cost", choices=("amortized", "billed"), default="amortized",
-                        help="amortized (default) or billed cost")
-    weekly.add_argument("--sm-threshold", type=float, default=0.25,
-                        help="SM activity below which a held GPU is underutilized (default 0.25)")
+    weekly.add_argument(
+        "--tag-key", default="team", help="cost allocation tag naming the team (default team)"
+    )
+    weekly.add_argument(
+        "--cluster-tag-key", default="cluster", help="tag naming the cluster (default cluster)"
+    )
+    weekly.add_argument(
+        "--idle",
+        choices=("separate", "share"),
+        default="separate",
+        help="keep idle GPU time apart (default) or share it over the instance's teams",
+    )
+    weekly.add_argument(
+        "--cost",
+        choices=("amortized", "billed"),
+        default="amortized",
+        help="amortized (default) or billed cost",
+    )
+    weekly.add_argument(
+        "--sm-threshold",
+        type=float,
+        default=0.25,
+        help="SM activity below which a held GPU is underutilized (default 0.25)",
+    )
     weekly.add_argument("--top", type=int, default=20, help="underutilized GPUs to list (default 20)")
     smtp = weekly.add_argument_group("email (optional; sent when a host and recipients are given)")
     smtp.add_argument("--smtp-host", metavar="H")
-    smtp.add_argument("--smtp-port", type=int, metavar="P", help="default 587, 465 with --smtp-tls ssl, 25 with none")
+    smtp.add_argument(
+        "--smtp-port", type=int, metavar="P", help="default 587, 465 with --smtp-tls ssl, 25 with none"
+    )
     smtp.add_argument("--smtp-tls", choices=TLS_MODES, help="default starttls")
     smtp.add_argument("--smtp-from", metavar="A", help="sender address")
     smtp.add_argument("--smtp-to", metavar="A,B", help="recipients, comma-separated")
@@ -70,12 +90,19 @@ def run_weekly(args: argparse.Namespace) -> int:
         split_s3_url(args.out)  # a malformed URL fails before the week is computed
     path = warehouse_path(args)
     if not path.exists():
-        raise GpulensError("no warehouse here; load data with `gpulens ingest cur/usage` or pass --warehouse",
-                           path=path)
+        raise GpulensError(
+            "no warehouse here; load data with `gpulens ingest cur/usage` or pass --warehouse", path=path
+        )
     if not 0 <= args.sm_threshold <= 1:
         raise GpulensError(f"--sm-threshold {args.sm_threshold} must be between 0 and 1")
-    options = ReportOptions(tag_key=args.tag_key, cluster_tag_key=args.cluster_tag_key, idle=args.idle,
-                            basis=args.cost, sm_threshold=args.sm_threshold, top=args.top)
+    options = ReportOptions(
+        tag_key=args.tag_key,
+        cluster_tag_key=args.cluster_tag_key,
+        idle=args.idle,
+        basis=args.cost,
+        sm_threshold=args.sm_threshold,
+        top=args.top,
+    )
     with Warehouse(path).connect(read_only=True) as con:
         report = build_weekly_report(con, week, options)
     files = render_all(report)
@@ -87,8 +114,13 @@ def run_weekly(args: argparse.Namespace) -> int:
         from gpulens.attribution.report.mail import build_message, send_email
 
         subject = f"GPU spend, week {week.label}" + (" (incomplete)" if report.incomplete_reasons else "")
-        msg = build_message(subject, files["report.html"].decode("utf-8"), files,
-                            sender=smtp.sender, recipients=smtp.recipients)
+        msg = build_message(
+            subject,
+            files["report.html"].decode("utf-8"),
+            files,
+            sender=smtp.sender,
+            recipients=smtp.recipients,
+        )
         send_email(smtp, msg)
         print(f"mailed to {', '.join(smtp.recipients)} via {smtp.host}:{smtp.port}")
     return 0
@@ -120,9 +152,20 @@ def smtp_config(args: argparse.Namespace, env: Mapping[str, str]) -> SmtpConfig 
     except ValueError:
         raise GpulensError(f"GPULENS_SMTP_PORT={port_text!r} is not a port number") from None
     sender = args.smtp_from or env.get("GPULENS_SMTP_FROM")
-    recipients = tuple(a.strip() for a in (args.smtp_to or env.get("GPULENS_SMTP_TO") or "").split(",") if a.strip())
+    recipients = tuple(
+        a.strip() for a in (args.smtp_to or env.get("GPULENS_SMTP_TO") or "").split(",") if a.strip()
+    )
     if not sender or not recipients:
-        raise GpulensError("email needs a sender and recipients: --smtp-from and --smtp-to "
-                           "(or GPULENS_SMTP_FROM and GPULENS_SMTP_TO)")
-    return SmtpConfig(host=host, port=port, sender=sender, recipients=recipients, tls=tls,  # type: ignore[arg-type]
-                      user=env.get("GPULENS_SMTP_USER") or None, password=env.get("GPULENS_SMTP_PASSWORD") or None)
+        raise GpulensError(
+            "email needs a sender and recipients: --smtp-from and --smtp-to "
+            "(or GPULENS_SMTP_FROM and GPULENS_SMTP_TO)"
+        )
+    return SmtpConfig(
+        host=host,
+        port=port,
+        sender=sender,
+        recipients=recipients,
+        tls=tls,  # type: ignore[arg-type]
+        user=env.get("GPULENS_SMTP_USER") or None,
+        password=env.get("GPULENS_SMTP_PASSWORD") or None,
+    )

@@ -13,9 +13,10 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("runs", help="training runs: check a loss curve for anomalies")
     sub = parser.add_subparsers(dest="runs_command", metavar="SUBCOMMAND", required=True)
     check = sub.add_parser(
-        "check", help="scan one loss curve for NaN, spikes and divergence (SPEC §7)",
+        "check",
+        help="scan one loss curve for NaN, spikes and divergence (SPEC §7)",
         description="Scan a CSV with step,loss columns, or the trainer's JSONL, with the same detector the "
-                    "trainer runs online. Exits 0 whether or not anomalies are found.",
+        "trainer runs online. Exits 0 whether or not anomalies are found.",
     )
     check.add_argument("path", type=Path, metavar="PATH", help="CSV (step,loss[,...]) or trainer JSONL")
     check.add_argument("--format", choices=("table", "json"), default="table")
@@ -29,8 +30,10 @@ def _check(args: argparse.Namespace) -> int:
     points = read_curve(args.path)
     anomalies = scan(points)
     if args.format == "json":
-        rows = [{"step": a.step, "kind": a.kind, "loss": a.loss if math.isfinite(a.loss) else None}
-                for a in anomalies]
+        rows = [
+            {"step": a.step, "kind": a.kind, "loss": a.loss if math.isfinite(a.loss) else None}
+            for a in anomalies
+        ]
         print(json.dumps({"anomalies": rows}))
         return 0
     print(f"{args.path}: {len(points)} points, {len(anomalies)} anomalies")

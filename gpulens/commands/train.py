@@ -10,9 +10,10 @@ def register(subparsers: Any) -> None:
     from gpulens.trainer.reference.cli import add_arguments
 
     parser = subparsers.add_parser(
-        "train", help="train the reference model on the CPU, reporting to the local agent",
+        "train",
+        help="train the reference model on the CPU, reporting to the local agent",
         description="Train a small decoder-only transformer on a generated corpus, instrumented with "
-                    "StepMonitor; --diverge-at/--nan-at/--stall-at inject failures for demos.",
+        "StepMonitor; --diverge-at/--nan-at/--stall-at inject failures for demos.",
     )
     add_arguments(parser)
     parser.set_defaults(handler=_run)

@@ -1,9 +1,9 @@
 """Writes a `Scenario` as the files a real deployment produces, in their real layouts.
 
-    <root>/cur/data/BILLING_PERIOD=YYYY-MM/gpulens-demo-00001.snappy.parquet   CUR 2.0 (Data Exports)
-    <root>/cur/metadata/BILLING_PERIOD=YYYY-MM/gpulens-demo-Manifest.json
-    <root>/usage/usage-YYYY-MM.parquet                                          SPEC §5 hourly rollups
-    <root>/runs/<job_id>.jsonl                                                  SPEC §4 step records
+<root>/cur/data/BILLING_PERIOD=YYYY-MM/gpulens-demo-00001.snappy.parquet   CUR 2.0 (Data Exports)
+<root>/cur/metadata/BILLING_PERIOD=YYYY-MM/gpulens-demo-Manifest.json
+<root>/usage/usage-YYYY-MM.parquet                                          SPEC §5 hourly rollups
+<root>/runs/<job_id>.jsonl                                                  SPEC §4 step records
 """
 
 from __future__ import annotations
@@ -30,15 +30,18 @@ class Artifacts:
 def artifact_paths(root: Path, period: str) -> Artifacts:
     """Where `write_artifacts` puts (or put) the files of `period` under `root`."""
     runs = tuple(sorted((root / "runs").glob("*.jsonl")))
-    return Artifacts(root / "cur" / "data" / f"BILLING_PERIOD={period}", root / "usage" / f"usage-{period}.parquet",
-                     runs)
+    return Artifacts(
+        root / "cur" / "data" / f"BILLING_PERIOD={period}", root / "usage" / f"usage-{period}.parquet", runs
+    )
 
 
 def write_artifacts(scenario: Scenario, root: Path) -> Artifacts:
     """Writes every file of the scenario under `root` (overwriting) and returns their paths."""
     paths = artifact_paths(root, scenario.period)
     paths.cur_dir.mkdir(parents=True, exist_ok=True)
-    pq.write_table(cur_table(scenario), paths.cur_dir / "gpulens-demo-00001.snappy.parquet", compression="snappy")
+    pq.write_table(
+        cur_table(scenario), paths.cur_dir / "gpulens-demo-00001.snappy.parquet", compression="snappy"
+    )
     _write_manifest(root, scenario.period)
     paths.usage_file.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(usage_table(scenario), paths.usage_file)

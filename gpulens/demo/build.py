@@ -31,8 +31,14 @@ class DemoBuild:
     summary: dict[str, object]  # `gpulens attribute --format json` of the period
 
 
-def build(workdir: Path, *, seed: int = 7, period: str = "2026-10", rebuild: bool = False,
-          say: Callable[[str], None] = print) -> DemoBuild:
+def build(
+    workdir: Path,
+    *,
+    seed: int = 7,
+    period: str = "2026-10",
+    rebuild: bool = False,
+    say: Callable[[str], None] = print,
+) -> DemoBuild:
     """The demo warehouse under `workdir`, built now or reused from an earlier run."""
     scenario = build_scenario(period, seed)
     warehouse = workdir / "gpulens.duckdb"
@@ -42,8 +48,14 @@ def build(workdir: Path, *, seed: int = 7, period: str = "2026-10", rebuild: boo
         recorded = json.loads(stamp.read_text())
         if {k: recorded.get(k) for k in expected} == expected:
             say(f"reusing the demo month built earlier in {workdir} (--rebuild to start over)")
-            return DemoBuild(workdir, warehouse, scenario, artifact_paths(workdir / "artifacts", period), True,
-                             recorded.get("summary", {}))
+            return DemoBuild(
+                workdir,
+                warehouse,
+                scenario,
+                artifact_paths(workdir / "artifacts", period),
+                True,
+                recorded.get("summary", {}),
+            )
     workdir.mkdir(parents=True, exist_ok=True)
     for stale in (warehouse, warehouse.with_name(warehouse.name + ".wal"), stamp):
         stale.unlink(missing_ok=True)
@@ -56,15 +68,19 @@ def build(workdir: Path, *, seed: int = 7, period: str = "2026-10", rebuild: boo
     return DemoBuild(workdir, warehouse, scenario, artifacts, False, summary)
 
 
-def load(artifacts: Artifacts, warehouse: Path, period: str, *,
-         say: Callable[[str], None] = print) -> dict[str, object]:
+def load(
+    artifacts: Artifacts, warehouse: Path, period: str, *, say: Callable[[str], None] = print
+) -> dict[str, object]:
     """Runs the user's commands on the artifacts; returns the amortized allocation summary."""
     wh = ["--warehouse", str(warehouse)]
     steps: list[tuple[str, list[str]]] = [
         ("ingest cur", ["ingest", "cur", str(artifacts.cur_dir), *wh]),
         ("ingest usage", ["ingest", "usage", str(artifacts.usage_file), *wh]),
         ("ingest runs", ["ingest", "runs", *map(str, artifacts.run_files), *wh]),
-        ("attribute (billed)", ["attribute", "--period", period, "--cost", "billed", "--format", "json", *wh]),
+        (
+            "attribute (billed)",
+            ["attribute", "--period", period, "--cost", "billed", "--format", "json", *wh],
+        ),
         ("attribute", ["attribute", "--period", period, "--format", "json", *wh]),
     ]
     out = ""
@@ -83,5 +99,7 @@ def run_command(argv: Sequence[str]) -> str:
         code = cli.main(list(argv))
     if code != 0:
         detail = stderr.getvalue().strip().splitlines()
-        raise GpulensError(f"`gpulens {' '.join(argv[:2])}` failed: {detail[-1] if detail else f'exit {code}'}")
+        raise GpulensError(
+            f"`gpulens {' '.join(argv[:2])}` failed: {detail[-1] if detail else f'exit {code}'}"
+        )
     return stdout.getvalue()

@@ -74,47 +74,110 @@ def _node_hours(s: Scenario, node: Node) -> Iterator[Row]:
     tags = _node_tags(node)
     for t in _hour_starts(s):
         end = t + timedelta(hours=1)
-        common: dict[str, Any] = {"product_instance_type": node.itype.name, "line_item_operation": "RunInstances",
-                  "pricing_public_on_demand_cost": rate}
+        common: dict[str, Any] = {
+            "product_instance_type": node.itype.name,
+            "line_item_operation": "RunInstances",
+            "pricing_public_on_demand_cost": rate,
+        }
         if node.pricing == "savings_plan":
             effective = round(rate * SP_DISCOUNT, 6)
-            yield _line(s, t, end, "SavingsPlanCoveredUsage", "AmazonEC2", usage_type, node.instance_id, 1.0,
-                        rate, tags, savings_plan_savings_plan_a_r_n=SP_ARN,
-                        savings_plan_savings_plan_rate=effective,
-                        savings_plan_savings_plan_effective_cost=effective, **common)
-            yield _line(s, t, end, "SavingsPlanNegation", "AmazonEC2", usage_type, node.instance_id, 1.0,
-                        -rate, tags, savings_plan_savings_plan_a_r_n=SP_ARN, **common)
+            yield _line(
+                s,
+                t,
+                end,
+                "SavingsPlanCoveredUsage",
+                "AmazonEC2",
+                usage_type,
+                node.instance_id,
+                1.0,
+                rate,
+                tags,
+                savings_plan_savings_plan_a_r_n=SP_ARN,
+                savings_plan_savings_plan_rate=effective,
+                savings_plan_savings_plan_effective_cost=effective,
+                **common,
+            )
+            yield _line(
+                s,
+                t,
+                end,
+                "SavingsPlanNegation",
+                "AmazonEC2",
+                usage_type,
+                node.instance_id,
+                1.0,
+                -rate,
+                tags,
+                savings_plan_savings_plan_a_r_n=SP_ARN,
+                **common,
+            )
         elif node.pricing == "reserved":
-            yield _line(s, t, end, "DiscountedUsage", "AmazonEC2", usage_type, node.instance_id, 1.0, 0.0, tags,
-                        reservation_reservation_a_r_n=RI_ARN,
-                        reservation_effective_cost=RI_RECURRING_PER_HOUR + RI_UPFRONT_PER_HOUR,
-                        reservation_amortized_upfront_fee_for_billing_period=RI_UPFRONT_PER_HOUR,
-                        reservation_recurring_fee_for_usage=RI_RECURRING_PER_HOUR, **common)
+            yield _line(
+                s,
+                t,
+                end,
+                "DiscountedUsage",
+                "AmazonEC2",
+                usage_type,
+                node.instance_id,
+                1.0,
+                0.0,
+                tags,
+                reservation_reservation_a_r_n=RI_ARN,
+                reservation_effective_cost=RI_RECURRING_PER_HOUR + RI_UPFRONT_PER_HOUR,
+                reservation_amortized_upfront_fee_for_billing_period=RI_UPFRONT_PER_HOUR,
+                reservation_recurring_fee_for_usage=RI_RECURRING_PER_HOUR,
+                **common,
+            )
         else:
-            yield _line(s, t, end, "Usage", "AmazonEC2", usage_type, node.instance_id, 1.0, rate, tags, **common)
+            yield _line(
+                s, t, end, "Usage", "AmazonEC2", usage_type, node.instance_id, 1.0, rate, tags, **common
+            )
 
 
 def _savings_plan_fees(s: Scenario) -> Iterator[Row]:
     covered = [n for n in s.nodes if n.pricing == "savings_plan"]
     used = round(sum(round(n.itype.on_demand_per_hour * SP_DISCOUNT, 6) for n in covered), 6)
     for t in _hour_starts(s):
-        yield _line(s, t, t + timedelta(hours=1), "SavingsPlanRecurringFee", "ComputeSavingsPlans",
-                    "ComputeSP:1yrNoUpfront", SP_ARN, 1.0, SP_COMMITMENT_PER_HOUR, {},
-                    savings_plan_savings_plan_a_r_n=SP_ARN,
-                    savings_plan_total_commitment_to_date=SP_COMMITMENT_PER_HOUR,
-                    savings_plan_used_commitment=used)
+        yield _line(
+            s,
+            t,
+            t + timedelta(hours=1),
+            "SavingsPlanRecurringFee",
+            "ComputeSavingsPlans",
+            "ComputeSP:1yrNoUpfront",
+            SP_ARN,
+            1.0,
+            SP_COMMITMENT_PER_HOUR,
+            {},
+            savings_plan_savings_plan_a_r_n=SP_ARN,
+            savings_plan_total_commitment_to_date=SP_COMMITMENT_PER_HOUR,
+            savings_plan_used_commitment=used,
+        )
 
 
 def _ri_fee(s: Scenario) -> Row:
     hours = s.hours
     unused = RI_COUNT - sum(1 for n in s.nodes if n.pricing == "reserved")
-    return _line(s, s.start, s.end, "RIFee", "AmazonEC2", f"USE1-HeavyUsage:{P4D.name}", RI_ARN,
-                 float(RI_COUNT * hours), round(RI_COUNT * hours * RI_RECURRING_PER_HOUR, 6), {},
-                 reservation_reservation_a_r_n=RI_ARN, product_instance_type=P4D.name,
-                 reservation_unused_recurring_fee=round(unused * hours * RI_RECURRING_PER_HOUR, 6),
-                 reservation_unused_amortized_upfront_fee_for_billing_period=round(
-                     unused * hours * RI_UPFRONT_PER_HOUR, 6),
-                 description=f"{RI_COUNT} x {P4D.name} reserved, partial upfront")
+    return _line(
+        s,
+        s.start,
+        s.end,
+        "RIFee",
+        "AmazonEC2",
+        f"USE1-HeavyUsage:{P4D.name}",
+        RI_ARN,
+        float(RI_COUNT * hours),
+        round(RI_COUNT * hours * RI_RECURRING_PER_HOUR, 6),
+        {},
+        reservation_reservation_a_r_n=RI_ARN,
+        product_instance_type=P4D.name,
+        reservation_unused_recurring_fee=round(unused * hours * RI_RECURRING_PER_HOUR, 6),
+        reservation_unused_amortized_upfront_fee_for_billing_period=round(
+            unused * hours * RI_UPFRONT_PER_HOUR, 6
+        ),
+        description=f"{RI_COUNT} x {P4D.name} reserved, partial upfront",
+    )
 
 
 def _daily_others(s: Scenario) -> Iterator[Row]:
@@ -122,45 +185,118 @@ def _daily_others(s: Scenario) -> Iterator[Row]:
     days = s.hours // 24
     for d in range(days):
         t, end = s.start + timedelta(days=d), s.start + timedelta(days=d + 1)
-        yield _line(s, t, end, "Usage", "AmazonFSx", "USE1-Lustre-PersistentSSD2-125MBps-Storage", FSX_ID,
-                    120_000 / days, round(120_000 * 0.145 / days, 6), {"user_cluster": CLUSTER})
-        yield _line(s, t, end, "Usage", "AmazonVPC", "USE1-NatGateway-Hours", f"arn:aws:ec2:{REGION}:{ACCOUNT}:"
-                    "natgateway/nat-0f1e2d3c4b5a69788", 24.0, 24 * 0.045, {"user_cluster": CLUSTER})
-        yield _line(s, t, end, "Usage", "AmazonS3", "USE1-TimedStorage-ByteHrs", "gpulens-demo-datasets",
-                    40_000 / days, round(40_000 * 0.023 / days, 6), {})
+        yield _line(
+            s,
+            t,
+            end,
+            "Usage",
+            "AmazonFSx",
+            "USE1-Lustre-PersistentSSD2-125MBps-Storage",
+            FSX_ID,
+            120_000 / days,
+            round(120_000 * 0.145 / days, 6),
+            {"user_cluster": CLUSTER},
+        )
+        yield _line(
+            s,
+            t,
+            end,
+            "Usage",
+            "AmazonVPC",
+            "USE1-NatGateway-Hours",
+            f"arn:aws:ec2:{REGION}:{ACCOUNT}:natgateway/nat-0f1e2d3c4b5a69788",
+            24.0,
+            24 * 0.045,
+            {"user_cluster": CLUSTER},
+        )
+        yield _line(
+            s,
+            t,
+            end,
+            "Usage",
+            "AmazonS3",
+            "USE1-TimedStorage-ByteHrs",
+            "gpulens-demo-datasets",
+            40_000 / days,
+            round(40_000 * 0.023 / days, 6),
+            {},
+        )
         for node in s.nodes:
             # Root volumes of the older nodes carry the cluster tag; node-13..16's were never tagged.
             tags = {"user_cluster": CLUSTER} if node.name <= "node-12" else {}
-            yield _line(s, t, end, "Usage", "AmazonEC2", "USE1-EBS:VolumeUsage.gp3", f"vol-0{node.instance_id[3:]}",
-                        2000 / days, round(2000 * 0.08 / days, 6), tags)
+            yield _line(
+                s,
+                t,
+                end,
+                "Usage",
+                "AmazonEC2",
+                "USE1-EBS:VolumeUsage.gp3",
+                f"vol-0{node.instance_id[3:]}",
+                2000 / days,
+                round(2000 * 0.08 / days, 6),
+                tags,
+            )
 
 
 def _dev_instance(s: Scenario) -> Iterator[Row]:
     """An untagged g5.xlarge someone left running: no gpulens agent, so no usage: unallocated."""
     for t in _hour_starts(s):
-        yield _line(s, t, t + timedelta(hours=1), "Usage", "AmazonEC2", "USE1-BoxUsage:g5.xlarge",
-                    "i-0dev5a5a5a5a5a5a5", 1.0, 1.006, {}, product_instance_type="g5.xlarge",
-                    line_item_operation="RunInstances", pricing_public_on_demand_cost=1.006)
+        yield _line(
+            s,
+            t,
+            t + timedelta(hours=1),
+            "Usage",
+            "AmazonEC2",
+            "USE1-BoxUsage:g5.xlarge",
+            "i-0dev5a5a5a5a5a5a5",
+            1.0,
+            1.006,
+            {},
+            product_instance_type="g5.xlarge",
+            line_item_operation="RunInstances",
+            pricing_public_on_demand_cost=1.006,
+        )
 
 
-def _line(s: Scenario, start: datetime, end: datetime, line_type: str, product: str, usage_type: str,
-          resource_id: str | None, amount: float, cost: float, tags: dict[str, str], *,
-          description: str | None = None, **extra: Any) -> Row:
+def _line(
+    s: Scenario,
+    start: datetime,
+    end: datetime,
+    line_type: str,
+    product: str,
+    usage_type: str,
+    resource_id: str | None,
+    amount: float,
+    cost: float,
+    tags: dict[str, str],
+    *,
+    description: str | None = None,
+    **extra: Any,
+) -> Row:
     row: Row = {
         "identity_time_interval": f"{start:%Y-%m-%dT%H:%M:%SZ}/{end:%Y-%m-%dT%H:%M:%SZ}",
-        "bill_invoice_id": f"EUINUS{s.period.replace('-', '')}01", "bill_billing_entity": "AWS",
-        "bill_bill_type": "Anniversary", "bill_payer_account_id": PAYER,
-        "bill_billing_period_start_date": s.start, "bill_billing_period_end_date": s.end,
-        "line_item_usage_account_id": ACCOUNT, "line_item_line_item_type": line_type,
-        "line_item_usage_start_date": start, "line_item_usage_end_date": end,
-        "line_item_product_code": product, "line_item_usage_type": usage_type,
+        "bill_invoice_id": f"EUINUS{s.period.replace('-', '')}01",
+        "bill_billing_entity": "AWS",
+        "bill_bill_type": "Anniversary",
+        "bill_payer_account_id": PAYER,
+        "bill_billing_period_start_date": s.start,
+        "bill_billing_period_end_date": s.end,
+        "line_item_usage_account_id": ACCOUNT,
+        "line_item_line_item_type": line_type,
+        "line_item_usage_start_date": start,
+        "line_item_usage_end_date": end,
+        "line_item_product_code": product,
+        "line_item_usage_type": usage_type,
         "line_item_availability_zone": f"{REGION}a" if product == "AmazonEC2" else None,
-        "line_item_resource_id": resource_id, "line_item_usage_amount": amount,
+        "line_item_resource_id": resource_id,
+        "line_item_usage_amount": amount,
         "line_item_currency_code": "USD",
         "line_item_unblended_rate": round(cost / amount, 6) if amount else None,
-        "line_item_unblended_cost": cost, "line_item_blended_cost": cost,
+        "line_item_unblended_cost": cost,
+        "line_item_blended_cost": cost,
         "line_item_line_item_description": description or f"{usage_type} ({line_type})",
-        "product_region_code": REGION, "product_servicecode": product,
+        "product_region_code": REGION,
+        "product_servicecode": product,
         "resource_tags": list(tags.items()),
     }
     row.update(extra)
@@ -169,20 +305,43 @@ def _line(s: Scenario, start: datetime, end: datetime, line_type: str, product: 
 
 _STR, _F64, _TS = pa.string(), pa.float64(), pa.timestamp("ms")
 COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
-    ("identity_line_item_id", _STR), ("identity_time_interval", _STR), ("bill_invoice_id", _STR),
-    ("bill_billing_entity", _STR), ("bill_bill_type", _STR), ("bill_payer_account_id", _STR),
-    ("bill_billing_period_start_date", _TS), ("bill_billing_period_end_date", _TS),
-    ("line_item_usage_account_id", _STR), ("line_item_line_item_type", _STR),
-    ("line_item_usage_start_date", _TS), ("line_item_usage_end_date", _TS), ("line_item_product_code", _STR),
-    ("line_item_usage_type", _STR), ("line_item_operation", _STR), ("line_item_availability_zone", _STR),
-    ("line_item_resource_id", _STR), ("line_item_usage_amount", _F64), ("line_item_currency_code", _STR),
-    ("line_item_unblended_rate", _F64), ("line_item_unblended_cost", _F64), ("line_item_blended_cost", _F64),
-    ("line_item_line_item_description", _STR), ("product_instance_type", _STR), ("product_region_code", _STR),
-    ("product_servicecode", _STR), ("pricing_public_on_demand_cost", _F64),
-    ("savings_plan_savings_plan_a_r_n", _STR), ("savings_plan_savings_plan_rate", _F64),
-    ("savings_plan_savings_plan_effective_cost", _F64), ("savings_plan_total_commitment_to_date", _F64),
-    ("savings_plan_used_commitment", _F64), ("reservation_reservation_a_r_n", _STR),
-    ("reservation_effective_cost", _F64), ("reservation_unused_amortized_upfront_fee_for_billing_period", _F64),
-    ("reservation_unused_recurring_fee", _F64), ("reservation_amortized_upfront_fee_for_billing_period", _F64),
-    ("reservation_recurring_fee_for_usage", _F64), ("resource_tags", pa.map_(pa.string(), pa.string())),
+    ("identity_line_item_id", _STR),
+    ("identity_time_interval", _STR),
+    ("bill_invoice_id", _STR),
+    ("bill_billing_entity", _STR),
+    ("bill_bill_type", _STR),
+    ("bill_payer_account_id", _STR),
+    ("bill_billing_period_start_date", _TS),
+    ("bill_billing_period_end_date", _TS),
+    ("line_item_usage_account_id", _STR),
+    ("line_item_line_item_type", _STR),
+    ("line_item_usage_start_date", _TS),
+    ("line_item_usage_end_date", _TS),
+    ("line_item_product_code", _STR),
+    ("line_item_usage_type", _STR),
+    ("line_item_operation", _STR),
+    ("line_item_availability_zone", _STR),
+    ("line_item_resource_id", _STR),
+    ("line_item_usage_amount", _F64),
+    ("line_item_currency_code", _STR),
+    ("line_item_unblended_rate", _F64),
+    ("line_item_unblended_cost", _F64),
+    ("line_item_blended_cost", _F64),
+    ("line_item_line_item_description", _STR),
+    ("product_instance_type", _STR),
+    ("product_region_code", _STR),
+    ("product_servicecode", _STR),
+    ("pricing_public_on_demand_cost", _F64),
+    ("savings_plan_savings_plan_a_r_n", _STR),
+    ("savings_plan_savings_plan_rate", _F64),
+    ("savings_plan_savings_plan_effective_cost", _F64),
+    ("savings_plan_total_commitment_to_date", _F64),
+    ("savings_plan_used_commitment", _F64),
+    ("reservation_reservation_a_r_n", _STR),
+    ("reservation_effective_cost", _F64),
+    ("reservation_unused_amortized_upfront_fee_for_billing_period", _F64),
+    ("reservation_unused_recurring_fee", _F64),
+    ("reservation_amortized_upfront_fee_for_billing_period", _F64),
+    ("reservation_recurring_fee_for_usage", _F64),
+    ("resource_tags", pa.map_(pa.string(), pa.string())),
 )

@@ -49,8 +49,13 @@ class Processes:
     def start(self, name: str, argv: Sequence[str]) -> subprocess.Popen[bytes]:
         self.logs.mkdir(parents=True, exist_ok=True)
         with (self.logs / f"{name}.log").open("wb") as out:
-            proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+            proc = subprocess.Popen(
+                list(argv),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
         self.children.append((name, proc))
         return proc
 
@@ -87,14 +92,47 @@ def gpulens_argv(*args: str) -> list[str]:
 
 
 def agent_argv(port: int, sock: Path, node: str, instance_id: str) -> list[str]:
-    return gpulens_argv("agent", "--backend", "sim", "--port", str(port), "--socket", str(sock), "--node", node,
-                        "--sim-model", "h100-sxm", "--sim-scenario", "mixed", "--instance-id", instance_id,
-                        "--instance-type", "p5.48xlarge", "--cluster", "train-east")
+    return gpulens_argv(
+        "agent",
+        "--backend",
+        "sim",
+        "--port",
+        str(port),
+        "--socket",
+        str(sock),
+        "--node",
+        node,
+        "--sim-model",
+        "h100-sxm",
+        "--sim-scenario",
+        "mixed",
+        "--instance-id",
+        instance_id,
+        "--instance-type",
+        "p5.48xlarge",
+        "--cluster",
+        "train-east",
+    )
 
 
 def trainer_argv(sock: Path, log_file: Path, steps: int) -> list[str]:
-    return [sys.executable, "-m", "gpulens.trainer.reference", "--job-id", "live-demo-run", "--team", "ai-research",
-            "--steps", str(steps), "--socket", str(sock), "--log", str(log_file), "--threads", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "gpulens.trainer.reference",
+        "--job-id",
+        "live-demo-run",
+        "--team",
+        "ai-research",
+        "--steps",
+        str(steps),
+        "--socket",
+        str(sock),
+        "--log",
+        str(log_file),
+        "--threads",
+        "1",
+    ]
 
 
 def prometheus_argv(home: Path, port: int, agent_port: int) -> list[str] | None:
@@ -103,8 +141,17 @@ def prometheus_argv(home: Path, port: int, agent_port: int) -> list[str] | None:
     if binary is None:
         return None
     home.mkdir(parents=True, exist_ok=True)
-    config = {"global": {"scrape_interval": "2s"},
-              "scrape_configs": [{"job_name": "gpulens", "static_configs": [{"targets": [f"127.0.0.1:{agent_port}"]}]}]}
+    config = {
+        "global": {"scrape_interval": "2s"},
+        "scrape_configs": [
+            {"job_name": "gpulens", "static_configs": [{"targets": [f"127.0.0.1:{agent_port}"]}]}
+        ],
+    }
     (home / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
-    return [binary, f"--config.file={home / 'prometheus.yml'}", f"--storage.tsdb.path={home / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1d"]
+    return [
+        binary,
+        f"--config.file={home / 'prometheus.yml'}",
+        f"--storage.tsdb.path={home / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--storage.tsdb.retention.time=1d",
+    ]

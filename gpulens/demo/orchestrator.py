@@ -28,7 +28,9 @@ class DemoConfig:
     trainer_steps: int = 3000
 
 
-def run(config: DemoConfig, *, say: Callable[[str], None] = print, stop: threading.Event | None = None) -> int:
+def run(
+    config: DemoConfig, *, say: Callable[[str], None] = print, stop: threading.Event | None = None
+) -> int:
     """Runs the demo until SIGINT/SIGTERM (or `stop` is set); returns the exit code."""
     stop = stop or threading.Event()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per browser request in the guide
@@ -43,8 +45,9 @@ def run(config: DemoConfig, *, say: Callable[[str], None] = print, stop: threadi
         try:
             server = ExplorerServer(ExplorerConfig(built.warehouse, config.host, config.port, prometheus))
         except OSError as exc:
-            raise GpulensError(f"cannot serve the explorer on {config.host}:{config.port}: "
-                               f"{exc.strerror or exc}; try --port") from exc
+            raise GpulensError(
+                f"cannot serve the explorer on {config.host}:{config.port}: {exc.strerror or exc}; try --port"
+            ) from exc
         server.start()
         say(_guide(server.url, built, procs, prometheus))
         while not stop.wait(0.5):
@@ -58,7 +61,9 @@ def run(config: DemoConfig, *, say: Callable[[str], None] = print, stop: threadi
         _restore_signals(previous)
 
 
-def _start_live(config: DemoConfig, built: DemoBuild, procs: live.Processes, say: Callable[[str], None]) -> str | None:
+def _start_live(
+    config: DemoConfig, built: DemoBuild, procs: live.Processes, say: Callable[[str], None]
+) -> str | None:
     """Agent on a simulated H100 node, the reference trainer reporting to it, Prometheus if installed."""
     node = built.scenario.nodes[-1]
     sock = config.workdir.resolve() / "run" / "agent.sock"
@@ -68,8 +73,12 @@ def _start_live(config: DemoConfig, built: DemoBuild, procs: live.Processes, say
     if not live.wait_http(f"http://127.0.0.1:{agent_port}/healthz", agent):
         raise GpulensError(f"the agent did not start; see {procs.logs / 'agent.log'}")
     say(f"agent (simulated 8x H100) on http://127.0.0.1:{agent_port}/metrics")
-    procs.start("trainer", live.trainer_argv(sock, config.workdir.resolve() / "live" / "live-demo-run.jsonl",
-                                             config.trainer_steps))
+    procs.start(
+        "trainer",
+        live.trainer_argv(
+            sock, config.workdir.resolve() / "live" / "live-demo-run.jsonl", config.trainer_steps
+        ),
+    )
     say(f"reference trainer 'live-demo-run' training on the CPU, reporting to {sock}")
     home = config.workdir.resolve() / "prometheus"
     prom_port = live.free_port()
@@ -99,8 +108,10 @@ def _guide(url: str, built: DemoBuild, procs: live.Processes, prometheus: str | 
         "",
     ]
     if procs.children:
-        lines.append(f"live: {', '.join(name for name, _ in procs.children)} running; logs in {procs.logs}"
-                     + (f"; live SM activity on /utilization via {prometheus}" if prometheus else ""))
+        lines.append(
+            f"live: {', '.join(name for name, _ in procs.children)} running; logs in {procs.logs}"
+            + (f"; live SM activity on /utilization via {prometheus}" if prometheus else "")
+        )
     lines.append("Ctrl-C stops everything the demo started.")
     return "\n".join(lines)
 

@@ -56,15 +56,27 @@ def run_records(scenario: Scenario, job: Job, *, seed: int) -> Iterator[dict[str
         loss, step, ts = float(losses[i]), (i + 1) * steps_per_record, round(t0 + (i + 1) * RECORD_EVERY_S, 3)
         identity = {"v": 1, "job_id": job.job_id, "team": job.team, "rank": 0}
         yield {
-            **identity, "kind": "step", "local_rank": 0, "gpu": 0, "step": step, "ts": ts,
+            **identity,
+            "kind": "step",
+            "local_rank": 0,
+            "gpu": 0,
+            "step": step,
+            "ts": ts,
             "step_seconds": round(float(rng.normal(step_seconds, step_seconds * 0.03)), 4),
-            "tokens": TOKENS_PER_STEP, "loss": loss if math.isfinite(loss) else None,
+            "tokens": TOKENS_PER_STEP,
+            "loss": loss if math.isfinite(loss) else None,
             "mfu": round(float(np.clip(rng.normal(0.44 if h100 else 0.52, 0.015), 0, 1)), 4),
         }
         anomaly = health.observe(step, loss)
         if anomaly is not None:
-            yield {**identity, "kind": "anomaly", "step": anomaly.step, "anomaly": anomaly.kind,
-                   "loss": anomaly.loss if math.isfinite(anomaly.loss) else None, "ts": ts}
+            yield {
+                **identity,
+                "kind": "anomaly",
+                "step": anomaly.step,
+                "anomaly": anomaly.kind,
+                "loss": anomaly.loss if math.isfinite(anomaly.loss) else None,
+                "ts": ts,
+            }
 
 
 def loss_curve(job: Job, count: int, rng: np.random.Generator) -> np.ndarray:

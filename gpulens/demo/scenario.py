@@ -110,20 +110,41 @@ def _special_jobs(start: datetime, end: datetime) -> list[Job]:
     day = timedelta(days=1)
     return [
         # A 2-node H100 run that diverges halfway and keeps burning money to the end of the month.
-        Job("llm-70b-pretrain", "ai-research", ("node-11", "node-12"), ALL_GPUS, start + 12 * day, end,
-            0.71, "diverge", onset_fraction=0.45),
+        Job(
+            "llm-70b-pretrain",
+            "ai-research",
+            ("node-11", "node-12"),
+            ALL_GPUS,
+            start + 12 * day,
+            end,
+            0.71,
+            "diverge",
+            onset_fraction=0.45,
+        ),
         # A run whose loss goes NaN; nobody notices for a while.
-        Job("asr-conformer-xl", "speech", ("node-03",), ALL_GPUS, start + 20 * day, start + 26 * day,
-            0.64, "nan", onset_fraction=0.7),
+        Job(
+            "asr-conformer-xl",
+            "speech",
+            ("node-03",),
+            ALL_GPUS,
+            start + 20 * day,
+            start + 26 * day,
+            0.64,
+            "nan",
+            onset_fraction=0.7,
+        ),
         # Held but idle: a reservation nobody uses, on a shared node and on vision's own node.
-        Job("search-reserved-capacity", "search", ("node-08",), ALL_GPUS, start + 19 * day, end, 0.03, "none"),
+        Job(
+            "search-reserved-capacity", "search", ("node-08",), ALL_GPUS, start + 19 * day, end, 0.03, "none"
+        ),
         Job("vision-notebook", "vision", ("node-10",), (0, 1, 2, 3), end - 7 * day, end, 0.06, "none"),
         Job("speech-debug", "speech", ("node-16",), (0, 1), end - 3 * day, end, 0.11, "none"),
     ]
 
 
-def _scheduled_jobs(rng: np.random.Generator, nodes: tuple[Node, ...], special: list[Job],
-                    start: datetime, end: datetime) -> list[Job]:
+def _scheduled_jobs(
+    rng: np.random.Generator, nodes: tuple[Node, ...], special: list[Job], start: datetime, end: datetime
+) -> list[Job]:
     """Back-to-back jobs of 4-12 days, with gaps, in the time the special jobs leave free on each node."""
     jobs: list[Job] = []
     for node in nodes:
@@ -134,7 +155,9 @@ def _scheduled_jobs(rng: np.random.Generator, nodes: tuple[Node, ...], special: 
     return jobs
 
 
-def _free_spans(node: str, special: list[Job], start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+def _free_spans(
+    node: str, special: list[Job], start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
     busy = sorted((j.start, j.end) for j in special if node in j.nodes)
     spans, t = [], start
     for b_start, b_end in busy:
@@ -160,4 +183,15 @@ def _fill(rng: np.random.Generator, node: Node, start: datetime, end: datetime, 
     return jobs
 
 
-_NAMES = ("bert-ft", "vit-l", "ranker", "whisper-ft", "moe-8x", "clip", "t5-xl", "dpo", "diffusion", "llama-sft")
+_NAMES = (
+    "bert-ft",
+    "vit-l",
+    "ranker",
+    "whisper-ft",
+    "moe-8x",
+    "clip",
+    "t5-xl",
+    "dpo",
+    "diffusion",
+    "llama-sft",
+)

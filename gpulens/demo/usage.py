@@ -9,8 +9,20 @@ import pyarrow as pa
 
 from gpulens.demo.scenario import Job, Node, Scenario
 
-USAGE_COLUMNS = ("hour", "node", "instance_id", "cluster", "gpu", "gpu_uuid", "model", "job_id", "team",
-                 "gpu_seconds", "sm_active", "utilization")
+USAGE_COLUMNS = (
+    "hour",
+    "node",
+    "instance_id",
+    "cluster",
+    "gpu",
+    "gpu_uuid",
+    "model",
+    "job_id",
+    "team",
+    "gpu_seconds",
+    "sm_active",
+    "utilization",
+)
 
 
 def gpu_uuid(node: Node, gpu: int) -> str:
@@ -26,14 +38,18 @@ def usage_table(scenario: Scenario) -> pa.Table:
     for job in scenario.jobs:
         for node_name in job.nodes:
             _append_job_node(columns, scenario.node(node_name), job, rng)
-    return pa.table({
-        **{c: columns[c] for c in USAGE_COLUMNS},
-        "hour": pa.array(columns["hour"], pa.timestamp("us")),
-        "gpu": pa.array(columns["gpu"], pa.int32()),
-    })
+    return pa.table(
+        {
+            **{c: columns[c] for c in USAGE_COLUMNS},
+            "hour": pa.array(columns["hour"], pa.timestamp("us")),
+            "gpu": pa.array(columns["gpu"], pa.int32()),
+        }
+    )
 
 
-def _append_job_node(columns: dict[str, list[object]], node: Node, job: Job, rng: np.random.Generator) -> None:
+def _append_job_node(
+    columns: dict[str, list[object]], node: Node, job: Job, rng: np.random.Generator
+) -> None:
     hours = _hours(job.start, job.end)
     for gpu in job.gpus:
         # Busy jobs wander by a few points an hour; idle holders stay near their floor.

@@ -13,8 +13,16 @@ from gpulens.remediation.actions.webhook import WebhookAction
 
 ACTIONS: dict[str, type] = {
     cls.kind: cls
-    for cls in (LogAction, SnsAction, CloudWatchAction, WebhookAction, CordonAction, DrainAction,
-                SlurmDrainAction, CommandAction)
+    for cls in (
+        LogAction,
+        SnsAction,
+        CloudWatchAction,
+        WebhookAction,
+        CordonAction,
+        DrainAction,
+        SlurmDrainAction,
+        CommandAction,
+    )
 }
 
 __all__ = ["ACTIONS", "Action", "ActionFailed", "ActionSkipped"]

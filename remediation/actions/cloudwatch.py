@@ -36,24 +36,37 @@ class CloudWatchAction:
         self._put_event(alert, timeout)
 
     def _put_metric(self, alert: Alert, timeout: float) -> None:
-        cloudwatch = aws.client("cloudwatch", region=self.region, endpoint_url=self.endpoint_url, timeout=timeout)
-        dimensions = [{"Name": "AlertName", "Value": alert.name or "-"}, {"Name": "Node", "Value": alert.node or "-"}]
+        cloudwatch = aws.client(
+            "cloudwatch", region=self.region, endpoint_url=self.endpoint_url, timeout=timeout
+        )
+        dimensions = [
+            {"Name": "AlertName", "Value": alert.name or "-"},
+            {"Name": "Node", "Value": alert.node or "-"},
+        ]
         try:
             cloudwatch.put_metric_data(
                 Namespace=self.namespace,
-                MetricData=[{"MetricName": self.metric_name, "Dimensions": dimensions, "Value": 1.0, "Unit": "Count"}],
+                MetricData=[
+                    {"MetricName": self.metric_name, "Dimensions": dimensions, "Value": 1.0, "Unit": "Count"}
+                ],
             )
         except aws.aws_errors() as exc:
             raise ActionFailed(f"CloudWatch put_metric_data failed: {exc}") from exc
 
     def _put_event(self, alert: Alert, timeout: float) -> None:
         events = aws.client("events", region=self.region, endpoint_url=self.endpoint_url, timeout=timeout)
-        entry = {"Source": EVENT_SOURCE, "DetailType": self.detail_type, "Detail": json.dumps(alert.to_json()),
-                 "EventBusName": self.event_bus}
+        entry = {
+            "Source": EVENT_SOURCE,
+            "DetailType": self.detail_type,
+            "Detail": json.dumps(alert.to_json()),
+            "EventBusName": self.event_bus,
+        }
         try:
             reply = events.put_events(Entries=[entry])
         except aws.aws_errors() as exc:
             raise ActionFailed(f"EventBridge put_events failed: {exc}") from exc
         if reply.get("FailedEntryCount"):
             failed = reply["Entries"][0]
-            raise ActionFailed(f"EventBridge refused the event: {failed.get('ErrorCode')} {failed.get('ErrorMessage')}")
+            raise ActionFailed(
+                f"EventBridge refused the event: {failed.get('ErrorCode')} {failed.get('ErrorMessage')}"
+            )

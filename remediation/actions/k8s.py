@@ -34,7 +34,9 @@ class Cluster:
         try:
             from kubernetes import client, config
         except ImportError as exc:
-            raise ActionFailed("the kubernetes client is not installed (pip install 'gpulens[remediation]')") from exc
+            raise ActionFailed(
+                "the kubernetes client is not installed (pip install 'gpulens[remediation]')"
+            ) from exc
         configuration = client.Configuration()
         try:
             if self.api_url:
@@ -66,12 +68,16 @@ def cordon(api: Any, node: str, taint_key: str, reason: str, timeout: float) -> 
     taints = [serialize(t) for t in (current.spec.taints or []) if t.key != taint_key]
     taints.append({"key": taint_key, "value": reason, "effect": "NoSchedule"})
     patch = {"spec": {"unschedulable": True, "taints": taints}}
-    api.patch_node(node, patch, _content_type="application/strategic-merge-patch+json", _request_timeout=timeout)
+    api.patch_node(
+        node, patch, _content_type="application/strategic-merge-patch+json", _request_timeout=timeout
+    )
 
 
 def evictable_pods(api: Any, node: str, timeout: float) -> list[Any]:
     """Pods on `node` a drain must evict: not DaemonSet-owned, not mirror pods, not already finished."""
-    pods = api.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}", _request_timeout=timeout).items
+    pods = api.list_pod_for_all_namespaces(
+        field_selector=f"spec.nodeName={node}", _request_timeout=timeout
+    ).items
     return [pod for pod in pods if _evictable(pod)]
 
 

@@ -14,7 +14,9 @@ def run_program(argv: Sequence[str], *, stdin: str = "", timeout: float, missing
     A program that is not installed raises `ActionSkipped` when `missing_skips`, else `ActionFailed`.
     """
     try:
-        done = subprocess.run(list(argv), input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(
+            list(argv), input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+        )
     except FileNotFoundError:
         if missing_skips:
             raise ActionSkipped(f"{argv[0]} is not installed") from None

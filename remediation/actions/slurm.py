@@ -23,5 +23,11 @@ class SlurmDrainAction:
     def run(self, alert: Alert, timeout: float) -> None:
         node = node_of(alert, self.node_label)
         # One argv element per field: no shell, so a reason with spaces needs no quoting.
-        argv = [self.scontrol, "update", f"NodeName={node}", "State=DRAIN", f"Reason={render(self.reason, alert)}"]
+        argv = [
+            self.scontrol,
+            "update",
+            f"NodeName={node}",
+            "State=DRAIN",
+            f"Reason={render(self.reason, alert)}",
+        ]
         run_program(argv, timeout=timeout)

@@ -28,8 +28,12 @@ class SnsAction:
         sns = aws.client("sns", region=self.region, endpoint_url=self.endpoint_url, timeout=timeout)
         attributes = {
             key: {"DataType": "String", "StringValue": value}
-            for key, value in (("alertname", alert.name), ("node", alert.node), ("status", alert.status),
-                               ("fingerprint", alert.fingerprint))
+            for key, value in (
+                ("alertname", alert.name),
+                ("node", alert.node),
+                ("status", alert.status),
+                ("fingerprint", alert.fingerprint),
+            )
             if value
         }
         try:

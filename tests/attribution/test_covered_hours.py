@@ -103,14 +103,17 @@ def test_covered_hours_billed_view(covered: None, warehouse: Path) -> None:
     assert teams["a"].shared == Decimal("0.05")  # 0.40 x 3600 / 28800 of DT1
 
 
-def test_usage_without_instance_id_leaves_shared_idle_whole(gpulens: Callable[..., int], tmp_path: Path,
-                                                           warehouse: Path) -> None:
+def test_usage_without_instance_id_leaves_shared_idle_whole(
+    gpulens: Callable[..., int], tmp_path: Path, warehouse: Path
+) -> None:
     """Ledger: i-od p4d On-Demand hour 8.00, untagged; team a holds GPUs 0-1 for the hour (7200 s).
     A usage row with no instance_id (team c) matches no cost line. With --idle share:
         a: 8.00 x 7200 / 28800 = 2.00 shared GPU + idle 6.00 spread over the instance's teams (only a) = 8.00
         idle 0.00; total 8.00. The NULL instance_id must not knock the idle rows out of the split.
     """
-    cur = write_csv(tmp_path / "od.csv", CUR2_COLUMNS, [cur_line("OD1", "Usage", "i-od", "8.00", instance_type=P4D)])
+    cur = write_csv(
+        tmp_path / "od.csv", CUR2_COLUMNS, [cur_line("OD1", "Usage", "i-od", "8.00", instance_type=P4D)]
+    )
     usage = write_csv(tmp_path / "usage.csv", USAGE_COLUMNS, [
         *(usage_row(H0, "n-od", "i-od", "c", g, "ja", "a", 3600, 0.5) for g in range(2)),
         usage_row(H0, "n-x", "", "c", 0, "jc", "c", 3600, 0.5),

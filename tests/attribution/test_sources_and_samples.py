@@ -163,7 +163,9 @@ def test_s3_delivery_with_manifest(
     capsys.readouterr()
     assert gpulens("ingest", "cur", "s3://attribution-cur-bucket/nothing-here") == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["gpulens ingest: error: s3://attribution-cur-bucket/nothing-here: no objects under this prefix"]
+    assert err == [
+        "gpulens ingest: error: s3://attribution-cur-bucket/nothing-here: no objects under this prefix"
+    ]
 
 
 def test_focus_parquet_and_a_directory_without_manifest(

@@ -26,21 +26,52 @@ class Clock:
 def seeded_registry(ranks: int = 4, ticks: int = 3) -> CollectorRegistry:
     """8 sim GPUs (seed 42), XID 79 on GPU 3 after 2 s, `ranks` trainer ranks on GPU 7, `ticks` 1 s ticks."""
     clock, perf = Clock(), Clock(0.0, 0.0015)
-    sim = SimBackend(gpus=8, model="h100-sxm", seed=42, faults=[SimFault(79, 3, 2.0), SimFault(13, 5, 1.0)], clock=clock)
+    sim = SimBackend(
+        gpus=8, model="h100-sxm", seed=42, faults=[SimFault(79, 3, 2.0), SimFault(13, 5, 1.0)], clock=clock
+    )
     trainer = TrainerMapper(alive=lambda pid: True, clock=clock)
     stats = TrainStats(on_step=trainer.observe)
     sampler = Sampler(sim, [StaticMapper({"team": "platform"}), trainer], clock=clock, perf=perf)
     for rank in range(ranks):
         for step in range(3):
-            stats.ingest(json.dumps({"v": 1, "kind": "step", "job_id": "golden-job", "team": "golden-team",
-                                     "rank": rank, "gpu": 7, "pid": 4242, "step": step, "ts": 1795600000.0 + step,
-                                     "step_seconds": 0.25 * (step + 1), "tokens": 4096, "loss": 2.5 - step / 10,
-                                     "mfu": 0.4}).encode())
+            stats.ingest(
+                json.dumps(
+                    {
+                        "v": 1,
+                        "kind": "step",
+                        "job_id": "golden-job",
+                        "team": "golden-team",
+                        "rank": rank,
+                        "gpu": 7,
+                        "pid": 4242,
+                        "step": step,
+                        "ts": 1795600000.0 + step,
+                        "step_seconds": 0.25 * (step + 1),
+                        "tokens": 4096,
+                        "loss": 2.5 - step / 10,
+                        "mfu": 0.4,
+                    }
+                ).encode()
+            )
     stats.ingest(b"{garbage")
-    stats.ingest(json.dumps({"v": 1, "kind": "anomaly", "job_id": "golden-job", "team": "golden-team", "rank": 0,
-                             "step": 2, "anomaly": "spike", "loss": 4.7}).encode())
+    stats.ingest(
+        json.dumps(
+            {
+                "v": 1,
+                "kind": "anomaly",
+                "job_id": "golden-job",
+                "team": "golden-team",
+                "rank": 0,
+                "step": 2,
+                "anomaly": "spike",
+                "loss": 4.7,
+            }
+        ).encode()
+    )
     for _ in range(ticks):
         clock.t += 1.0
         sampler.tick()
-    identity = AgentIdentity("golden-node", "sim", sim.capabilities().names(), "i-0abc", "p5.48xlarge", "train-east")
+    identity = AgentIdentity(
+        "golden-node", "sim", sim.capabilities().names(), "i-0abc", "p5.48xlarge", "train-east"
+    )
     return build_registry(AgentCollector(identity, lambda: sampler.snapshot, stats))

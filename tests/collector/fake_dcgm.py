@@ -22,7 +22,10 @@ class FakeDcgmSession:
         return [f for f in field_ids if f not in self.unsupported]
 
     def latest(self) -> Mapping[int, Mapping[int, tuple[float | None, int]]]:
-        return {g: {f: v for f, v in fields.items() if f not in self.unsupported} for g, fields in self.values.items()}
+        return {
+            g: {f: v for f, v in fields.items() if f not in self.unsupported}
+            for g, fields in self.values.items()
+        }
 
     def pause_profiling(self, paused: bool) -> None:
         self.paused.append(paused)
@@ -32,5 +35,18 @@ class FakeDcgmSession:
 
 
 # A typical A100 reading, in DCGM's own units (MiB, mJ, MHz, %), and profiling ratios 0..1.
-A100_FIELDS = {100: 1410.0, 150: 61.0, 155: 312.5, 156: 5_000_000.0, 203: 97.0, 250: 40960.0,
-               252: 30000.0, 310: 2.0, 311: 0.0, 1002: 0.81, 1003: 0.4, 1004: 0.52, 1005: 0.33}
+A100_FIELDS = {
+    100: 1410.0,
+    150: 61.0,
+    155: 312.5,
+    156: 5_000_000.0,
+    203: 97.0,
+    250: 40960.0,
+    252: 30000.0,
+    310: 2.0,
+    311: 0.0,
+    1002: 0.81,
+    1003: 0.4,
+    1004: 0.52,
+    1005: 0.33,
+}

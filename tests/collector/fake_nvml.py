@@ -84,7 +84,9 @@ def make_fake_nvml(gpus: list[FakeGpu], *, no_library: bool = False) -> types.Mo
     m.nvmlDeviceGetTemperature = lambda h, sensor: dev(h, "temperature").temp
     m.nvmlDeviceGetClockInfo = lambda h, clock: dev(h, "clock").sm_mhz
     m.nvmlDeviceGetTotalEccErrors = lambda h, kind, counter: dev(h, "ecc").ecc[kind]
-    m.nvmlDeviceGetComputeRunningProcesses = lambda h: [_Obj(pid=p, usedGpuMemory=1) for p in dev(h, "processes").pids]
+    m.nvmlDeviceGetComputeRunningProcesses = lambda h: [
+        _Obj(pid=p, usedGpuMemory=1) for p in dev(h, "processes").pids
+    ]
 
     # GPM: a sample records the GPU it came from; metrics are the GPU's scripted percentages.
     def gpm_support(h: int) -> _Obj:

@@ -13,7 +13,13 @@ from gpulens.collector.backends.sim import SimBackend
 from tests.collector.fake_dcgm import A100_FIELDS, FakeDcgmSession
 from tests.collector.fake_nvml import FakeGpu, make_fake_nvml
 
-RATIOS = ("utilization_ratio", "sm_active_ratio", "sm_occupancy_ratio", "tensor_active_ratio", "dram_active_ratio")
+RATIOS = (
+    "utilization_ratio",
+    "sm_active_ratio",
+    "sm_occupancy_ratio",
+    "tensor_active_ratio",
+    "dram_active_ratio",
+)
 PROFILING = RATIOS[1:]
 
 

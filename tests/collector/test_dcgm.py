@@ -24,7 +24,12 @@ def test_fields_map_with_units() -> None:
     assert r.energy_joules == pytest.approx(5000.0)
     assert r.sm_clock_hertz == pytest.approx(1.41e9)
     assert r.utilization_ratio == pytest.approx(0.97)
-    assert (r.sm_active_ratio, r.sm_occupancy_ratio, r.tensor_active_ratio, r.dram_active_ratio) == (0.81, 0.4, 0.52, 0.33)
+    assert (r.sm_active_ratio, r.sm_occupancy_ratio, r.tensor_active_ratio, r.dram_active_ratio) == (
+        0.81,
+        0.4,
+        0.52,
+        0.33,
+    )
     assert r.power_watts == 312.5 and r.temperature_celsius == 61.0
 
 

@@ -37,17 +37,25 @@ def test_golden_content_says_what_the_issue_asks() -> None:
     text = GOLDEN.read_text()
     # XID 79 on GPU 3: up 0, counted once, classified by NVIDIA's catalog
     assert re.search(r'gpulens_gpu_up\{gpu="3",[^}]*\} 0\.0', text)
-    assert re.search(r'gpulens_gpu_xid_errors_total\{action="reboot_node",gpu="3",[^}]*recoverable="false",'
-                     r'[^}]*xid="79"\} 1\.0', text)
+    assert re.search(
+        r'gpulens_gpu_xid_errors_total\{action="reboot_node",gpu="3",[^}]*recoverable="false",'
+        r'[^}]*xid="79"\} 1\.0',
+        text,
+    )
     assert re.search(r'gpulens_gpu_xid_errors_total\{action="restart_app",gpu="5",[^}]*xid="13"\} 1\.0', text)
     # the lost GPU has no field series
     assert not re.search(r'gpulens_gpu_power_watts\{gpu="3"', text)
     # simulated jobs hold GPUs: held seconds with job_id/team, without any trainer
-    assert re.search(r'gpulens_gpu_held_seconds_total\{gpu="0",job_id="sim-llm-pretrain",[^}]*team="ai-research"', text)
+    assert re.search(
+        r'gpulens_gpu_held_seconds_total\{gpu="0",job_id="sim-llm-pretrain",[^}]*team="ai-research"', text
+    )
     # the trainer's datagrams map GPU 7 to its job (over the static team)
     assert re.search(r'gpulens_gpu_up\{gpu="7",job_id="golden-job",[^}]*team="golden-team"', text)
     assert 'gpulens_agent_info{backend="sim"' in text
-    assert 'gpulens_node_info{cluster="train-east",instance_id="i-0abc",instance_type="p5.48xlarge",node="golden-node"} 1.0' in text
+    assert (
+        'gpulens_node_info{cluster="train-east",instance_id="i-0abc",instance_type="p5.48xlarge",node="golden-node"} 1.0'
+        in text
+    )
     assert 'gpulens_agent_datagrams_total{result="malformed"} 1.0' in text
     assert not re.search(r'[{,]job="', text)
 
@@ -90,7 +98,6 @@ def test_catalog_follows_naming_conventions() -> None:
 
 def test_metrics_page_renders_again_only_after_a_change() -> None:
 
-
     calls = []
 
     class Counting:
@@ -108,8 +115,28 @@ def test_metrics_page_renders_again_only_after_a_change() -> None:
     assert len(calls) == 3
 
 
-@pytest.mark.parametrize("value", [0, 1, 0.0, 1.0, 1e-5, 0.1, 2.5, 999999.9, 1e6, 1.5e6, 8.5520809984e10, -2e7, -0.5,
-                                   float("inf"), float("-inf"), float("nan"), 12345678901234567890.0])
+@pytest.mark.parametrize(
+    "value",
+    [
+        0,
+        1,
+        0.0,
+        1.0,
+        1e-5,
+        0.1,
+        2.5,
+        999999.9,
+        1e6,
+        1.5e6,
+        8.5520809984e10,
+        -2e7,
+        -0.5,
+        float("inf"),
+        float("-inf"),
+        float("nan"),
+        12345678901234567890.0,
+    ],
+)
 def test_value_formatting_matches_prometheus_client(value: float) -> None:
     from prometheus_client.utils import floatToGoString
 

@@ -27,18 +27,33 @@ def _len(field: int, payload: bytes) -> bytes:
 
 
 def _pod(name: str, namespace: str, *containers: bytes) -> bytes:
-    return _len(1, _len(1, name.encode()) + _len(2, namespace.encode()) + b"".join(_len(3, c) for c in containers))
+    return _len(
+        1, _len(1, name.encode()) + _len(2, namespace.encode()) + b"".join(_len(3, c) for c in containers)
+    )
 
 
 def _container(name: str, resource: str, *ids: str, cpu_ids: bytes = b"") -> bytes:
-    return _len(1, name.encode()) + _len(2, _len(1, resource.encode()) + b"".join(_len(2, i.encode()) for i in ids)) + cpu_ids
+    return (
+        _len(1, name.encode())
+        + _len(2, _len(1, resource.encode()) + b"".join(_len(2, i.encode()) for i in ids))
+        + cpu_ids
+    )
 
 
 # Ledger: llama-ft (ns nlp) holds GPU-aaa and GPU-bbb; embed (ns search) holds GPU index "3";
 # a CPU-only pod and a NIC device must not map anything.
 RESPONSE = (
-    _pod("llama-ft-0", "nlp", _container("trainer", "nvidia.com/gpu", "GPU-aaa", "GPU-bbb", cpu_ids=b"\x18\x05\x18\x06"))
-    + _pod("embed-7", "search", _container("main", "nvidia.com/gpu", "3"), _container("side", "rdma/hca", "GPU-ccc"))
+    _pod(
+        "llama-ft-0",
+        "nlp",
+        _container("trainer", "nvidia.com/gpu", "GPU-aaa", "GPU-bbb", cpu_ids=b"\x18\x05\x18\x06"),
+    )
+    + _pod(
+        "embed-7",
+        "search",
+        _container("main", "nvidia.com/gpu", "3"),
+        _container("side", "rdma/hca", "GPU-ccc"),
+    )
     + _pod("web", "default", _container("nginx", "cpu"))
 )
 
@@ -52,9 +67,14 @@ def kubelet(tmp_path: Path) -> Iterator[Path]:
         calls.append(request)
         return RESPONSE
 
-    handler = grpc.method_handlers_generic_handler("v1.PodResourcesLister", {
-        "List": grpc.unary_unary_rpc_method_handler(list_pods, request_deserializer=lambda b: b,
-                                                    response_serializer=lambda b: b)})
+    handler = grpc.method_handlers_generic_handler(
+        "v1.PodResourcesLister",
+        {
+            "List": grpc.unary_unary_rpc_method_handler(
+                list_pods, request_deserializer=lambda b: b, response_serializer=lambda b: b
+            )
+        },
+    )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     server.add_generic_rpc_handlers((handler,))
     server.add_insecure_port(f"unix://{sock}")
@@ -81,11 +101,17 @@ def test_gpus_map_to_pods_through_the_socket(kubelet: Path) -> None:
     client = PodResourcesClient(kubelet)
     now = [0.0]
     mapper = KubeletMapper(client.list, every=10.0, clock=lambda: now[0])
-    readings = [GpuReading(GpuIdentity(i, uuid, "NVIDIA H100 80GB HBM3")) for i, uuid in
-                enumerate(["GPU-aaa", "GPU-bbb", "GPU-ccc", "GPU-ddd"])]
+    readings = [
+        GpuReading(GpuIdentity(i, uuid, "NVIDIA H100 80GB HBM3"))
+        for i, uuid in enumerate(["GPU-aaa", "GPU-bbb", "GPU-ccc", "GPU-ddd"])
+    ]
     out = mapper.annotate(readings)
-    assert [(r.job_id, r.team) for r in out] == [("llama-ft-0", "nlp"), ("llama-ft-0", "nlp"), (None, None),
-                                                 ("embed-7", "search")]  # index 3 by the index strategy
+    assert [(r.job_id, r.team) for r in out] == [
+        ("llama-ft-0", "nlp"),
+        ("llama-ft-0", "nlp"),
+        (None, None),
+        ("embed-7", "search"),
+    ]  # index 3 by the index strategy
     client.close()
 
 

@@ -24,8 +24,13 @@ def _readings(*pids: tuple[int, ...]) -> list[GpuReading]:
 def test_proc_environ_gpulens_wins_over_slurm_and_unknown_stays_unmapped() -> None:
     mapper = ProcMapper(ProcReader(FIXTURES / "proc"))
     out = mapper.annotate(_readings((1001,), (1002,), (1003,), (9999,), ()))
-    assert [(r.job_id, r.team) for r in out] == [("bgpt-50b", "ai-research"), ("778812", "search"),
-                                                 (None, None), (None, None), (None, None)]
+    assert [(r.job_id, r.team) for r in out] == [
+        ("bgpt-50b", "ai-research"),
+        ("778812", "search"),
+        (None, None),
+        (None, None),
+        (None, None),
+    ]
 
 
 def test_proc_mapping_ends_when_the_process_exits(tmp_path: Path) -> None:
@@ -53,7 +58,9 @@ def test_trainer_mapping_expires_and_ends_with_the_process() -> None:
     assert (out[3].job_id, out[3].team) == ("bgpt", "ai") and (out[5].job_id, out[5].team) == ("other", "ml")
     now[0] = 30.0
     assert mapper.current() == {3: ("bgpt", "ai"), 5: ("other", "ml")}
-    alive[4242] = False  # the visible process exited: its mapping ends now; the invisible one waits for the timeout
+    alive[4242] = (
+        False  # the visible process exited: its mapping ends now; the invisible one waits for the timeout
+    )
     assert mapper.current() == {5: ("other", "ml")}
     now[0] = 61.0
     assert mapper.current() == {}

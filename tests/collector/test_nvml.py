@@ -56,7 +56,9 @@ def test_lost_gpu_is_up_0_and_the_others_keep_reporting() -> None:
     snap = sampler.tick()
     assert [r.up for r in snap.readings] == [True, False, True]
     assert snap.readings[1].power_watts is None
-    assert snap.readings[0].power_watts == pytest.approx(350.0) and snap.readings[2].power_watts == pytest.approx(350.0)
+    assert snap.readings[0].power_watts == pytest.approx(350.0) and snap.readings[
+        2
+    ].power_watts == pytest.approx(350.0)
     b.close()
 
 

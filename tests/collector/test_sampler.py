@@ -42,8 +42,13 @@ class Scripted:
         if self.lost:
             raise DeviceLost("gone")
         self.energy += 50.0
-        return GpuReading(device, sm_active_ratio=self.sm.pop(0), energy_joules=self.energy, job_id=self.job,
-                          team="t1" if self.job else None)
+        return GpuReading(
+            device,
+            sm_active_ratio=self.sm.pop(0),
+            energy_joules=self.energy,
+            job_id=self.job,
+            team="t1" if self.job else None,
+        )
 
     def poll_xids(self) -> list[XidEvent]:
         out, self.xids = self.xids, []
@@ -69,7 +74,9 @@ def test_integral_is_exact_mean_over_uneven_windows() -> None:
         snap = s.tick()
     assert snap.counters[(0, "j1", "t1", "sm_active")] == pytest.approx(2.5)
     assert snap.counters[(0, "j1", "t1", "held")] == pytest.approx(4.0)
-    assert snap.counters[(0, "j1", "t1", "energy_joules")] == pytest.approx(150.0)  # deltas after the first read
+    assert snap.counters[(0, "j1", "t1", "energy_joules")] == pytest.approx(
+        150.0
+    )  # deltas after the first read
     assert snap.sample_count == 4
 
 

@@ -19,6 +19,7 @@ from gpulens.collector.trainstats import TrainStats
 def _fail(message: str):  # type: ignore[no-untyped-def]
     def opener() -> GpuBackend:
         raise BackendUnavailable(message)
+
     return opener
 
 
@@ -50,7 +51,9 @@ def test_healthz_is_503_when_the_sampler_stalls() -> None:
     t = [0.0]
     sampler = Sampler(SimBackend(1, clock=lambda: t[0]), clock=lambda: t[0])
     sampler.tick()
-    registry = build_registry(AgentCollector(AgentIdentity("n", "sim"), lambda: sampler.snapshot, TrainStats()))
+    registry = build_registry(
+        AgentCollector(AgentIdentity("n", "sim"), lambda: sampler.snapshot, TrainStats())
+    )
     server = make_server("127.0.0.1", 0, registry, sampler, stale_after=10.0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

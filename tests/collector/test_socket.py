@@ -28,7 +28,10 @@ def test_records_through_a_real_socket_in_batches(tmp_path: Path) -> None:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
             for i in range(300):
-                s.sendto(json.dumps({"v": 1, "kind": "step", "job_id": "j", "rank": 0, "step": i}).encode(), str(path))
+                s.sendto(
+                    json.dumps({"v": 1, "kind": "step", "job_id": "j", "rank": 0, "step": i}).encode(),
+                    str(path),
+                )
             s.sendto(b"{" + b" " * 9000 + b"}", str(path))  # over 8 KiB: malformed even though it parses
         deadline = time.monotonic() + 5
         while stats.copy()[2]["ok"] + stats.copy()[2]["malformed"] < 301 and time.monotonic() < deadline:

@@ -8,9 +8,25 @@ import pytest
 
 from gpulens.collector.trainstats import TrainStats
 
-STEP = {"v": 1, "kind": "step", "job_id": "bgpt-50b", "team": "ai-research", "rank": 0, "local_rank": 0, "gpu": 0,
-        "pid": 4242, "step": 1200, "ts": 1795600000.12, "step_seconds": 0.512, "tokens": 524288, "samples": 256,
-        "loss": 2.31, "grad_norm": 1.02, "lr": 0.0003, "mfu": 0.41}
+STEP = {
+    "v": 1,
+    "kind": "step",
+    "job_id": "bgpt-50b",
+    "team": "ai-research",
+    "rank": 0,
+    "local_rank": 0,
+    "gpu": 0,
+    "pid": 4242,
+    "step": 1200,
+    "ts": 1795600000.12,
+    "step_seconds": 0.512,
+    "tokens": 524288,
+    "samples": 256,
+    "loss": 2.31,
+    "grad_norm": 1.02,
+    "lr": 0.0003,
+    "mfu": 0.41,
+}
 
 
 def _b(obj: object) -> bytes:
@@ -22,8 +38,20 @@ def test_spec_example_records_aggregate() -> None:
     stats = TrainStats(on_step=lambda *a: seen.append(a))
     assert stats.ingest(_b(STEP))
     assert stats.ingest(_b({**STEP, "step": 1201, "step_seconds": 0.02, "loss": 2.2, "unknown_key": [1, 2]}))
-    assert stats.ingest(_b({"v": 1, "kind": "anomaly", "job_id": "bgpt-50b", "team": "ai-research", "rank": 0,
-                            "step": 1207, "anomaly": "spike", "loss": 4.7}))
+    assert stats.ingest(
+        _b(
+            {
+                "v": 1,
+                "kind": "anomaly",
+                "job_id": "bgpt-50b",
+                "team": "ai-research",
+                "rank": 0,
+                "step": 1207,
+                "anomaly": "spike",
+                "loss": 4.7,
+            }
+        )
+    )
     ranks, anomalies, results = stats.copy()
     s = ranks[("bgpt-50b", "ai-research", "0", "0")]
     assert (s.steps, s.tokens, s.loss, s.mfu, s.last_ts) == (2, 2 * 524288, 2.2, 0.41, 1795600000.12)
@@ -47,12 +75,23 @@ def test_mapping_refresh_on_move_and_after_a_second() -> None:
     assert seen == [(0, 4242), (1, 4242), (1, 4242)]
 
 
-@pytest.mark.parametrize("data", [
-    b"{not json", b"", b"\xff\xfe", b"[1,2]", b"null", _b({"v": 2, "kind": "step", "job_id": "j"}),
-    _b({"v": 1, "kind": "step"}), _b({"v": 1, "kind": "step", "job_id": ""}), _b({"v": 1, "kind": "nope", "job_id": "j"}),
-    _b({"v": 1, "kind": "anomaly", "job_id": "j", "anomaly": "weird"}), _b({**STEP, "step_seconds": -1}),
-    b"[" * 100000,
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"{not json",
+        b"",
+        b"\xff\xfe",
+        b"[1,2]",
+        b"null",
+        _b({"v": 2, "kind": "step", "job_id": "j"}),
+        _b({"v": 1, "kind": "step"}),
+        _b({"v": 1, "kind": "step", "job_id": ""}),
+        _b({"v": 1, "kind": "nope", "job_id": "j"}),
+        _b({"v": 1, "kind": "anomaly", "job_id": "j", "anomaly": "weird"}),
+        _b({**STEP, "step_seconds": -1}),
+        b"[" * 100000,
+    ],
+)
 def test_malformed_is_counted_and_dropped(data: bytes) -> None:
     stats = TrainStats()
     assert not stats.ingest(data)

@@ -12,20 +12,23 @@ from gpulens.collector.xid import ACTIONS, CATALOG, catalog, classify, loses_dev
 SHARED = Path("/work/shared/data/xid/nvidia_xid_catalog_via_gpud.csv")
 
 
-@pytest.mark.parametrize(("code", "action", "recoverable"), [
-    (13, "restart_app", True),  # graphics engine exception: NVIDIA says RESTART_APP
-    (31, "restart_app", True),  # GPU memory page fault
-    (43, "ignore", True),  # GPU stopped processing: IGNORE
-    (48, "reset_gpu", False),  # double-bit ECC: NVIDIA's XID 48 workflow
-    (63, "ignore", True),  # row remapping event
-    (64, "reset_gpu", False),  # row remapping failure: RESET_GPU
-    (74, "investigate", False),  # NVLink error workflow
-    (79, "reboot_node", False),  # fallen off the bus: RESTART_BM
-    (94, "restart_app", True),  # contained memory error
-    (95, "reset_gpu", False),  # uncontained memory error
-    (119, "reset_gpu", False),  # GSP RPC timeout
-    (151, "reboot_node", False),  # RESTART_VM
-])
+@pytest.mark.parametrize(
+    ("code", "action", "recoverable"),
+    [
+        (13, "restart_app", True),  # graphics engine exception: NVIDIA says RESTART_APP
+        (31, "restart_app", True),  # GPU memory page fault
+        (43, "ignore", True),  # GPU stopped processing: IGNORE
+        (48, "reset_gpu", False),  # double-bit ECC: NVIDIA's XID 48 workflow
+        (63, "ignore", True),  # row remapping event
+        (64, "reset_gpu", False),  # row remapping failure: RESET_GPU
+        (74, "investigate", False),  # NVLink error workflow
+        (79, "reboot_node", False),  # fallen off the bus: RESTART_BM
+        (94, "restart_app", True),  # contained memory error
+        (95, "reset_gpu", False),  # uncontained memory error
+        (119, "reset_gpu", False),  # GSP RPC timeout
+        (151, "reboot_node", False),  # RESTART_VM
+    ],
+)
 def test_documented_codes(code: int, action: str, recoverable: bool) -> None:
     c = classify(code)
     assert (c.action, c.recoverable) == (action, recoverable)

@@ -47,28 +47,78 @@ SP_ARN = "arn:aws:savingsplans::111111111111:savingsplan/sp-1"
 
 TOTAL = Decimal("65.00")
 BILLED_TOTAL = Decimal("85.50")
-SEARCH = {"direct": Decimal("5.00"), "shared": Decimal("24.00"), "total": Decimal("29.00"),
-          "gpu_hours": Decimal("4"), "waste": Decimal("8.00")}
-ML = {"direct": Decimal("1.00"), "shared": Decimal("6.00"), "total": Decimal("7.00"),
-      "gpu_hours": Decimal("2"), "waste": Decimal("4.40")}
+SEARCH = {
+    "direct": Decimal("5.00"),
+    "shared": Decimal("24.00"),
+    "total": Decimal("29.00"),
+    "gpu_hours": Decimal("4"),
+    "waste": Decimal("8.00"),
+}
+ML = {
+    "direct": Decimal("1.00"),
+    "shared": Decimal("6.00"),
+    "total": Decimal("7.00"),
+    "gpu_hours": Decimal("2"),
+    "waste": Decimal("4.40"),
+}
 IDLE = Decimal("12.00")
 UNALLOCATED = Decimal("17.00")
 
 
 def cur_rows(payer: str = PAYER, l1_cost: str = "32.00") -> list[dict[str, str]]:
     return [
-        cur_line("L1", "Usage", "i-shared", l1_cost, payer=payer, instance_type="p4d.24xlarge",
-                 tags={"user_cluster": "c1"}),
-        cur_line("L2", "SavingsPlanCoveredUsage", "i-direct", "1.50", payer=payer, instance_type="g5.xlarge",
-                 tags={"user_team": " ML "}, savings_plan_savings_plan_effective_cost="1.00"),
-        cur_line("L3", "Usage", "bucket-search", "3.00", payer=payer, product="AmazonS3",
-                 tags={"team": "Search"}, **DAY),
-        cur_line("L4", "Usage", "fs-1", "10.00", payer=payer, product="AmazonFSx",
-                 tags={"user_cluster": "c1"}, **DAY),
+        cur_line(
+            "L1",
+            "Usage",
+            "i-shared",
+            l1_cost,
+            payer=payer,
+            instance_type="p4d.24xlarge",
+            tags={"user_cluster": "c1"},
+        ),
+        cur_line(
+            "L2",
+            "SavingsPlanCoveredUsage",
+            "i-direct",
+            "1.50",
+            payer=payer,
+            instance_type="g5.xlarge",
+            tags={"user_team": " ML "},
+            savings_plan_savings_plan_effective_cost="1.00",
+        ),
+        cur_line(
+            "L3",
+            "Usage",
+            "bucket-search",
+            "3.00",
+            payer=payer,
+            product="AmazonS3",
+            tags={"team": "Search"},
+            **DAY,
+        ),
+        cur_line(
+            "L4",
+            "Usage",
+            "fs-1",
+            "10.00",
+            payer=payer,
+            product="AmazonFSx",
+            tags={"user_cluster": "c1"},
+            **DAY,
+        ),
         cur_line("L5", "Tax", "", "5.00", payer=payer, **DAY),
         cur_line("L6", "Usage", "i-orphan", "7.00", payer=payer, instance_type="m5.large"),
-        cur_line("L7", "SavingsPlanRecurringFee", SP_ARN, "25.00", payer=payer, product="ComputeSavingsPlans",
-                 savings_plan_total_commitment_to_date="25.00", savings_plan_used_commitment="20.00", **DAY),
+        cur_line(
+            "L7",
+            "SavingsPlanRecurringFee",
+            SP_ARN,
+            "25.00",
+            payer=payer,
+            product="ComputeSavingsPlans",
+            savings_plan_total_commitment_to_date="25.00",
+            savings_plan_used_commitment="20.00",
+            **DAY,
+        ),
         cur_line("L8", "Usage", "vol-1", "2.00", payer=payer, tags={"user:team": "search "}, **DAY),
     ]
 
@@ -89,20 +139,25 @@ def write_usage(path: Path) -> Path:
 # `Tags`, `EffectiveCost` given). Legacy tags always carry the `user:` prefix, so L3's `team` becomes
 # `user:team` there.
 LEGACY_NAMES = {
-    "identity_line_item_id": "identity/LineItemId", "bill_payer_account_id": "bill/PayerAccountId",
+    "identity_line_item_id": "identity/LineItemId",
+    "bill_payer_account_id": "bill/PayerAccountId",
     "bill_billing_period_start_date": "bill/BillingPeriodStartDate",
-    "line_item_usage_account_id": "lineItem/UsageAccountId", "line_item_line_item_type": "lineItem/LineItemType",
-    "line_item_usage_start_date": "lineItem/UsageStartDate", "line_item_usage_end_date": "lineItem/UsageEndDate",
-    "line_item_product_code": "lineItem/ProductCode", "line_item_usage_type": "lineItem/UsageType",
-    "line_item_resource_id": "lineItem/ResourceId", "product_instance_type": "product/instanceType",
-    "line_item_usage_amount": "lineItem/UsageAmount", "line_item_unblended_cost": "lineItem/UnblendedCost",
+    "line_item_usage_account_id": "lineItem/UsageAccountId",
+    "line_item_line_item_type": "lineItem/LineItemType",
+    "line_item_usage_start_date": "lineItem/UsageStartDate",
+    "line_item_usage_end_date": "lineItem/UsageEndDate",
+    "line_item_product_code": "lineItem/ProductCode",
+    "line_item_usage_type": "lineItem/UsageType",
+    "line_item_resource_id": "lineItem/ResourceId",
+    "product_instance_type": "product/instanceType",
+    "line_item_usage_amount": "lineItem/UsageAmount",
+    "line_item_unblended_cost": "lineItem/UnblendedCost",
     "line_item_currency_code": "lineItem/CurrencyCode",
     "savings_plan_savings_plan_effective_cost": "savingsPlan/SavingsPlanEffectiveCost",
     "savings_plan_total_commitment_to_date": "savingsPlan/TotalCommitmentToDate",
     "savings_plan_used_commitment": "savingsPlan/UsedCommitment",
     "reservation_effective_cost": "reservation/EffectiveCost",
-    "reservation_unused_amortized_upfront_fee_for_billing_period":
-        "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod",
+    "reservation_unused_amortized_upfront_fee_for_billing_period": "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod",
     "reservation_unused_recurring_fee": "reservation/UnusedRecurringFee",
     "reservation_reservation_a_r_n": "reservation/ReservationARN",
 }
@@ -125,13 +180,36 @@ def write_legacy_gz(path: Path, payer: str = PAYER) -> Path:
     return path
 
 
-FOCUS_COLUMNS = ("BillingAccountId", "BillingPeriodStart", "ChargeCategory", "ChargeDescription",
-                 "ChargePeriodStart", "ChargePeriodEnd", "ServiceName", "ResourceId", "BilledCost",
-                 "EffectiveCost", "BillingCurrency", "Tags")
-FOCUS_CATEGORY = {"Usage": "Usage", "SavingsPlanCoveredUsage": "Usage", "Tax": "Tax",
-                  "SavingsPlanRecurringFee": "Purchase"}
-AMORTIZED = {"L1": "32.00", "L2": "1.00", "L3": "3.00", "L4": "10.00", "L5": "5.00", "L6": "7.00",
-             "L7": "5.00", "L8": "2.00"}
+FOCUS_COLUMNS = (
+    "BillingAccountId",
+    "BillingPeriodStart",
+    "ChargeCategory",
+    "ChargeDescription",
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+    "ServiceName",
+    "ResourceId",
+    "BilledCost",
+    "EffectiveCost",
+    "BillingCurrency",
+    "Tags",
+)
+FOCUS_CATEGORY = {
+    "Usage": "Usage",
+    "SavingsPlanCoveredUsage": "Usage",
+    "Tax": "Tax",
+    "SavingsPlanRecurringFee": "Purchase",
+}
+AMORTIZED = {
+    "L1": "32.00",
+    "L2": "1.00",
+    "L3": "3.00",
+    "L4": "10.00",
+    "L5": "5.00",
+    "L6": "7.00",
+    "L7": "5.00",
+    "L8": "2.00",
+}
 
 
 def write_focus(path: Path, payer: str = PAYER) -> Path:
@@ -139,18 +217,26 @@ def write_focus(path: Path, payer: str = PAYER) -> Path:
 
     rows = []
     for row in cur_rows(payer):
-        tags = {("user:" + k.removeprefix("user_").removeprefix("user:")): v
-                for k, v in json.loads(row["resource_tags"] or "{}").items()}
-        rows.append({
-            "BillingAccountId": payer, "BillingPeriodStart": "2026-10-01T00:00:00Z",
-            "ChargeCategory": FOCUS_CATEGORY[row["line_item_line_item_type"]],
-            "ChargeDescription": f"{row['product_instance_type']} {row['line_item_line_item_type']}".strip(),
-            "ChargePeriodStart": row["line_item_usage_start_date"],
-            "ChargePeriodEnd": row["line_item_usage_end_date"], "ServiceName": row["line_item_product_code"],
-            "ResourceId": row["line_item_resource_id"], "BilledCost": row["line_item_unblended_cost"],
-            "EffectiveCost": AMORTIZED[row["identity_line_item_id"]], "BillingCurrency": "USD",
-            "Tags": json.dumps(tags) if tags else "",
-        })
+        tags = {
+            ("user:" + k.removeprefix("user_").removeprefix("user:")): v
+            for k, v in json.loads(row["resource_tags"] or "{}").items()
+        }
+        rows.append(
+            {
+                "BillingAccountId": payer,
+                "BillingPeriodStart": "2026-10-01T00:00:00Z",
+                "ChargeCategory": FOCUS_CATEGORY[row["line_item_line_item_type"]],
+                "ChargeDescription": f"{row['product_instance_type']} {row['line_item_line_item_type']}".strip(),
+                "ChargePeriodStart": row["line_item_usage_start_date"],
+                "ChargePeriodEnd": row["line_item_usage_end_date"],
+                "ServiceName": row["line_item_product_code"],
+                "ResourceId": row["line_item_resource_id"],
+                "BilledCost": row["line_item_unblended_cost"],
+                "EffectiveCost": AMORTIZED[row["identity_line_item_id"]],
+                "BillingCurrency": "USD",
+                "Tags": json.dumps(tags) if tags else "",
+            }
+        )
     return write_csv(path, FOCUS_COLUMNS, rows)
 
 
@@ -162,9 +248,16 @@ def write_cur2_parquet(path: Path, payer: str = PAYER) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    money = {"line_item_usage_amount", "line_item_unblended_cost", "savings_plan_savings_plan_effective_cost",
-             "savings_plan_total_commitment_to_date", "savings_plan_used_commitment", "reservation_effective_cost",
-             "reservation_unused_amortized_upfront_fee_for_billing_period", "reservation_unused_recurring_fee"}
+    money = {
+        "line_item_usage_amount",
+        "line_item_unblended_cost",
+        "savings_plan_savings_plan_effective_cost",
+        "savings_plan_total_commitment_to_date",
+        "savings_plan_used_commitment",
+        "reservation_effective_cost",
+        "reservation_unused_amortized_upfront_fee_for_billing_period",
+        "reservation_unused_recurring_fee",
+    }
     times = {"bill_billing_period_start_date", "line_item_usage_start_date", "line_item_usage_end_date"}
     rows = cur_rows(payer)
     columns: dict[str, pa.Array] = {}
@@ -173,10 +266,13 @@ def write_cur2_parquet(path: Path, payer: str = PAYER) -> Path:
         if name in money:
             columns[name] = pa.array([float(v) if v else None for v in values], pa.float64())
         elif name in times:
-            columns[name] = pa.array([datetime.fromisoformat(v.replace("Z", "")) for v in values], pa.timestamp("ms"))
+            columns[name] = pa.array(
+                [datetime.fromisoformat(v.replace("Z", "")) for v in values], pa.timestamp("ms")
+            )
         elif name == "resource_tags":
-            columns[name] = pa.array([list(json.loads(v).items()) if v else [] for v in values],
-                                     pa.map_(pa.string(), pa.string()))
+            columns[name] = pa.array(
+                [list(json.loads(v).items()) if v else [] for v in values], pa.map_(pa.string(), pa.string())
+            )
         else:
             columns[name] = pa.array([v or None for v in values], pa.string())
     pq.write_table(pa.table(columns), path)

@@ -15,11 +15,20 @@ import pytest
 from tests.support.servers import Agent, run_agent
 
 GPU_FAMILIES = (
-    "gpulens_gpu_up", "gpulens_gpu_utilization_ratio", "gpulens_gpu_sm_active_ratio",
-    "gpulens_gpu_sm_occupancy_ratio", "gpulens_gpu_tensor_active_ratio", "gpulens_gpu_dram_active_ratio",
-    "gpulens_gpu_memory_used_bytes", "gpulens_gpu_memory_total_bytes", "gpulens_gpu_power_watts",
-    "gpulens_gpu_energy_joules_total", "gpulens_gpu_temperature_celsius", "gpulens_gpu_sm_clock_hertz",
-    "gpulens_gpu_sm_active_seconds_total", "gpulens_gpu_tensor_active_seconds_total",
+    "gpulens_gpu_up",
+    "gpulens_gpu_utilization_ratio",
+    "gpulens_gpu_sm_active_ratio",
+    "gpulens_gpu_sm_occupancy_ratio",
+    "gpulens_gpu_tensor_active_ratio",
+    "gpulens_gpu_dram_active_ratio",
+    "gpulens_gpu_memory_used_bytes",
+    "gpulens_gpu_memory_total_bytes",
+    "gpulens_gpu_power_watts",
+    "gpulens_gpu_energy_joules_total",
+    "gpulens_gpu_temperature_celsius",
+    "gpulens_gpu_sm_clock_hertz",
+    "gpulens_gpu_sm_active_seconds_total",
+    "gpulens_gpu_tensor_active_seconds_total",
     "gpulens_gpu_dram_active_seconds_total",
 )
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
@@ -37,9 +46,23 @@ def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
-    with run_agent(tmp_path_factory.mktemp("agent"), "--interval", "0.2", "--sim-seed", "3",
-                   "--sim-fault", "13:1:0", "--instance-id", "i-0abc", "--instance-type", "p4d.24xlarge",
-                   "--cluster", "c1", node="contract-node", gpus=4) as a:
+    with run_agent(
+        tmp_path_factory.mktemp("agent"),
+        "--interval",
+        "0.2",
+        "--sim-seed",
+        "3",
+        "--sim-fault",
+        "13:1:0",
+        "--instance-id",
+        "i-0abc",
+        "--instance-type",
+        "p4d.24xlarge",
+        "--cluster",
+        "c1",
+        node="contract-node",
+        gpus=4,
+    ) as a:
         time.sleep(1.0)
         yield a
 
@@ -96,21 +119,56 @@ def test_counters_are_total_and_types_declared(agent: Agent) -> None:
 
 
 def test_wire_format_unknown_keys_and_malformed(agent: Agent) -> None:
-    step = {"v": 1, "kind": "step", "job_id": "wire-job", "team": "wire-team", "rank": 0, "local_rank": 0,
-            "gpu": 2, "pid": 4242, "ts": time.time(), "step_seconds": 0.5, "tokens": 1024, "samples": 8,
-            "loss": 2.31, "grad_norm": 1.0, "lr": 3e-4, "mfu": 0.41, "some_future_key": {"x": [1, 2]}}
+    step = {
+        "v": 1,
+        "kind": "step",
+        "job_id": "wire-job",
+        "team": "wire-team",
+        "rank": 0,
+        "local_rank": 0,
+        "gpu": 2,
+        "pid": 4242,
+        "ts": time.time(),
+        "step_seconds": 0.5,
+        "tokens": 1024,
+        "samples": 8,
+        "loss": 2.31,
+        "grad_norm": 1.0,
+        "lr": 3e-4,
+        "mfu": 0.41,
+        "some_future_key": {"x": [1, 2]},
+    }
     payloads = [json.dumps({**step, "step": i}).encode() for i in range(5)]
-    anomaly = {"v": 1, "kind": "anomaly", "job_id": "wire-job", "team": "wire-team", "rank": 0,
-               "step": 4, "anomaly": "spike", "loss": 4.7, "extra": True}
-    send(agent.socket, *payloads, json.dumps(anomaly).encode(), b"{not json", b"[1, 2]",
-         json.dumps({"v": 1, "kind": "step", "step": "three"}).encode())
+    anomaly = {
+        "v": 1,
+        "kind": "anomaly",
+        "job_id": "wire-job",
+        "team": "wire-team",
+        "rank": 0,
+        "step": 4,
+        "anomaly": "spike",
+        "loss": 4.7,
+        "extra": True,
+    }
+    send(
+        agent.socket,
+        *payloads,
+        json.dumps(anomaly).encode(),
+        b"{not json",
+        b"[1, 2]",
+        json.dumps({"v": 1, "kind": "step", "step": "three"}).encode(),
+    )
 
     def ready(text: str) -> bool:
-        return any(n == "gpulens_train_steps_total" and lab.get("job_id") == "wire-job" and v >= 5
-                   for n, lab, v in samples(text))
+        return any(
+            n == "gpulens_train_steps_total" and lab.get("job_id") == "wire-job" and v >= 5
+            for n, lab, v in samples(text)
+        )
 
     got = samples(wait_metrics(agent, ready))
-    steps = [(lab, v) for n, lab, v in got if n == "gpulens_train_steps_total" and lab.get("job_id") == "wire-job"]
+    steps = [
+        (lab, v) for n, lab, v in got if n == "gpulens_train_steps_total" and lab.get("job_id") == "wire-job"
+    ]
     assert sum(v for _, v in steps) == 5, steps
     for lab, _ in steps:
         assert lab["team"] == "wire-team" and lab["node"] == "contract-node"
@@ -119,24 +177,36 @@ def test_wire_format_unknown_keys_and_malformed(agent: Agent) -> None:
     assert sum(tokens) == 5 * 1024
     losses = [v for n, lab, v in got if n == "gpulens_train_loss" and lab.get("job_id") == "wire-job"]
     assert losses == [2.31]
-    spikes = [v for n, lab, v in got if n == "gpulens_train_loss_anomalies_total"
-              and lab.get("job_id") == "wire-job" and lab.get("kind") == "spike"]
+    spikes = [
+        v
+        for n, lab, v in got
+        if n == "gpulens_train_loss_anomalies_total"
+        and lab.get("job_id") == "wire-job"
+        and lab.get("kind") == "spike"
+    ]
     assert spikes == [1.0]
     names = {n for n, _, _ in got}
     assert "gpulens_train_step_seconds_bucket" in names
     assert {"gpulens_train_mfu_ratio", "gpulens_train_last_step_timestamp_seconds"} <= names
-    malformed = [v for n, lab, v in got if n == "gpulens_agent_datagrams_total" and lab.get("result") == "malformed"]
+    malformed = [
+        v for n, lab, v in got if n == "gpulens_agent_datagrams_total" and lab.get("result") == "malformed"
+    ]
     assert malformed and malformed[0] >= 3, malformed
     assert agent.proc.poll() is None
+
     # §3: a GPU a training process is mapped to carries job_id and team; held seconds are counted.
     def mapped(text: str) -> bool:
-        return any(n == "gpulens_gpu_held_seconds_total" and lab.get("job_id") == "wire-job"
-                   for n, lab, _ in samples(text))
+        return any(
+            n == "gpulens_gpu_held_seconds_total" and lab.get("job_id") == "wire-job"
+            for n, lab, _ in samples(text)
+        )
 
     got = samples(wait_metrics(agent, mapped))
     up = [lab for n, lab, _ in got if n == "gpulens_gpu_up" and lab.get("gpu") == "2"]
     assert up and up[0].get("job_id") == "wire-job" and up[0].get("team") == "wire-team", up
-    held = [lab for n, lab, _ in got if n == "gpulens_gpu_held_seconds_total" and lab.get("job_id") == "wire-job"]
+    held = [
+        lab for n, lab, _ in got if n == "gpulens_gpu_held_seconds_total" and lab.get("job_id") == "wire-job"
+    ]
     assert held and held[0]["team"] == "wire-team" and held[0]["gpu"] == "2", held
 
 
@@ -185,14 +255,21 @@ def test_trainer_to_agent_and_online_detector_agree_with_runs_check(agent: Agent
     assert [(a.kind, a.step) for a in monitor.anomalies] == [("spike", 102)]
 
     def arrived(text: str) -> bool:
-        return any(n == "gpulens_train_steps_total" and lab.get("job_id") == "online-job" and v >= 200
-                   for n, lab, v in samples(text))
+        return any(
+            n == "gpulens_train_steps_total" and lab.get("job_id") == "online-job" and v >= 200
+            for n, lab, v in samples(text)
+        )
 
     got = samples(wait_metrics(agent, arrived))
     steps = [v for n, lab, v in got if n == "gpulens_train_steps_total" and lab.get("job_id") == "online-job"]
     assert sum(steps) == 200 and monitor.dropped == 0
-    spikes = [v for n, lab, v in got if n == "gpulens_train_loss_anomalies_total"
-              and lab.get("job_id") == "online-job" and lab.get("kind") == "spike"]
+    spikes = [
+        v
+        for n, lab, v in got
+        if n == "gpulens_train_loss_anomalies_total"
+        and lab.get("job_id") == "online-job"
+        and lab.get("kind") == "spike"
+    ]
     assert spikes == [1.0], spikes
 
 
@@ -201,6 +278,10 @@ def test_metrics_pass_promtool_lint(agent: Agent) -> None:
 
     from tests.support.servers import require_binary
 
-    out = subprocess.run([require_binary("promtool"), "check", "metrics"], input=agent.metrics(),
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [require_binary("promtool"), "check", "metrics"],
+        input=agent.metrics(),
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stdout + out.stderr

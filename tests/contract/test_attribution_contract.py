@@ -101,21 +101,32 @@ def test_5_restatement_same_payer_replaces(tmp_path: Path, warehouse: Path) -> N
     restated = ledger.write_cur(tmp_path / "restated-part-00001.csv", l1_cost="40.00")
     ok(gl("ingest", "cur", restated, "--warehouse", warehouse))
     doc = attribute(warehouse)
-    assert doc["total"] == Decimal("73.00")           # not 65 + 73
-    assert teams(doc)["search"]["total"] == Decimal("29.00") + Decimal("4.00")   # 20.00 of L1's 40
+    assert doc["total"] == Decimal("73.00")  # not 65 + 73
+    assert teams(doc)["search"]["total"] == Decimal("29.00") + Decimal("4.00")  # 20.00 of L1's 40
     assert_invariant(doc)
 
 
 def test_6_other_payer_adds(tmp_path: Path, warehouse: Path) -> None:
-    other = write_csv(tmp_path / "other-payer.csv", CUR2_COLUMNS, [
-        cur_line("P1", "Usage", "bucket-other", "4.25", payer=OTHER_PAYER, product="AmazonS3",
-                 tags={"user_team": "Search"}),
-    ])
+    other = write_csv(
+        tmp_path / "other-payer.csv",
+        CUR2_COLUMNS,
+        [
+            cur_line(
+                "P1",
+                "Usage",
+                "bucket-other",
+                "4.25",
+                payer=OTHER_PAYER,
+                product="AmazonS3",
+                tags={"user_team": "Search"},
+            ),
+        ],
+    )
     ok(gl("ingest", "cur", other, "--warehouse", warehouse))
     doc = attribute(warehouse)
     assert doc["total"] == Decimal("69.25")
     assert teams(doc)["search"]["direct"] == Decimal("9.25")
-    ok(gl("ingest", "cur", other, "--warehouse", warehouse))        # the same delivery again
+    ok(gl("ingest", "cur", other, "--warehouse", warehouse))  # the same delivery again
     assert attribute(warehouse)["total"] == Decimal("69.25")
 
 
@@ -131,12 +142,16 @@ def test_7_failed_delivery_changes_nothing(tmp_path: Path, warehouse: Path) -> N
 def test_8_tag_key_option(tmp_path: Path) -> None:
     # --tag-key owner: `owner`, `user:owner`, `user_owner` all match; `team` tags are then ignored.
     wh = tmp_path / "owner.duckdb"
-    cur = write_csv(tmp_path / "owner.csv", CUR2_COLUMNS, [
-        cur_line("O1", "Usage", "r-1", "1.00", tags={"user_owner": " Alice"}),
-        cur_line("O2", "Usage", "r-2", "2.00", tags={"user:owner": "ALICE "}),
-        cur_line("O3", "Usage", "r-3", "4.00", tags={"owner": "bob"}),
-        cur_line("O4", "Usage", "r-4", "8.00", tags={"user_team": "carol"}),
-    ])
+    cur = write_csv(
+        tmp_path / "owner.csv",
+        CUR2_COLUMNS,
+        [
+            cur_line("O1", "Usage", "r-1", "1.00", tags={"user_owner": " Alice"}),
+            cur_line("O2", "Usage", "r-2", "2.00", tags={"user:owner": "ALICE "}),
+            cur_line("O3", "Usage", "r-3", "4.00", tags={"owner": "bob"}),
+            cur_line("O4", "Usage", "r-4", "8.00", tags={"user_team": "carol"}),
+        ],
+    )
     ok(gl("ingest", "cur", cur, "--warehouse", wh))
     doc = attribute(wh, "--tag-key", "owner")
     by_team = teams(doc)
@@ -165,8 +180,11 @@ def test_9_same_ledger_in_other_flavours(tmp_path: Path, flavour: str) -> None:
         for key, value in expected.items():
             assert by_team[name][key] == value, (flavour, name, key, by_team[name][key], value)
     # §5: restated under another name, same period and payer: replaced, not added.
-    again = (ledger.write_legacy_gz(tmp_path / "legacy-restated.csv.gz") if flavour == "legacy"
-             else ledger.write_focus(tmp_path / "focus-restated.csv"))
+    again = (
+        ledger.write_legacy_gz(tmp_path / "legacy-restated.csv.gz")
+        if flavour == "legacy"
+        else ledger.write_focus(tmp_path / "focus-restated.csv")
+    )
     ok(gl("ingest", "cur", again, "--warehouse", wh))
     assert attribute(wh)["total"] == ledger.TOTAL
 
@@ -174,18 +192,26 @@ def test_9_same_ledger_in_other_flavours(tmp_path: Path, flavour: str) -> None:
 def test_10_money_is_not_rounded_before_summing(tmp_path: Path) -> None:
     # FSx 10.00 tagged cluster c9, three teams with 3600 GPU-seconds each there -> 10/3 each.
     wh = tmp_path / "thirds.duckdb"
-    cur = write_csv(tmp_path / "thirds.csv", CUR2_COLUMNS, [
-        cur_line("T1", "Usage", "fs-9", "10.00", product="AmazonFSx", tags={"user_cluster": "c9"})])
-    usage = write_csv(tmp_path / "u.csv", USAGE_COLUMNS, [
-        usage_row("2026-10-01 00:00:00", "node-9", "i-9", "c9", g, f"j{g}", t, 3600, 0.9)
-        for g, t in enumerate(("a", "b", "c"))])
+    cur = write_csv(
+        tmp_path / "thirds.csv",
+        CUR2_COLUMNS,
+        [cur_line("T1", "Usage", "fs-9", "10.00", product="AmazonFSx", tags={"user_cluster": "c9"})],
+    )
+    usage = write_csv(
+        tmp_path / "u.csv",
+        USAGE_COLUMNS,
+        [
+            usage_row("2026-10-01 00:00:00", "node-9", "i-9", "c9", g, f"j{g}", t, 3600, 0.9)
+            for g, t in enumerate(("a", "b", "c"))
+        ],
+    )
     ok(gl("ingest", "cur", cur, "--warehouse", wh))
     ok(gl("ingest", "usage", usage, "--warehouse", wh))
     doc = attribute(wh)
     by_team = teams(doc)
     assert set(by_team) == {"a", "b", "c"}
     for t in by_team.values():
-        assert abs(t["shared"] - Decimal(10) / 3) < Decimal("0.000001"), t   # 3.3333..., not 3.33
+        assert abs(t["shared"] - Decimal(10) / 3) < Decimal("0.000001"), t  # 3.3333..., not 3.33
     assert_invariant(doc)
 
 
@@ -196,16 +222,26 @@ def test_11_gpu_count_fallback_and_line_window(tmp_path: Path) -> None:
     #    -> 20*3600/(8*7200) = 1.25, waste 0.125
     # idle = 5.00 + 18.75 = 23.75; total 30.00
     wh = tmp_path / "w.duckdb"
-    cur = write_csv(tmp_path / "c.csv", CUR2_COLUMNS, [
-        cur_line("P1", "Usage", "i-weird", "10.00", instance_type="x9.weird"),
-        cur_line("P2", "Usage", "i-long", "20.00", instance_type="p4d.24xlarge", end="2026-10-01T02:00:00Z"),
-    ])
+    cur = write_csv(
+        tmp_path / "c.csv",
+        CUR2_COLUMNS,
+        [
+            cur_line("P1", "Usage", "i-weird", "10.00", instance_type="x9.weird"),
+            cur_line(
+                "P2", "Usage", "i-long", "20.00", instance_type="p4d.24xlarge", end="2026-10-01T02:00:00Z"
+            ),
+        ],
+    )
     h0, h1 = "2026-10-01 00:00:00", "2026-10-01 01:00:00"
-    usage = write_csv(tmp_path / "u.csv", USAGE_COLUMNS, [
-        usage_row(h0, "nw", "i-weird", "k", 0, "ja", "a", 3600, 0.9),
-        usage_row(h1, "nw", "i-weird", "k", 1, "ja2", "a", 0, 0.9),
-        usage_row(h0, "nl", "i-long", "k", 0, "jb", "b", 3600, 0.9),
-    ])
+    usage = write_csv(
+        tmp_path / "u.csv",
+        USAGE_COLUMNS,
+        [
+            usage_row(h0, "nw", "i-weird", "k", 0, "ja", "a", 3600, 0.9),
+            usage_row(h1, "nw", "i-weird", "k", 1, "ja2", "a", 0, 0.9),
+            usage_row(h0, "nl", "i-long", "k", 0, "jb", "b", 3600, 0.9),
+        ],
+    )
     ok(gl("ingest", "cur", cur, "--warehouse", wh))
     ok(gl("ingest", "usage", usage, "--warehouse", wh))
     doc = attribute(wh)
@@ -229,19 +265,43 @@ def test_12_amortization_table(tmp_path: Path) -> None:
     ri = "arn:aws:ec2:us-east-1:111111111111:reserved-instances/ri-1"
     tag = {"user_team": "Fin"}
     wh = tmp_path / "a.duckdb"
-    cur = write_csv(tmp_path / "amort.csv", CUR2_COLUMNS, [
-        cur_line("A1", "DiscountedUsage", "i-ri", "0.00", tags=tag, reservation_effective_cost="0.60",
-                 reservation_reservation_a_r_n=ri),
-        cur_line("A2", "RIFee", ri, "10.00", tags=tag, reservation_reservation_a_r_n=ri,
-                 reservation_unused_amortized_upfront_fee_for_billing_period="1.50",
-                 reservation_unused_recurring_fee="0.50"),
-        cur_line("A3", "Fee", ri, "100.00", tags=tag, reservation_reservation_a_r_n=ri),
-        cur_line("A4", "SavingsPlanNegation", "i-sp", "-32.00", tags=tag),
-        cur_line("A5", "SavingsPlanUpfrontFee", "sp-1", "50.00", tags=tag),
-        cur_line("A6", "Credit", "", "-4.00", tags=tag),
-        cur_line("A7", "SavingsPlanCoveredUsage", "i-sp", "32.00", tags=tag,
-                 savings_plan_savings_plan_effective_cost="20.00"),
-    ])
+    cur = write_csv(
+        tmp_path / "amort.csv",
+        CUR2_COLUMNS,
+        [
+            cur_line(
+                "A1",
+                "DiscountedUsage",
+                "i-ri",
+                "0.00",
+                tags=tag,
+                reservation_effective_cost="0.60",
+                reservation_reservation_a_r_n=ri,
+            ),
+            cur_line(
+                "A2",
+                "RIFee",
+                ri,
+                "10.00",
+                tags=tag,
+                reservation_reservation_a_r_n=ri,
+                reservation_unused_amortized_upfront_fee_for_billing_period="1.50",
+                reservation_unused_recurring_fee="0.50",
+            ),
+            cur_line("A3", "Fee", ri, "100.00", tags=tag, reservation_reservation_a_r_n=ri),
+            cur_line("A4", "SavingsPlanNegation", "i-sp", "-32.00", tags=tag),
+            cur_line("A5", "SavingsPlanUpfrontFee", "sp-1", "50.00", tags=tag),
+            cur_line("A6", "Credit", "", "-4.00", tags=tag),
+            cur_line(
+                "A7",
+                "SavingsPlanCoveredUsage",
+                "i-sp",
+                "32.00",
+                tags=tag,
+                savings_plan_savings_plan_effective_cost="20.00",
+            ),
+        ],
+    )
     ok(gl("ingest", "cur", cur, "--warehouse", wh))
     doc = attribute(wh)
     assert doc["total"] == Decimal("18.60") and doc["billed_total"] == Decimal("156.00")
@@ -253,13 +313,20 @@ def test_13_cluster_tag_values_are_normalized(tmp_path: Path) -> None:
     # FSx 6.00 tagged user_cluster " C7 "; usage rollups say cluster "c7": teams x (3600 s), y (7200 s)
     # -> x 2.00, y 4.00; nothing unallocated.
     wh = tmp_path / "c.duckdb"
-    cur = write_csv(tmp_path / "c.csv", CUR2_COLUMNS, [
-        cur_line("C1", "Usage", "fs-7", "6.00", product="AmazonFSx", tags={"user_cluster": " C7 "})])
-    usage = write_csv(tmp_path / "u.csv", USAGE_COLUMNS, [
-        usage_row("2026-10-01 00:00:00", "n7", "i-7", "c7", 0, "jx", "x", 3600, 0.9),
-        usage_row("2026-10-01 00:00:00", "n7", "i-7", "c7", 1, "jy", "y", 3600, 0.9),
-        usage_row("2026-10-01 01:00:00", "n7", "i-7", "c7", 1, "jy", "y", 3600, 0.9),
-    ])
+    cur = write_csv(
+        tmp_path / "c.csv",
+        CUR2_COLUMNS,
+        [cur_line("C1", "Usage", "fs-7", "6.00", product="AmazonFSx", tags={"user_cluster": " C7 "})],
+    )
+    usage = write_csv(
+        tmp_path / "u.csv",
+        USAGE_COLUMNS,
+        [
+            usage_row("2026-10-01 00:00:00", "n7", "i-7", "c7", 0, "jx", "x", 3600, 0.9),
+            usage_row("2026-10-01 00:00:00", "n7", "i-7", "c7", 1, "jy", "y", 3600, 0.9),
+            usage_row("2026-10-01 01:00:00", "n7", "i-7", "c7", 1, "jy", "y", 3600, 0.9),
+        ],
+    )
     ok(gl("ingest", "cur", cur, "--warehouse", wh))
     ok(gl("ingest", "usage", usage, "--warehouse", wh))
     doc = attribute(wh)
@@ -284,7 +351,15 @@ def test_14_parts_of_one_delivery_add_up(tmp_path: Path) -> None:
 
 def test_15_cur2_parquet_with_a_tag_map(tmp_path: Path) -> None:
     wh = tmp_path / "pq.duckdb"
-    ok(gl("ingest", "cur", ledger.write_cur2_parquet(tmp_path / "part-00001.snappy.parquet"), "--warehouse", wh))
+    ok(
+        gl(
+            "ingest",
+            "cur",
+            ledger.write_cur2_parquet(tmp_path / "part-00001.snappy.parquet"),
+            "--warehouse",
+            wh,
+        )
+    )
     ok(gl("ingest", "usage", ledger.write_usage(tmp_path / "usage.csv"), "--warehouse", wh))
     doc = attribute(wh)
     assert doc["total"] == ledger.TOTAL and doc["billed_total"] == ledger.BILLED_TOTAL

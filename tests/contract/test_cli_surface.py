@@ -10,8 +10,19 @@ import pytest
 
 from tests.contract.support import gl, handled_error, write_csv, write_curve
 
-TOP = ("agent", "ingest", "attribute", "flags", "runs", "explorer", "report", "dashboards", "rules",
-       "remediate", "demo")
+TOP = (
+    "agent",
+    "ingest",
+    "attribute",
+    "flags",
+    "runs",
+    "explorer",
+    "report",
+    "dashboards",
+    "rules",
+    "remediate",
+    "demo",
+)
 
 
 def test_every_spec_command_is_listed_in_top_level_help() -> None:
@@ -23,14 +34,30 @@ def test_every_spec_command_is_listed_in_top_level_help() -> None:
 
 # Each documented option of SPEC §2, spelled as SPEC spells it, must appear in that command's help.
 OPTIONS: dict[tuple[str, ...], tuple[str, ...]] = {
-    ("agent",): ("--backend", "--host", "--port", "--interval", "--socket", "--node", "--sim-gpus",
-                 "--sim-model", "--sim-seed"),
+    ("agent",): (
+        "--backend",
+        "--host",
+        "--port",
+        "--interval",
+        "--socket",
+        "--node",
+        "--sim-gpus",
+        "--sim-model",
+        "--sim-seed",
+    ),
     ("ingest",): (),
     ("ingest", "cur"): ("--warehouse",),
     ("ingest", "usage"): ("--prometheus", "--start", "--end", "--warehouse"),
     ("ingest", "runs"): ("--warehouse",),
-    ("attribute",): ("--period", "--tag-key", "--cluster-tag-key", "--idle", "--cost", "--format",
-                     "--warehouse"),
+    ("attribute",): (
+        "--period",
+        "--tag-key",
+        "--cluster-tag-key",
+        "--idle",
+        "--cost",
+        "--format",
+        "--warehouse",
+    ),
     ("flags",): ("--window", "--until", "--sm-threshold", "--format", "--warehouse"),
     ("runs",): (),
     ("runs", "check"): ("--format",),
@@ -50,16 +77,16 @@ OPTIONS: dict[tuple[str, ...], tuple[str, ...]] = {
 
 BAD_USAGE = (
     ("no-such-command",),
-    ("attribute",),                                   # --period is required
+    ("attribute",),  # --period is required
     ("attribute", "--period", "2026-10", "--idle", "bogus"),
     ("attribute", "--period", "2026-10", "--cost", "bogus"),
     ("attribute", "--period", "2026-10", "--format", "xml"),
     ("flags", "--format", "xml"),
-    ("runs", "check"),                                # PATH is required
-    ("ingest", "cur"),                                # PATH... is required
+    ("runs", "check"),  # PATH is required
+    ("ingest", "cur"),  # PATH... is required
     ("agent", "--backend", "bogus"),
     ("agent", "--sim-model", "bogus"),
-    ("report", "weekly", "--out", "x"),               # --week is required
+    ("report", "weekly", "--out", "x"),  # --week is required
 )
 
 
@@ -99,10 +126,10 @@ def test_ingest_cur_malformed_number_names_file_row_and_column(tmp_path: Path) -
     from tests.contract.support import CUR2_COLUMNS
 
     rows = cur_rows()
-    rows[2]["line_item_unblended_cost"] = "abc"       # data row 3
+    rows[2]["line_item_unblended_cost"] = "abc"  # data row 3
     bad = write_csv(tmp_path / "bad-cur.csv", CUR2_COLUMNS, rows)
     line = handled_error(gl("ingest", "cur", bad), "bad-cur.csv", "line_item_unblended_cost")
-    assert "3" in line or "4" in line                 # the row, counted from data or from the header
+    assert "3" in line or "4" in line  # the row, counted from data or from the header
 
 
 def test_ingest_usage_missing_file(tmp_path: Path) -> None:
@@ -140,8 +167,9 @@ def test_same_bad_row_is_named_alike_by_ingest_runs_and_runs_check(tmp_path: Pat
     # One file, one bad cell: both commands must point at the same row.
     curve = write_curve(tmp_path / "curve.csv", [2.0, 2.0, "x", 2.0])
     check_line = handled_error(gl("runs", "check", curve), "curve.csv", "loss")
-    ingest_line = handled_error(gl("ingest", "runs", curve, "--warehouse", tmp_path / "w.duckdb"),
-                                "curve.csv", "loss")
+    ingest_line = handled_error(
+        gl("ingest", "runs", curve, "--warehouse", tmp_path / "w.duckdb"), "curve.csv", "loss"
+    )
     import re
 
     rows = [re.search(r"row (\d+)", line) for line in (check_line, ingest_line)]
@@ -156,9 +184,11 @@ def test_busy_port_is_a_handled_error(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = str(busy.getsockname()[1])
-        argvs = (("agent", "--backend", "sim", "--port", port, "--socket", tmp_path / "a.sock"),
-                 ("explorer", "--port", port),
-                 ("remediate", "serve", "--port", port, "--audit-log", tmp_path / "a.jsonl"))
+        argvs = (
+            ("agent", "--backend", "sim", "--port", port, "--socket", tmp_path / "a.sock"),
+            ("explorer", "--port", port),
+            ("remediate", "serve", "--port", port, "--audit-log", tmp_path / "a.jsonl"),
+        )
         with ThreadPoolExecutor(max_workers=3) as pool:
             for out in pool.map(lambda a: gl(*a), argvs):
                 handled_error(out, port)
@@ -169,10 +199,23 @@ def test_building_the_cli_imports_no_heavy_library() -> None:
     # library at the top (niquests for Grafana cost 0.3 s) slows every other command, --help included.
     import sys
 
-    heavy = ("niquests", "grafana_client", "duckdb", "dash", "torch", "boto3", "pandas", "numpy", "reportlab",
-             "xlsxwriter", "kubernetes")
-    code = ("import sys, gpulens.cli; gpulens.cli.build_parser(); "
-            f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    heavy = (
+        "niquests",
+        "grafana_client",
+        "duckdb",
+        "dash",
+        "torch",
+        "boto3",
+        "pandas",
+        "numpy",
+        "reportlab",
+        "xlsxwriter",
+        "kubernetes",
+    )
+    code = (
+        "import sys, gpulens.cli; gpulens.cli.build_parser(); "
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"imported while building the parser: {out.stdout.strip()}"

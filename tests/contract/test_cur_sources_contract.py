@@ -27,9 +27,16 @@ PERIOD_DIR = "exports/gl/20261001-20261101"
 
 
 def _manifest(key: str) -> str:
-    return json.dumps({"assemblyId": key.split("/")[-2], "reportKeys": [key],
-                       "billingPeriod": {"start": "20261001T000000.000Z", "end": "20261101T000000.000Z"},
-                       "bucket": "cur-bucket", "reportName": "gl", "compression": "GZIP"})
+    return json.dumps(
+        {
+            "assemblyId": key.split("/")[-2],
+            "reportKeys": [key],
+            "billingPeriod": {"start": "20261001T000000.000Z", "end": "20261101T000000.000Z"},
+            "bucket": "cur-bucket",
+            "reportName": "gl",
+            "compression": "GZIP",
+        }
+    )
 
 
 def build_layout(root: Path) -> Path:
@@ -38,11 +45,13 @@ def build_layout(root: Path) -> Path:
         (period / assembly).mkdir(parents=True)
         part = period / assembly / "gl-00001.csv.gz"
         ledger.write_legacy_gz(part)
-        if l1 != "32.00":   # rewrite L1's cost in the old assembly
+        if l1 != "32.00":  # rewrite L1's cost in the old assembly
             text = gzip.open(part, "rt").read().replace(",32.00,", f",{l1},", 1)
             with gzip.open(part, "wt") as f:
                 f.write(text)
-        (period / assembly / "gl-Manifest.json").write_text(_manifest(f"{PERIOD_DIR}/{assembly}/gl-00001.csv.gz"))
+        (period / assembly / "gl-Manifest.json").write_text(
+            _manifest(f"{PERIOD_DIR}/{assembly}/gl-00001.csv.gz")
+        )
     shutil.copyfile(period / "asm-new" / "gl-Manifest.json", period / "gl-Manifest.json")
     return root
 

@@ -19,11 +19,21 @@ R_KEYS = {"job_id", "team", "kind", "step"}
 
 def test_flags_json_shape_and_pairs(tmp_path: Path, warehouse: Path) -> None:
     wh = warehouse
-    short = write_csv(tmp_path / "short.csv", USAGE_COLUMNS, [
-        usage_row("2026-10-01 01:00:00", "node-a", "i-shared", "c1", 5, "j-short", "ml", 1800, 0.05)])
+    short = write_csv(
+        tmp_path / "short.csv",
+        USAGE_COLUMNS,
+        [usage_row("2026-10-01 01:00:00", "node-a", "i-shared", "c1", 5, "j-short", "ml", 1800, 0.05)],
+    )
     ok(gl("ingest", "usage", short, "--warehouse", wh))
-    ok(gl("ingest", "runs", write_curve(tmp_path / "bad-run.csv", [2.0] * 5 + ["nan"] + [2.0] * 20),
-          "--warehouse", wh))
+    ok(
+        gl(
+            "ingest",
+            "runs",
+            write_curve(tmp_path / "bad-run.csv", [2.0] * 5 + ["nan"] + [2.0] * 20),
+            "--warehouse",
+            wh,
+        )
+    )
     out = ok(gl("flags", "--format", "json", "--until", "2026-10-02T00:00:00Z", "--warehouse", wh))
     doc = json.loads(out.stdout)
     assert set(doc) == {"underutilized", "divergent_runs"}
@@ -42,8 +52,21 @@ def test_flags_json_shape_and_pairs(tmp_path: Path, warehouse: Path) -> None:
 
 
 def test_flags_threshold_option(warehouse: Path) -> None:
-    out = ok(gl("flags", "--format", "json", "--sm-threshold", "0.6", "--window", "48h",
-                "--until", "2026-10-02T00:00:00Z", "--warehouse", warehouse))
+    out = ok(
+        gl(
+            "flags",
+            "--format",
+            "json",
+            "--sm-threshold",
+            "0.6",
+            "--window",
+            "48h",
+            "--until",
+            "2026-10-02T00:00:00Z",
+            "--warehouse",
+            warehouse,
+        )
+    )
     jobs = {u["job_id"] for u in json.loads(out.stdout)["underutilized"]}
     assert jobs == {"j-s", "j-m", "j-d"}
 
@@ -81,7 +104,9 @@ def test_trainer_jsonl_nan_reaches_flags_like_runs_check(tmp_path: Path) -> None
     monitor.close()
     # The same log without the trainer's own `anomaly` records (a rank whose health the trainer does not
     # judge, or another writer of the SPEC §4 format): the `null` loss alone must still be a nan.
-    log.write_text("".join(line + "\n" for line in log.read_text().splitlines() if '"kind":"anomaly"' not in line))
+    log.write_text(
+        "".join(line + "\n" for line in log.read_text().splitlines() if '"kind":"anomaly"' not in line)
+    )
     check = json.loads(ok(gl("runs", "check", log, "--format", "json")).stdout)["anomalies"]
     assert [(a["kind"], a["step"]) for a in check] == [("nan", 6)], check
     wh = tmp_path / "w.duckdb"

@@ -14,22 +14,42 @@ from tests.support.servers import free_port, gpulens_exe, http_get, require_bina
 
 # SPEC §3, verbatim (histograms add _bucket/_sum/_count).
 SPEC_METRICS = {
-    "gpulens_gpu_up", "gpulens_gpu_utilization_ratio", "gpulens_gpu_sm_active_ratio",
-    "gpulens_gpu_sm_occupancy_ratio", "gpulens_gpu_tensor_active_ratio", "gpulens_gpu_dram_active_ratio",
-    "gpulens_gpu_memory_used_bytes", "gpulens_gpu_memory_total_bytes", "gpulens_gpu_power_watts",
-    "gpulens_gpu_energy_joules_total", "gpulens_gpu_temperature_celsius", "gpulens_gpu_sm_clock_hertz",
-    "gpulens_gpu_sm_active_seconds_total", "gpulens_gpu_tensor_active_seconds_total",
-    "gpulens_gpu_dram_active_seconds_total", "gpulens_gpu_held_seconds_total", "gpulens_gpu_xid_errors_total",
-    "gpulens_gpu_ecc_errors_total", "gpulens_train_step_seconds", "gpulens_train_steps_total",
-    "gpulens_train_tokens_total", "gpulens_train_loss", "gpulens_train_mfu_ratio",
-    "gpulens_train_last_step_timestamp_seconds", "gpulens_train_loss_anomalies_total", "gpulens_agent_info",
-    "gpulens_agent_sample_seconds", "gpulens_agent_datagrams_total", "gpulens_node_info",
+    "gpulens_gpu_up",
+    "gpulens_gpu_utilization_ratio",
+    "gpulens_gpu_sm_active_ratio",
+    "gpulens_gpu_sm_occupancy_ratio",
+    "gpulens_gpu_tensor_active_ratio",
+    "gpulens_gpu_dram_active_ratio",
+    "gpulens_gpu_memory_used_bytes",
+    "gpulens_gpu_memory_total_bytes",
+    "gpulens_gpu_power_watts",
+    "gpulens_gpu_energy_joules_total",
+    "gpulens_gpu_temperature_celsius",
+    "gpulens_gpu_sm_clock_hertz",
+    "gpulens_gpu_sm_active_seconds_total",
+    "gpulens_gpu_tensor_active_seconds_total",
+    "gpulens_gpu_dram_active_seconds_total",
+    "gpulens_gpu_held_seconds_total",
+    "gpulens_gpu_xid_errors_total",
+    "gpulens_gpu_ecc_errors_total",
+    "gpulens_train_step_seconds",
+    "gpulens_train_steps_total",
+    "gpulens_train_tokens_total",
+    "gpulens_train_loss",
+    "gpulens_train_mfu_ratio",
+    "gpulens_train_last_step_timestamp_seconds",
+    "gpulens_train_loss_anomalies_total",
+    "gpulens_agent_info",
+    "gpulens_agent_sample_seconds",
+    "gpulens_agent_datagrams_total",
+    "gpulens_node_info",
 }
 
 
 def _known(name: str) -> bool:
-    return name in SPEC_METRICS or any(name.endswith(s) and name[: -len(s)] in SPEC_METRICS
-                                       for s in ("_bucket", "_sum", "_count"))
+    return name in SPEC_METRICS or any(
+        name.endswith(s) and name[: -len(s)] in SPEC_METRICS for s in ("_bucket", "_sum", "_count")
+    )
 
 
 def test_rules_build_passes_promtool_and_uses_spec_names(tmp_path: Path) -> None:
@@ -62,11 +82,16 @@ def test_dashboards_build_writes_grafana_json(tmp_path: Path) -> None:
 def test_explorer_serves_on_localhost(tmp_path: Path, warehouse: Path) -> None:
     port = free_port()
     with (tmp_path / "explorer.log").open("wb") as log:
-        proc = subprocess.Popen([gpulens_exe(), "explorer", "--port", str(port), "--warehouse", str(warehouse)],
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [gpulens_exe(), "explorer", "--port", str(port), "--warehouse", str(warehouse)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_http(f"http://127.0.0.1:{port}/", timeout=60, proc=proc)
-        assert "_dash" in http_get(f"http://127.0.0.1:{port}/") or "dash" in http_get(f"http://127.0.0.1:{port}/")
+        assert "_dash" in http_get(f"http://127.0.0.1:{port}/") or "dash" in http_get(
+            f"http://127.0.0.1:{port}/"
+        )
     finally:
         stop(proc)
 
@@ -82,19 +107,27 @@ def test_hourly_sm_active_rollup_survives_a_job_change(tmp_path: Path) -> None:
     test = {
         "rule_files": [str(f) for f in files],
         "evaluation_interval": "1m",
-        "tests": [{
-            "interval": "1m",
-            "input_series": [
-                {"series": f"gpulens_gpu_sm_active_seconds_total{{{gpu}}}", "values": "0+30x30"},
-                {"series": f'gpulens_gpu_sm_active_seconds_total{{{gpu}, job_id="j", team="t"}}',
-                 "values": "_x30 900+30x30"},
-            ],
-            "promql_expr_test": [{
-                "expr": "gpulens:gpu_sm_active:mean1h > 0.45 and gpulens:gpu_sm_active:mean1h < 0.55",
-                "eval_time": "60m",
-                "exp_samples": [{"labels": f"gpulens:gpu_sm_active:mean1h{{{gpu}}}", "value": 0.5083333333333333}],
-            }],
-        }],
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": f"gpulens_gpu_sm_active_seconds_total{{{gpu}}}", "values": "0+30x30"},
+                    {
+                        "series": f'gpulens_gpu_sm_active_seconds_total{{{gpu}, job_id="j", team="t"}}',
+                        "values": "_x30 900+30x30",
+                    },
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": "gpulens:gpu_sm_active:mean1h > 0.45 and gpulens:gpu_sm_active:mean1h < 0.55",
+                        "eval_time": "60m",
+                        "exp_samples": [
+                            {"labels": f"gpulens:gpu_sm_active:mean1h{{{gpu}}}", "value": 0.5083333333333333}
+                        ],
+                    }
+                ],
+            }
+        ],
     }
     spec = tmp_path / "sm_test.yaml"
     spec.write_text(json.dumps(test))

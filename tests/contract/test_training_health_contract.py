@@ -55,7 +55,7 @@ def test_c_two_step_excursion_is_not_a_spike(tmp_path: Path) -> None:
 def test_d_three_steps_above_25_percent_is_one_spike(tmp_path: Path) -> None:
     found = check(tmp_path, "d", curve(200, s100_104=3.0))
     assert [a["kind"] for a in found] == ["spike"], found
-    assert found[0]["step"] == 102, found            # confirmed on the third consecutive step
+    assert found[0]["step"] == 102, found  # confirmed on the third consecutive step
     assert found[0]["loss"] == 3.0
 
 
@@ -87,10 +87,33 @@ def test_h_trainer_jsonl_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "run.jsonl"
     records = []
     for step, loss in enumerate(curve(200, s100_104=3.0)):
-        records.append({"v": 1, "kind": "step", "job_id": "j", "team": "t", "rank": 0, "step": step,
-                        "ts": 1795600000.0 + step, "step_seconds": 0.5, "loss": loss, "unknown": 1})
-    records.insert(103, {"v": 1, "kind": "anomaly", "job_id": "j", "team": "t", "rank": 0, "step": 102,
-                         "anomaly": "spike", "loss": 3.0})
+        records.append(
+            {
+                "v": 1,
+                "kind": "step",
+                "job_id": "j",
+                "team": "t",
+                "rank": 0,
+                "step": step,
+                "ts": 1795600000.0 + step,
+                "step_seconds": 0.5,
+                "loss": loss,
+                "unknown": 1,
+            }
+        )
+    records.insert(
+        103,
+        {
+            "v": 1,
+            "kind": "anomaly",
+            "job_id": "j",
+            "team": "t",
+            "rank": 0,
+            "step": 102,
+            "anomaly": "spike",
+            "loss": 3.0,
+        },
+    )
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     out = ok(gl("runs", "check", path, "--format", "json"))
     found = json.loads(out.stdout)["anomalies"]

@@ -19,7 +19,7 @@ def test_warehouse_option_before_and_after_positionals(tmp_path: Path) -> None:
     ok(gl("ingest", "cur", "--warehouse", first, cur))
     ok(gl("ingest", "cur", cur, "--warehouse", second))
     assert first.exists() and second.exists()
-    assert not (tmp_path / "default.duckdb").exists()          # conftest's $GPULENS_WAREHOUSE untouched
+    assert not (tmp_path / "default.duckdb").exists()  # conftest's $GPULENS_WAREHOUSE untouched
     assert _total("--warehouse", first, "--period", "2026-10") == float(TOTAL)
     assert _total("--period", "2026-10", "--warehouse", second) == float(TOTAL)
 
@@ -41,7 +41,6 @@ def test_flag_beats_environment(tmp_path: Path) -> None:
     flag_wh, env_wh = tmp_path / "flag.duckdb", tmp_path / "env.duckdb"
     ok(gl("ingest", "cur", cur, "--warehouse", flag_wh, env={"GPULENS_WAREHOUSE": str(env_wh)}))
     assert flag_wh.exists() and not env_wh.exists()
-
 
 
 def test_warehouse_option_between_several_paths(tmp_path: Path) -> None:

@@ -28,13 +28,19 @@ SERVE_WITHIN_S = 60  # reusing a built month: imports, agent, explorer
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_demo_serves_and_stops_cleanly(demo_data: DemoBuild, tmp_path: Path, sig: signal.Signals) -> None:
     workdir = tmp_path / "demo"
-    shutil.copytree(demo_data.workdir, workdir, ignore=shutil.ignore_patterns("logs", "run", "prometheus", "live"))
+    shutil.copytree(
+        demo_data.workdir, workdir, ignore=shutil.ignore_patterns("logs", "run", "prometheus", "live")
+    )
     port = free_port()
     log = tmp_path / "demo.log"
     with log.open("wb") as out:
         # Its own process group, as a shell gives a foreground job: Ctrl-C signals the whole group.
-        proc = subprocess.Popen([gpulens_exe(), "demo", "--port", str(port), "--workdir", str(workdir)],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [gpulens_exe(), "demo", "--port", str(port), "--workdir", str(workdir)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         started = time.monotonic()
         wait_http(f"http://127.0.0.1:{port}/cost", timeout=SERVE_WITHIN_S, proc=proc)
@@ -68,8 +74,9 @@ def assert_trainer_reports_to_agent(log: Path) -> None:
     assert match, log.read_text()
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        if 'job_id="live-demo-run"' in http_get(f"{match.group(1)}/metrics") and "gpulens_train_steps_total" in \
-                http_get(f"{match.group(1)}/metrics"):
+        if 'job_id="live-demo-run"' in http_get(
+            f"{match.group(1)}/metrics"
+        ) and "gpulens_train_steps_total" in http_get(f"{match.group(1)}/metrics"):
             return
         time.sleep(1)
     pytest.fail("the live trainer's steps never reached the agent's /metrics")
@@ -78,12 +85,19 @@ def assert_trainer_reports_to_agent(log: Path) -> None:
 def test_demo_refuses_a_busy_port(demo_data: DemoBuild, tmp_path: Path) -> None:
     """One clear line and exit 1 when the explorer's port is taken; nothing left running."""
     workdir = tmp_path / "demo"
-    shutil.copytree(demo_data.workdir, workdir, ignore=shutil.ignore_patterns("logs", "run", "prometheus", "live"))
+    shutil.copytree(
+        demo_data.workdir, workdir, ignore=shutil.ignore_patterns("logs", "run", "prometheus", "live")
+    )
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        done = subprocess.run([gpulens_exe(), "demo", "--no-live", "--port", str(port), "--workdir", str(workdir)],
-                              capture_output=True, text=True, timeout=120, check=False)
+        done = subprocess.run(
+            [gpulens_exe(), "demo", "--no-live", "--port", str(port), "--workdir", str(workdir)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     assert done.returncode == 1
     assert f"127.0.0.1:{port}" in done.stderr and "--port" in done.stderr

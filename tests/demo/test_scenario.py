@@ -54,9 +54,14 @@ def test_savings_plan_lines_are_consistent(bill: pa.Table) -> None:
     rows = bill.to_pylist()
     covered = [r for r in rows if r["line_item_line_item_type"] == "SavingsPlanCoveredUsage"]
     negation = [r for r in rows if r["line_item_line_item_type"] == "SavingsPlanNegation"]
-    fees = {r["line_item_usage_start_date"]: r for r in rows if r["line_item_line_item_type"] == "SavingsPlanRecurringFee"}
+    fees = {
+        r["line_item_usage_start_date"]: r
+        for r in rows
+        if r["line_item_line_item_type"] == "SavingsPlanRecurringFee"
+    }
     assert sum(r["line_item_unblended_cost"] for r in covered) == pytest.approx(
-        -sum(r["line_item_unblended_cost"] for r in negation))
+        -sum(r["line_item_unblended_cost"] for r in negation)
+    )
     used = Counter()
     for r in covered:
         used[r["line_item_usage_start_date"]] += r["savings_plan_savings_plan_effective_cost"]
@@ -94,7 +99,9 @@ def test_only_the_two_broken_runs_are_anomalous() -> None:
         if job.run == "none":
             continue
         steps = [r for r in run_records(s, job, seed=run_seed(s, i)) if r["kind"] == "step"]
-        kinds = {a.kind for a in scan((r["step"], math.nan if r["loss"] is None else r["loss"]) for r in steps)}
+        kinds = {
+            a.kind for a in scan((r["step"], math.nan if r["loss"] is None else r["loss"]) for r in steps)
+        }
         if kinds:
             found[job.job_id] = kinds
     assert found == {"llm-70b-pretrain": {"divergence"}, "asr-conformer-xl": {"nan"}}

@@ -20,12 +20,17 @@ from gpulens.errors import GpulensError
 from tests.support.servers import free_port, gpulens_exe, wait_http
 
 
-@pytest.mark.parametrize(("path", "element", "command"), [
-    ("/cost", ids.COST_EMPTY, "gpulens ingest cur"),
-    ("/utilization", ids.UTIL_EMPTY, "gpulens ingest usage"),
-    ("/training", ids.TRAIN_EMPTY, "gpulens ingest runs"),
-])
-def test_empty_warehouse_says_which_ingest_to_run(tmp_path: Path, path: str, element: str, command: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "element", "command"),
+    [
+        ("/cost", ids.COST_EMPTY, "gpulens ingest cur"),
+        ("/utilization", ids.UTIL_EMPTY, "gpulens ingest usage"),
+        ("/training", ids.TRAIN_EMPTY, "gpulens ingest runs"),
+    ],
+)
+def test_empty_warehouse_says_which_ingest_to_run(
+    tmp_path: Path, path: str, element: str, command: str
+) -> None:
     page, freshness, *_ = route(Queries(tmp_path / "empty.duckdb"), path, "")
     rendered = json.dumps(page.to_plotly_json(), default=lambda o: o.to_plotly_json())
     assert element in rendered and command in rendered
@@ -44,7 +49,9 @@ def _get(url: str, auth: str | None = None) -> int:
 
 
 def test_basic_auth_guards_pages_and_callbacks(tmp_path: Path) -> None:
-    server = ExplorerServer(ExplorerConfig(tmp_path / "w.duckdb", port=free_port(), auth=("finance", "s3cret")))
+    server = ExplorerServer(
+        ExplorerConfig(tmp_path / "w.duckdb", port=free_port(), auth=("finance", "s3cret"))
+    )
     server.start()
     try:
         for path in ("/cost", "/_dash-layout", "/_dash-dependencies"):
@@ -64,11 +71,16 @@ def test_auth_variable_is_user_colon_password() -> None:
 
 def test_command_binds_localhost_by_default(tmp_path: Path) -> None:
     port = free_port()
-    proc = subprocess.Popen([gpulens_exe(), "explorer", "--port", str(port), "--warehouse", str(tmp_path / "w.duckdb")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [gpulens_exe(), "explorer", "--port", str(port), "--warehouse", str(tmp_path / "w.duckdb")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/cost", proc=proc)
-        listening = {c.laddr for c in __import__("psutil").Process(proc.pid).net_connections() if c.status == "LISTEN"}
+        listening = {
+            c.laddr for c in __import__("psutil").Process(proc.pid).net_connections() if c.status == "LISTEN"
+        }
         assert {(a.ip, a.port) for a in listening} == {("127.0.0.1", port)}
     finally:
         proc.terminate()
@@ -80,7 +92,12 @@ def test_command_reports_a_busy_port_in_one_line(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        done = subprocess.run([gpulens_exe(), "explorer", "--port", str(port), "--warehouse",
-                               str(tmp_path / "w.duckdb")], capture_output=True, text=True, timeout=60, check=False)
+        done = subprocess.run(
+            [gpulens_exe(), "explorer", "--port", str(port), "--warehouse", str(tmp_path / "w.duckdb")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and f"127.0.0.1:{port}" in done.stderr

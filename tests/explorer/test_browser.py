@@ -27,7 +27,9 @@ def open_page(browser: Any, url: str) -> None:
 
 
 def cells(browser: Any, table: str, column: str) -> list[str]:
-    return [td.text for td in browser.find_elements("css selector", f"#{table} td[data-dash-column='{column}']")]
+    return [
+        td.text for td in browser.find_elements("css selector", f"#{table} td[data-dash-column='{column}']")
+    ]
 
 
 def rows(browser: Any, table: str, columns: list[str]) -> list[tuple[str, ...]]:
@@ -36,7 +38,8 @@ def rows(browser: Any, table: str, columns: list[str]) -> list[tuple[str, ...]]:
 
 def trace_names(browser: Any, graph: str) -> list[str]:
     return browser.execute_script(
-        f"const g = document.querySelector('#{graph} .js-plotly-plot'); return g && g.data ? g.data.map(t => t.name) : [];")
+        f"const g = document.querySelector('#{graph} .js-plotly-plot'); return g && g.data ? g.data.map(t => t.name) : [];"
+    )
 
 
 def query(browser: Any) -> dict[str, str]:
@@ -46,7 +49,9 @@ def query(browser: Any) -> dict[str, str]:
 def settle(browser: Any) -> None:
     """Wait until Dash has no callback in flight (its loading state leaves the DOM)."""
     time.sleep(0.3)
-    wait_until(lambda: not browser.find_elements("css selector", "[data-dash-is-loading='true']"), what="callbacks")
+    wait_until(
+        lambda: not browser.find_elements("css selector", "[data-dash-is-loading='true']"), what="callbacks"
+    )
 
 
 @pytest.mark.parametrize("path", ["/cost", "/utilization", "/training"])
@@ -64,8 +69,12 @@ def test_flagged_gpus_are_exactly_those_of_gpulens_flags(explorer: Served, brows
     expected = explorer.flags["underutilized"]
     assert 0 < len(expected) <= 15  # one page of the table
     open_page(browser, explorer.url + "/utilization")
-    shown = wait_until(lambda: rows(browser, ids.UTIL_TABLE, ["node", "gpu", "job_id", "waste"]), what="table")
-    assert sorted((n, int(g), j) for n, g, j, _ in shown) == sorted((e["node"], e["gpu"], e["job_id"]) for e in expected)
+    shown = wait_until(
+        lambda: rows(browser, ids.UTIL_TABLE, ["node", "gpu", "job_id", "waste"]), what="table"
+    )
+    assert sorted((n, int(g), j) for n, g, j, _ in shown) == sorted(
+        (e["node"], e["gpu"], e["job_id"]) for e in expected
+    )
     waste = {(e["node"], e["gpu"], e["job_id"]): round(float(e["waste"]), 2) for e in expected}
     assert all(float(w.replace(",", "")) == waste[(n, int(g), j)] for n, g, j, w in shown)
 
@@ -80,7 +89,9 @@ def test_flagged_runs_are_exactly_those_of_gpulens_flags(explorer: Served, brows
     # Divergent runs come first, and the money spent after the onset is shown for each.
     first = [job for job, kinds in shown[: len({j for j, _ in expected})]]
     assert set(first) == {j for j, _ in expected}
-    assert all(c and float(c.replace(",", "")) > 0 for c in cells(browser, ids.TRAIN_TABLE, "cost_after_onset")[:2])
+    assert all(
+        c and float(c.replace(",", "")) > 0 for c in cells(browser, ids.TRAIN_TABLE, "cost_after_onset")[:2]
+    )
 
 
 def test_filter_change_updates_chart_and_url(explorer: Served, browser: Any) -> None:
@@ -107,7 +118,9 @@ def test_drill_down_from_team_to_jobs_and_instances(explorer: Served, browser: A
     wait_until(lambda: "search" in cells(browser, ids.COST_TABLE, "team"), what="team table")
     row = cells(browser, ids.COST_TABLE, "team").index("search")
     browser.find_elements("css selector", f"#{ids.COST_TABLE} td[data-dash-column='team']")[row].click()
-    wait_until(lambda: query(browser).get("view") == "jobs" and query(browser).get("team") == "search", what="URL")
+    wait_until(
+        lambda: query(browser).get("view") == "jobs" and query(browser).get("team") == "search", what="URL"
+    )
     wait_until(lambda: cells(browser, ids.COST_TABLE, "job_id"), what="jobs table")
     assert set(cells(browser, ids.COST_TABLE, "team")) == {"search"}
     assert any(r.startswith("i-") for r in cells(browser, ids.COST_TABLE, "resource_id"))
@@ -139,12 +152,14 @@ def test_date_range_from_the_url_limits_chart_and_table(explorer: Served, browse
     settle(browser)
     days = browser.execute_script(
         f"const g = document.querySelector('#{ids.COST_CHART} .js-plotly-plot');"
-        "return [...new Set(g.data.flatMap(t => t.x.map(String)))];")
+        "return [...new Set(g.data.flatMap(t => t.x.map(String)))];"
+    )
     assert sorted(d[:10] for d in days) == [f"2026-10-{d:02d}" for d in range(5, 12)]
     totals = [float(c.replace(",", "")) for c in cells(browser, ids.COST_TABLE, "total")]
     month = explorer.data.summary["total"]  # type: ignore[index]
     assert 0 < sum(totals) < month / 3  # a week of a month
     # Dash 4's picker puts the component id on its start input.
-    shown = browser.execute_script("return [...document.querySelectorAll('input.dash-datepicker-input')]"
-                                   ".map(i => i.value);")
+    shown = browser.execute_script(
+        "return [...document.querySelectorAll('input.dash-datepicker-input')].map(i => i.value);"
+    )
     assert shown == ["2026-10-05", "2026-10-11"]

@@ -9,12 +9,14 @@ import pandas as pd
 from gpulens.dashboards.explorer import figures
 
 TEAMS = ("ai-research", "search")
-SPEND = pd.DataFrame({
-    "day": [date(2026, 10, 1)] * 4 + [date(2026, 10, 2)] * 2,
-    "team": ["ai-research", "search", None, None, "search", None],
-    "grp": ["direct", "shared", "idle", "unallocated", "shared", "idle"],
-    "cost": [10.0, 20.0, 5.0, 1.0, 7.0, 3.0],
-})
+SPEND = pd.DataFrame(
+    {
+        "day": [date(2026, 10, 1)] * 4 + [date(2026, 10, 2)] * 2,
+        "team": ["ai-research", "search", None, None, "search", None],
+        "grp": ["direct", "shared", "idle", "unallocated", "shared", "idle"],
+        "cost": [10.0, 20.0, 5.0, 1.0, 7.0, 3.0],
+    }
+)
 
 
 def test_spend_by_category_stacks_the_four_groups_in_order() -> None:
@@ -32,8 +34,14 @@ def test_spend_by_team_keeps_idle_and_unallocated_so_bars_add_up() -> None:
 
 
 def test_loss_curve_marks_each_anomaly_and_skips_non_finite_points() -> None:
-    curve = pd.DataFrame({"step": [1, 2, 3, 4], "loss": [3.0, 2.5, float("nan"), float("nan")],
-                          "step_seconds": [1.0] * 4, "mfu": [0.4] * 4})
+    curve = pd.DataFrame(
+        {
+            "step": [1, 2, 3, 4],
+            "loss": [3.0, 2.5, float("nan"), float("nan")],
+            "step_seconds": [1.0] * 4,
+            "mfu": [0.4] * 4,
+        }
+    )
     anomalies = pd.DataFrame({"step": [3], "kind": ["nan"]})
     fig = figures.loss_curve(curve, anomalies, job_id="run")
     line, marker = fig.data
@@ -45,6 +53,7 @@ def test_empty_frames_give_a_message_not_an_error() -> None:
     empty = SPEND.iloc[0:0]
     fig = figures.spend_stack(empty, stack="category", currency="USD", teams=TEAMS)
     assert fig.layout.annotations[0].text == "No allocated cost in this range"
-    heat = figures.sm_heatmap(pd.DataFrame(columns=["gpu_label", "model", "bucket", "value", "measure"]),
-                              threshold=0.25)
+    heat = figures.sm_heatmap(
+        pd.DataFrame(columns=["gpu_label", "model", "bucket", "value", "measure"]), threshold=0.25
+    )
     assert "No GPU usage" in heat.layout.annotations[0].text

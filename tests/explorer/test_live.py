@@ -18,8 +18,10 @@ from tests.support.servers import run_agent, run_prometheus
 
 @pytest.mark.timeout(120)
 def test_live_sm_activity_from_prometheus(tmp_path: Path, demo_data: DemoBuild) -> None:
-    with run_agent(tmp_path, node="live-node", gpus=4) as agent, \
-            run_prometheus(tmp_path, [f"127.0.0.1:{agent.port}"]) as prom:
+    with (
+        run_agent(tmp_path, node="live-node", gpus=4) as agent,
+        run_prometheus(tmp_path, [f"127.0.0.1:{agent.port}"]) as prom,
+    ):
         prom.wait_for("gpulens_gpu_utilization_ratio")
         queries = Queries(demo_data.warehouse, prometheus=prom.url)
         assert ids.UTIL_LIVE in _dump(route(queries, "/utilization", "")[0])

@@ -63,7 +63,8 @@ def test_underutilized_table_is_find_flags(demo_data: DemoBuild, queries: Querie
         flags = find_flags(con)
     shown = queries.underutilized(UtilFilter())
     assert sorted(zip(shown.node, shown.gpu, shown.job_id, strict=True)) == sorted(
-        (u.node, u.gpu, u.job_id) for u in flags.underutilized)
+        (u.node, u.gpu, u.job_id) for u in flags.underutilized
+    )
     assert {"node-08", "node-10", "node-16"} <= set(shown.node)
     h100 = queries.underutilized(UtilFilter(model="h100"))
     assert set(h100.gpu_family) == {"H100"} and 0 < len(h100) < len(shown)
@@ -102,21 +103,32 @@ def test_loss_curve_is_bucketed(queries: Queries) -> None:
 
 def test_url_values_never_reach_sql_as_text(queries: Queries) -> None:
     rng = queries.data_range()
-    hostile = {"team": "search') OR 1=1 --,vision", "start": "2026-10-01'; DROP TABLE allocations;--",
-               "basis": "amortized' OR '1'='1", "view": "nope"}
+    hostile = {
+        "team": "search') OR 1=1 --,vision",
+        "start": "2026-10-01'; DROP TABLE allocations;--",
+        "basis": "amortized' OR '1'='1",
+        "view": "nope",
+    }
     state = cost.state_from_params(hostile, rng.first_day, rng.last_day, rng.teams)
     assert state.filter.teams == ("vision",)
-    assert state.filter.start == date(2026, 10, 1) and state.filter.basis == "amortized" and state.view == "teams"
+    assert (
+        state.filter.start == date(2026, 10, 1)
+        and state.filter.basis == "amortized"
+        and state.view == "teams"
+    )
     # Even a filter built by hand with a hostile team is a bound parameter: it matches nothing.
     assert queries.team_table(CostFilter(OCTOBER.start, OCTOBER.end, ("x' OR '1'='1",))).empty
     assert queries.counts()["allocations"] > 0
-    util = utilization.filter_from_params({"threshold": "1; DROP", "window": "1y", "model": "a100"}, rng.teams)
+    util = utilization.filter_from_params(
+        {"threshold": "1; DROP", "window": "1y", "model": "a100"}, rng.teams
+    )
     assert (util.sm_threshold, util.window_hours, util.model) == (0.25, 24, "a100")
 
 
 def test_url_state_round_trips() -> None:
-    search = urlstate.encode({"start": date(2026, 10, 1), "team": ("ai-research", "search"), "view": "jobs",
-                              "empty": ()})
+    search = urlstate.encode(
+        {"start": date(2026, 10, 1), "team": ("ai-research", "search"), "view": "jobs", "empty": ()}
+    )
     assert search == "?start=2026-10-01&team=ai-research,search&view=jobs"
     assert urlstate.parse(search) == {"start": "2026-10-01", "team": "ai-research,search", "view": "jobs"}
     assert urlstate.encode({}) == ""

@@ -20,14 +20,39 @@ def send(sock_path: Path, record: dict[str, object]) -> None:
 
 def step(rank: int, n: int) -> dict[str, object]:
     """Step `n` of `rank` (on GPU `rank`): 0.2 s steps of 4096 tokens, loss falling slowly."""
-    return {"v": 1, "kind": "step", "job_id": JOB_ID, "team": TEAM, "rank": rank, "local_rank": rank,
-            "gpu": rank, "pid": os.getpid(), "step": n, "ts": time.time(), "step_seconds": 0.2 + 0.01 * rank,
-            "tokens": 4096, "samples": 8, "loss": 3.0 - 0.001 * n, "grad_norm": 1.0, "lr": 3e-4, "mfu": 0.42}
+    return {
+        "v": 1,
+        "kind": "step",
+        "job_id": JOB_ID,
+        "team": TEAM,
+        "rank": rank,
+        "local_rank": rank,
+        "gpu": rank,
+        "pid": os.getpid(),
+        "step": n,
+        "ts": time.time(),
+        "step_seconds": 0.2 + 0.01 * rank,
+        "tokens": 4096,
+        "samples": 8,
+        "loss": 3.0 - 0.001 * n,
+        "grad_norm": 1.0,
+        "lr": 3e-4,
+        "mfu": 0.42,
+    }
 
 
 def anomaly(rank: int, n: int, kind: str) -> dict[str, object]:
-    return {"v": 1, "kind": "anomaly", "job_id": JOB_ID, "team": TEAM, "rank": rank, "gpu": rank, "step": n,
-            "anomaly": kind, "loss": None if kind == "nan" else 4.7}
+    return {
+        "v": 1,
+        "kind": "anomaly",
+        "job_id": JOB_ID,
+        "team": TEAM,
+        "rank": rank,
+        "gpu": rank,
+        "step": n,
+        "anomaly": kind,
+        "loss": None if kind == "nan" else 4.7,
+    }
 
 
 class Trainer(threading.Thread):

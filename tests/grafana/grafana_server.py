@@ -63,7 +63,9 @@ class Handler(BaseHTTPRequestHandler):
     def _record(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length)) if length else None
-        self.state.requests.append(Request(self.command, self.path, self.headers.get("Authorization", ""), body))
+        self.state.requests.append(
+            Request(self.command, self.path, self.headers.get("Authorization", ""), body)
+        )
         return body
 
     def do_GET(self) -> None:
@@ -76,7 +78,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._reply(200, list(self.state.folders.values()))
         if self.path.startswith("/api/datasources/uid/"):
             found = self.state.datasources.get(self.path.rsplit("/", 1)[1])
-            return self._reply(200, found) if found else self._reply(404, {"message": "Data source not found"})
+            return (
+                self._reply(200, found) if found else self._reply(404, {"message": "Data source not found"})
+            )
         if self.path.startswith("/api/dashboards/uid/"):
             found = self.state.dashboards.get(self.path.rsplit("/", 1)[1])
             return self._reply(200, found) if found else self._reply(404, {"message": "Dashboard not found"})
@@ -100,15 +104,25 @@ class Handler(BaseHTTPRequestHandler):
         dashboard, folder = body["dashboard"], body.get("folderUid")
         existing = self.state.dashboards.get(dashboard["uid"])
         if existing and not body.get("overwrite"):
-            return self._reply(412, {"message": "The dashboard has been changed by someone else",
-                                     "status": "version-mismatch"})
+            return self._reply(
+                412,
+                {"message": "The dashboard has been changed by someone else", "status": "version-mismatch"},
+            )
         if folder not in self.state.folders:
             return self._reply(400, {"message": "folder not found"})
         version = existing["dashboard"]["version"] + 1 if existing else 1
         stored = dashboard | {"id": 7, "version": version}
         self.state.dashboards[dashboard["uid"]] = {"dashboard": stored, "meta": {"folderUid": folder}}
-        self._reply(200, {"id": 7, "uid": dashboard["uid"], "url": f"/d/{dashboard['uid']}", "status": "success",
-                          "version": version})
+        self._reply(
+            200,
+            {
+                "id": 7,
+                "uid": dashboard["uid"],
+                "url": f"/d/{dashboard['uid']}",
+                "status": "success",
+                "version": version,
+            },
+        )
 
 
 @contextlib.contextmanager

@@ -18,8 +18,12 @@ from gpulens.dashboards.grafana.build import DASHBOARDS, HERE, dashboards, rende
 from gpulens.dashboards.grafana.validate import layout_errors, problems, schema_errors, variable_errors
 from gpulens.dashboards.rules.promql import metric_names, unknown_metrics
 
-UIDS = {"gpulens-fleet-overview.json": "gpulens-fleet", "gpulens-node-gpu.json": "gpulens-node",
-        "gpulens-training-job.json": "gpulens-training", "gpulens-team-usage.json": "gpulens-team"}
+UIDS = {
+    "gpulens-fleet-overview.json": "gpulens-fleet",
+    "gpulens-node-gpu.json": "gpulens-node",
+    "gpulens-training-job.json": "gpulens-training",
+    "gpulens-team-usage.json": "gpulens-team",
+}
 MODELS = dashboards()
 
 
@@ -34,16 +38,23 @@ def test_committed_json_is_up_to_date() -> None:
 
 
 def test_cli_build_writes_the_committed_files(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "gpulens", "dashboards", "build", "--out", str(tmp_path / "d")],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "gpulens", "dashboards", "build", "--out", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert [Path(line).name for line in out.stdout.splitlines()] == list(DASHBOARDS)
     for name in DASHBOARDS:
         assert (tmp_path / "d" / name).read_text() == (HERE / name).read_text()
 
 
 def test_cli_build_into_unwritable_directory_is_one_line() -> None:
-    out = subprocess.run([sys.executable, "-m", "gpulens", "dashboards", "build", "--out", "/proc/no/such"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "gpulens", "dashboards", "build", "--out", "/proc/no/such"],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "cannot write dashboards" in out.stderr
 
 
@@ -60,16 +71,19 @@ def broken(mutate: Any) -> dict[str, Any]:
     return model
 
 
-@pytest.mark.parametrize(("mutate", "error"), [
-    (lambda d: d["panels"][2]["gridPos"].update(w=30), "30 is greater than the maximum of 24"),
-    (lambda d: d["panels"][2]["targets"][0].pop("refId"), "'refId' is a required property"),
-    (lambda d: d["templating"]["list"][1].update(type="bogus"), "'bogus' is not one of"),
-    (lambda d: d.pop("title"), "'title' is a required property"),
-    (lambda d: d.update(schemaVersion="39"), "'39' is not of type 'integer'"),
-    (lambda d: d["panels"][0]["gridPos"].update(w=12), "24 was expected"),
-    (lambda d: d["panels"][2].update(targets=[]), "[] should be non-empty"),
-    (lambda d: d.update(uid="has spaces"), "does not match"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "error"),
+    [
+        (lambda d: d["panels"][2]["gridPos"].update(w=30), "30 is greater than the maximum of 24"),
+        (lambda d: d["panels"][2]["targets"][0].pop("refId"), "'refId' is a required property"),
+        (lambda d: d["templating"]["list"][1].update(type="bogus"), "'bogus' is not one of"),
+        (lambda d: d.pop("title"), "'title' is a required property"),
+        (lambda d: d.update(schemaVersion="39"), "'39' is not of type 'integer'"),
+        (lambda d: d["panels"][0]["gridPos"].update(w=12), "24 was expected"),
+        (lambda d: d["panels"][2].update(targets=[]), "[] should be non-empty"),
+        (lambda d: d.update(uid="has spaces"), "does not match"),
+    ],
+)
 def test_schema_rejects_broken_dashboards(mutate: Any, error: str) -> None:
     assert any(error in e for e in schema_errors(broken(mutate)))
 
@@ -84,7 +98,9 @@ def test_layout_and_variable_checks_catch_mistakes() -> None:
 @pytest.mark.parametrize("name", list(DASHBOARDS))
 def test_variables_are_regex_matchers_with_all_as_dot_star(name: str) -> None:
     variables = {v["name"]: v for v in MODELS[name]["templating"]["list"]}
-    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    assert (
+        variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    )
     for var in ("cluster", "node", "team", "job_id"):
         v = variables[var]
         assert (v["type"], v["includeAll"], v["allValue"], v["multi"]) == ("query", True, ".*", True)
@@ -131,11 +147,18 @@ def test_dashboards_link_to_each_other_by_stable_uid() -> None:
 
 def test_issue_panels_exist() -> None:
     titles = {name: {p["title"] for p in model["panels"]} for name, model in MODELS.items()}
-    assert {"GPUs: busy vs held vs idle", "SM activity across GPUs", "Underutilized GPUs (last hour)",
-            "XID errors"} <= titles["gpulens-fleet-overview.json"]
+    assert {
+        "GPUs: busy vs held vs idle",
+        "SM activity across GPUs",
+        "Underutilized GPUs (last hour)",
+        "XID errors",
+    } <= titles["gpulens-fleet-overview.json"]
     assert {"Step time quantiles", "Tokens per second", "MFU", "Loss"} <= titles["gpulens-training-job.json"]
-    assert {"GPU-hours held, by team", "SM activity while held, by team",
-            "Wasted GPU-hours, by team"} <= titles["gpulens-team-usage.json"]
+    assert {
+        "GPU-hours held, by team",
+        "SM activity while held, by team",
+        "Wasted GPU-hours, by team",
+    } <= titles["gpulens-team-usage.json"]
     heatmap = next(p for p in MODELS["gpulens-fleet-overview.json"]["panels"] if p["type"] == "heatmap")
     assert heatmap["options"]["calculate"] is True
     annotations = MODELS["gpulens-training-job.json"]["annotations"]["list"]

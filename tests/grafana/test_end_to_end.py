@@ -28,8 +28,16 @@ from tests.grafana.datagrams import JOB_ID, Trainer
 from tests.support.servers import Prometheus, http_get, run_agent, run_prometheus
 
 MATCH_ALL = {"$cluster": ".*", "$node": ".*", "$team": ".*", "$job_id": ".*", "$threshold": "1"}
-SHORTER = [("$__rate_interval", "4s"), ("$__interval", "1s"), ("$__range", "20s"), ("[1h]", "[10s]"),
-           ("[5m]", "[10s]"), ("[2m]", "[10s]"), ("offset 2m", "offset 10s"), (":5m]", ":2s]")]
+SHORTER = [
+    ("$__rate_interval", "4s"),
+    ("$__interval", "1s"),
+    ("$__range", "20s"),
+    ("[1h]", "[10s]"),
+    ("[5m]", "[10s]"),
+    ("[2m]", "[10s]"),
+    ("offset 2m", "offset 10s"),
+    (":5m]", ":2s]"),
+]
 
 
 def substitute(expr: str) -> str:
@@ -41,8 +49,15 @@ def substitute(expr: str) -> str:
 
 def shortened_rules() -> str:
     text = render()
-    for old, new in [("[1h]", "[20s]"), ("[5m]", "[10s]"), ("[10m]", "[10s]"), ("[15m]", "[10s]"),
-                     ("offset 10m", "offset 10s"), ("offset 15m", "offset 10s"), ("interval: 1m", "interval: 1s")]:
+    for old, new in [
+        ("[1h]", "[20s]"),
+        ("[5m]", "[10s]"),
+        ("[10m]", "[10s]"),
+        ("[15m]", "[10s]"),
+        ("offset 10m", "offset 10s"),
+        ("offset 15m", "offset 10s"),
+        ("interval: 1m", "interval: 1s"),
+    ]:
         text = text.replace(old, new)
     return text
 
@@ -99,7 +114,9 @@ def first(prom: Prometheus, expr: str) -> float | None:
 def sanity_values(prom: Prometheus) -> dict[str, object]:
     states = prom.query(f"sum({query_panel('gpulens-fleet-overview.json: GPUs by state')})")
     tokens = prom.query(query_panel("gpulens-training-job.json: Tokens per second"))
-    marks = prom.query(substitute(dict(panel_queries())["gpulens-training-job.json: annotation Loss anomalies"]))
+    marks = prom.query(
+        substitute(dict(panel_queries())["gpulens-training-job.json: annotation Loss anomalies"])
+    )
     return {
         "states": float(states[0]["value"][1]) if states else None,
         "gpus": float(prom.query("count(gpulens_gpu_up)")[0]["value"][1]),
@@ -118,8 +135,10 @@ def test_every_query_and_recording_rule_returns_series_and_alerts_fire(tmp_path:
     # XID 79 once Prometheus has scraped the agent for more than the (shortened) 10 s "offset", so
     # GpuXidNonRecoverable must fire; XID 13 at once, before that, and recoverable anyway.
     faults = ("--sim-fault", "79:3:20", "--sim-fault", "13:2:2")
-    with run_agent(tmp_path, "--interval", "0.5", "--cluster", "e2e", *faults) as agent, \
-            run_prometheus(tmp_path, [f"127.0.0.1:{agent.port}"], rule_files=[rules]) as prom:
+    with (
+        run_agent(tmp_path, "--interval", "0.5", "--cluster", "e2e", *faults) as agent,
+        run_prometheus(tmp_path, [f"127.0.0.1:{agent.port}"], rule_files=[rules]) as prom,
+    ):
         trainer = Trainer(agent.socket)
         trainer.start()
         try:
@@ -131,13 +150,27 @@ def test_every_query_and_recording_rule_returns_series_and_alerts_fire(tmp_path:
             # A few more scrapes and rule evaluations, well inside the 10 s in which the anomaly is new.
             time.sleep(3)
             answers = {where: series_count(prom, substitute(expr)) for where, expr in panel_queries()}
-            empty = [f"{where}: {answer}" for where, answer in answers.items() if answer == 0 or isinstance(answer, str)]
-            empty += [where for where, selector, label in variable_queries()
-                      if not label_values(prom, substitute(selector), label)]
-            records = sorted({line.split(": ", 1)[1] for line in shortened_rules().splitlines()
-                              if line.strip().startswith("- record: ")})
+            empty = [
+                f"{where}: {answer}"
+                for where, answer in answers.items()
+                if answer == 0 or isinstance(answer, str)
+            ]
+            empty += [
+                where
+                for where, selector, label in variable_queries()
+                if not label_values(prom, substitute(selector), label)
+            ]
+            records = sorted(
+                {
+                    line.split(": ", 1)[1]
+                    for line in shortened_rules().splitlines()
+                    if line.strip().startswith("- record: ")
+                }
+            )
             empty += [f"recording rule {r}" for r in records if not prom.query(r)]
-            xid_alert = prom.wait_for('ALERTS{alertname="GpuXidNonRecoverable",alertstate="firing"}', timeout=30)
+            xid_alert = prom.wait_for(
+                'ALERTS{alertname="GpuXidNonRecoverable",alertstate="firing"}', timeout=30
+            )
             nan_alert = prom.wait_for('ALERTS{alertname="TrainingLossNaN",alertstate="firing"}', timeout=10)
             values = sanity_values(prom)
         finally:

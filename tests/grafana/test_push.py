@@ -35,12 +35,20 @@ def datasource_var(dashboard: dict[str, object]) -> dict[str, object]:
 def test_first_push_creates_folder_and_dashboards_with_the_datasource() -> None:
     s = state()
     with run_grafana(s) as url:
-        results = push(GrafanaTarget(url, token=TOKEN, folder="GPU fleet", datasource_uid="prom-main"), dashboards())
+        results = push(
+            GrafanaTarget(url, token=TOKEN, folder="GPU fleet", datasource_uid="prom-main"), dashboards()
+        )
     assert [(r.uid, r.status) for r in results] == [(uid, "created") for uid in UIDS]
     assert [(r.method, r.path) for r in s.requests] == [
-        ("GET", "/api/health"), ("GET", "/api/datasources/uid/prom-main"), ("GET", "/api/folders"),
+        ("GET", "/api/health"),
+        ("GET", "/api/datasources/uid/prom-main"),
+        ("GET", "/api/folders"),
         ("POST", "/api/folders"),
-        *[step for uid in UIDS for step in (("GET", f"/api/dashboards/uid/{uid}"), ("POST", "/api/dashboards/db"))],
+        *[
+            step
+            for uid in UIDS
+            for step in (("GET", f"/api/dashboards/uid/{uid}"), ("POST", "/api/dashboards/db"))
+        ],
     ]
     assert all(r.authorization == f"Bearer {TOKEN}" for r in s.requests[1:])
     assert s.requests[3].body == {"title": "GPU fleet", "uid": "gpu-fleet"}
@@ -49,12 +57,16 @@ def test_first_push_creates_folder_and_dashboards_with_the_datasource() -> None:
         assert body["folderUid"] == "gpu-fleet" and body["overwrite"] is True
         assert body["dashboard"]["id"] is None
         assert datasource_var(body["dashboard"])["current"] == {
-            "selected": True, "text": "Prometheus (main)", "value": "prom-main"}
+            "selected": True,
+            "text": "Prometheus (main)",
+            "value": "prom-main",
+        }
     # Everything but the datasource's current value is the committed JSON.
     sent = s.writes()[1].body["dashboard"]
     expected = dashboards()["gpulens-fleet-overview.json"]
-    assert {k: v for k, v in sent.items() if k not in ("id", "templating")} == \
-        {k: v for k, v in expected.items() if k != "templating"}
+    assert {k: v for k, v in sent.items() if k not in ("id", "templating")} == {
+        k: v for k, v in expected.items() if k != "templating"
+    }
 
 
 def test_second_push_changes_nothing_and_a_changed_dashboard_is_overwritten() -> None:
@@ -87,11 +99,17 @@ def test_existing_folder_is_reused_by_title() -> None:
     assert datasource_var(s.dashboards["gpulens-fleet"]["dashboard"])["current"] == {}
 
 
-@pytest.mark.parametrize(("target_args", "message"), [
-    ({"token": "wrong"}, "rejected the credentials (HTTP 401) while listing folders: check --token"),
-    ({"token": TOKEN, "datasource_uid": "nope"}, "column --datasource-uid: Grafana has no data source with uid 'nope'"),
-    ({"token": TOKEN, "datasource_uid": "loki"}, "data source 'loki' is of type 'loki', not prometheus"),
-])
+@pytest.mark.parametrize(
+    ("target_args", "message"),
+    [
+        ({"token": "wrong"}, "rejected the credentials (HTTP 401) while listing folders: check --token"),
+        (
+            {"token": TOKEN, "datasource_uid": "nope"},
+            "column --datasource-uid: Grafana has no data source with uid 'nope'",
+        ),
+        ({"token": TOKEN, "datasource_uid": "loki"}, "data source 'loki' is of type 'loki', not prometheus"),
+    ],
+)
 def test_errors_name_the_problem(target_args: dict[str, str], message: str) -> None:
     s = state()
     with run_grafana(s) as url, pytest.raises(GpulensError) as raised:
@@ -102,8 +120,12 @@ def test_errors_name_the_problem(target_args: dict[str, str], message: str) -> N
 
 def run_cli(*args: str, env_token: str | None = None) -> subprocess.CompletedProcess[str]:
     env = None if env_token is None else os.environ | {"GRAFANA_TOKEN": env_token}
-    return subprocess.run([sys.executable, "-m", "gpulens", "dashboards", "push", *args],
-                          capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "gpulens", "dashboards", "push", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
 
 
 def test_cli_bad_token_is_one_line_without_the_secret() -> None:
@@ -127,16 +149,22 @@ def test_cli_pushes_with_token_from_environment() -> None:
         out = run_cli("--url", url, "--folder", "GPUs", "--datasource-uid", "prom-main", env_token=TOKEN)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
-        "created   gpulens-fleet  gpulens / Fleet overview", "created   gpulens-node  gpulens / Node & GPU",
-        "created   gpulens-training  gpulens / Training job", "created   gpulens-team  gpulens / Team usage"]
+        "created   gpulens-fleet  gpulens / Fleet overview",
+        "created   gpulens-node  gpulens / Node & GPU",
+        "created   gpulens-training  gpulens / Training job",
+        "created   gpulens-team  gpulens / Team usage",
+    ]
     assert sorted(s.dashboards) == sorted(UIDS)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--url", "grafana.local"], "column --url: is not an http(s) URL of a Grafana server"),
-    (["--url", "http://127.0.0.1:3000", "--user", "admin"], "--user needs --password"),
-    (["--url", "http://127.0.0.1:3000"], "give --token (or $GRAFANA_TOKEN), or --user and --password"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--url", "grafana.local"], "column --url: is not an http(s) URL of a Grafana server"),
+        (["--url", "http://127.0.0.1:3000", "--user", "admin"], "--user needs --password"),
+        (["--url", "http://127.0.0.1:3000"], "give --token (or $GRAFANA_TOKEN), or --user and --password"),
+    ],
+)
 def test_cli_usage_errors(args: list[str], message: str) -> None:
     out = run_cli(*args, "--token", "t") if args[1] == "grafana.local" else run_cli(*args, env_token="")
     assert out.returncode == 1 and message in out.stderr and out.stderr.count("\n") == 1

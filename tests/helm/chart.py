@@ -62,7 +62,9 @@ def rendered(values_set: str) -> tuple[Manifest, ...]:
 def render_with(values: dict[str, Any]) -> tuple[Manifest, ...]:
     """The chart rendered with ad-hoc values (raises HelmValuesError / HelmRenderError)."""
     with helm.Chart.load(CHART) as chart:
-        return tuple(_documents(chart.render(values=values, name=RELEASE, namespace=NAMESPACE, is_install=True)))
+        return tuple(
+            _documents(chart.render(values=values, name=RELEASE, namespace=NAMESPACE, is_install=True))
+        )
 
 
 def notes(values: dict[str, Any] | None = None) -> str:
@@ -86,8 +88,11 @@ def of_kind(manifests: tuple[Manifest, ...], kind: str) -> list[Manifest]:
 
 def one(manifests: tuple[Manifest, ...], kind: str, component: str) -> Manifest:
     """The single object of `kind` whose app.kubernetes.io/component label is `component`."""
-    found = [m for m in of_kind(manifests, kind)
-             if m.doc["metadata"]["labels"].get("app.kubernetes.io/component") == component]
+    found = [
+        m
+        for m in of_kind(manifests, kind)
+        if m.doc["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    ]
     assert len(found) == 1, f"expected one {kind} for {component}, found {[m.name for m in found]}"
     return found[0]
 

@@ -11,8 +11,13 @@ import duckdb
 from tests.support.servers import REPO
 
 DOC = (REPO / "docs" / "deploy.md").read_text()
-ATHENA_TYPES = {"string": "VARCHAR", "timestamp": "TIMESTAMP", "double": "DOUBLE",
-                "decimal(38,10)": "DECIMAL(38,10)", "map<string,string>": "MAP(VARCHAR, VARCHAR)"}
+ATHENA_TYPES = {
+    "string": "VARCHAR",
+    "timestamp": "TIMESTAMP",
+    "double": "DOUBLE",
+    "decimal(38,10)": "DECIMAL(38,10)",
+    "map<string,string>": "MAP(VARCHAR, VARCHAR)",
+}
 
 
 def sql_blocks() -> list[str]:
@@ -22,14 +27,14 @@ def sql_blocks() -> list[str]:
 def export_statements(target: Path) -> str:
     """The COPY statements of the doc, writing to a local folder instead of s3://BUCKET (no extension needed)."""
     block = next(b for b in sql_blocks() if "COPY cost_line_items" in b)
-    copies = block[block.index("COPY"):]
+    copies = block[block.index("COPY") :]
     return copies.replace("s3://BUCKET/gpulens/", f"{target}/")
 
 
 def athena_columns() -> tuple[dict[str, str], str]:
     """({column: duckdb type}, partition column) of the doc's CREATE EXTERNAL TABLE cost_line_items."""
     ddl = next(b for b in sql_blocks() if "CREATE EXTERNAL TABLE" in b)
-    body = ddl[ddl.index("(") + 1: ddl.index(")\nPARTITIONED BY")]
+    body = ddl[ddl.index("(") + 1 : ddl.index(")\nPARTITIONED BY")]
     columns = {}
     for name, kind in re.findall(r"(\w+) ((?:decimal\(\d+,\d+\)|map<\w+,\w+>|\w+))", body):
         columns[name] = ATHENA_TYPES[kind]
@@ -58,7 +63,9 @@ def test_the_documented_export_writes_what_athena_declares(tmp_path: Path) -> No
     con.execute(export_statements(tmp_path / "out"))
     files = sorted((tmp_path / "out" / "cost_line_items").glob("*/*.parquet"))
     assert [f.parent.name for f in files] == ["billing_period=2026-10"]
-    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{files[0]}', hive_partitioning = false)").fetchall()
+    described = con.execute(
+        f"DESCRIBE SELECT * FROM read_parquet('{files[0]}', hive_partitioning = false)"
+    ).fetchall()
     written = {row[0]: row[1] for row in described}
     declared, partition = athena_columns()
     assert partition == "billing_period" and partition not in written

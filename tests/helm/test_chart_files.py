@@ -35,7 +35,8 @@ def test_rules_copy_is_identical_to_the_generated_file() -> None:
     if not RULES.exists():
         pytest.skip("dashboards/rules/gpulens-rules.yaml not generated yet")
     assert (CHART / "files" / "rules" / RULES.name).read_bytes() == RULES.read_bytes(), (
-        "run `python helm/sync_files.py`")
+        "run `python helm/sync_files.py`"
+    )
 
 
 def test_dashboard_copies_are_identical_to_the_generated_files() -> None:
@@ -45,7 +46,9 @@ def test_dashboard_copies_are_identical_to_the_generated_files() -> None:
     copies = sorted((CHART / "files" / "dashboards").glob("*.json"))
     assert [p.name for p in copies] == [p.name for p in originals], "run `python helm/sync_files.py`"
     for original in originals:
-        assert (CHART / "files" / "dashboards" / original.name).read_bytes() == original.read_bytes(), original.name
+        assert (CHART / "files" / "dashboards" / original.name).read_bytes() == original.read_bytes(), (
+            original.name
+        )
 
 
 def test_sync_files_check_reports_nothing() -> None:
@@ -64,14 +67,18 @@ def test_sync_files_refreshes_changed_and_removes_stale_copies(tmp_path: Path) -
     assert len(sync.differences(tmp_path)) == 3
     sync.sync(tmp_path)
     assert sync.differences(tmp_path) == [] and not stale.exists()
-    assert (tmp_path / "helm" / "gpulens" / "files" / "rules" / "gpulens-rules.yaml").read_text() == "groups: []\n"
+    assert (
+        tmp_path / "helm" / "gpulens" / "files" / "rules" / "gpulens-rules.yaml"
+    ).read_text() == "groups: []\n"
 
 
 def test_prometheus_rule_holds_exactly_the_generated_rules() -> None:
     if not RULES.exists():
         pytest.skip("dashboards/rules/gpulens-rules.yaml not generated yet")
     rule = one(render_with(WITH_RULES), "PrometheusRule", "rules").doc
-    assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"], "run `python helm/sync_files.py`"
+    assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"], (
+        "run `python helm/sync_files.py`"
+    )
 
 
 def test_the_rendered_rules_pass_promtool(tmp_path: Path) -> None:
@@ -91,8 +98,11 @@ def test_every_dashboard_is_in_its_own_labelled_config_map() -> None:
     copies = sorted((CHART / "files" / "dashboards").glob("*.json"))
     if not copies:
         pytest.skip("no dashboards in helm/gpulens/files/dashboards yet")
-    maps = [m.doc for m in of_kind(rendered("all-features"), "ConfigMap")
-            if m.doc["metadata"]["labels"].get("app.kubernetes.io/component") == "dashboards"]
+    maps = [
+        m.doc
+        for m in of_kind(rendered("all-features"), "ConfigMap")
+        if m.doc["metadata"]["labels"].get("app.kubernetes.io/component") == "dashboards"
+    ]
     by_key = {key: (cm, text) for cm in maps for key, text in cm["data"].items()}
     assert sorted(by_key) == [p.name for p in copies] and len(maps) == len(copies)
     for path in copies:
@@ -107,8 +117,17 @@ def test_every_dashboard_is_in_its_own_labelled_config_map() -> None:
 def test_dashboard_label_and_folder_are_configurable() -> None:
     if not list((CHART / "files" / "dashboards").glob("*.json")):
         pytest.skip("no dashboards in helm/gpulens/files/dashboards yet")
-    values = {"grafana": {"dashboards": {"label": "dash", "labelValue": "yes", "folderAnnotation": "k8s-sidecar-target-directory",
-                                         "folder": "/tmp/dashboards/gpu", "namespace": "monitoring"}}}
+    values = {
+        "grafana": {
+            "dashboards": {
+                "label": "dash",
+                "labelValue": "yes",
+                "folderAnnotation": "k8s-sidecar-target-directory",
+                "folder": "/tmp/dashboards/gpu",
+                "namespace": "monitoring",
+            }
+        }
+    }
     for m in of_kind(render_with(values), "ConfigMap"):
         if m.doc["metadata"]["labels"].get("app.kubernetes.io/component") == "dashboards":
             assert m.doc["metadata"]["labels"]["dash"] == "yes"
@@ -122,9 +141,13 @@ def test_dashboard_config_maps_carry_json_verbatim(tmp_path: Path) -> None:
     chart = tmp_path / "gpulens"
     shutil.copytree(CHART, chart)
     boards = {
-        "gpu_fleet.json": {"title": "GPU fleet — utilization", "uid": "gpulens-fleet",
-                           "panels": [{"targets": [{"expr": "gpulens:gpu_sm_active:mean5m",
-                                                    "legendFormat": "{{node}}/{{gpu}}"}]}]},
+        "gpu_fleet.json": {
+            "title": "GPU fleet — utilization",
+            "uid": "gpulens-fleet",
+            "panels": [
+                {"targets": [{"expr": "gpulens:gpu_sm_active:mean5m", "legendFormat": "{{node}}/{{gpu}}"}]}
+            ],
+        },
         "team-cost.json": {"title": "Team cost", "uid": "gpulens-cost", "panels": []},
     }
     for stale in (chart / "files" / "dashboards").glob("*.json"):
@@ -134,8 +157,10 @@ def test_dashboard_config_maps_carry_json_verbatim(tmp_path: Path) -> None:
     with helm.Chart.load(chart) as loaded:
         files = loaded.render(values=None, name="gl", namespace="gpulens")
     maps = [d for d in yaml.safe_load_all(files["gpulens/templates/grafana-dashboards.yaml"]) if d]
-    assert sorted(m["metadata"]["name"] for m in maps) == ["gl-gpulens-dashboards-gpu-fleet",
-                                                           "gl-gpulens-dashboards-team-cost"]
+    assert sorted(m["metadata"]["name"] for m in maps) == [
+        "gl-gpulens-dashboards-gpu-fleet",
+        "gl-gpulens-dashboards-team-cost",
+    ]
     for m in maps:
         ((key, text),) = m["data"].items()
         assert json.loads(text) == boards[key]

@@ -34,7 +34,9 @@ def expand(args: list[str]) -> list[str]:
     return [a.replace("$(NODE_NAME)", "gpu-node-1") for a in args]
 
 
-def agent_argv(container: dict[str, Any], tmp_path: Path, instance_id: str = "", instance_type: str = "") -> list[str]:
+def agent_argv(
+    container: dict[str, Any], tmp_path: Path, instance_id: str = "", instance_type: str = ""
+) -> list[str]:
     """What the agent container executes: its /bin/sh wrapper run for real, with the node identity the init
     container would have written, and a recorder standing in for `gpulens` (tests/helm/test_cronjob_scripts)."""
     if "command" not in container:
@@ -51,8 +53,12 @@ def agent_argv(container: dict[str, Any], tmp_path: Path, instance_id: str = "",
     (bin_dir / "gpulens").chmod(0o755)
     out = tmp_path / "argv"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ARGV_OUT": str(out)}
-    subprocess.run([shell, flag, script.replace("/etc/gpulens-node", str(identity)), name, *expand(container["args"])],
-                   env=env, check=True, timeout=30)
+    subprocess.run(
+        [shell, flag, script.replace("/etc/gpulens-node", str(identity)), name, *expand(container["args"])],
+        env=env,
+        check=True,
+        timeout=30,
+    )
     return out.read_text().splitlines()
 
 
@@ -66,7 +72,9 @@ def test_long_running_components_start_with_valid_arguments(values_set: str, tmp
                 interpreter, script = container["command"][:2]
                 assert interpreter == "python" and (CHART / "files" / "scripts" / Path(script).name).is_file()
                 continue
-            args = parse(agent_argv(container, tmp_path) if container["name"] == "agent" else container["args"])
+            args = parse(
+                agent_argv(container, tmp_path) if container["name"] == "agent" else container["args"]
+            )
             if workload.kind == "Job":  # the dashboard push: a client, no port
                 continue
             assert args.host == "0.0.0.0", "inside a pod the port is reached through the pod IP"
@@ -85,8 +93,9 @@ def test_agent_arguments_carry_the_values_and_the_node_identity(tmp_path: Path) 
 
 
 def test_without_node_identity_the_agent_runs_gpulens_directly() -> None:
-    (agent,) = pod_spec(one(render_with({"agent": {"nodeIdentity": {"enabled": False}}}), "DaemonSet", "agent"))[
-        "containers"]
+    (agent,) = pod_spec(
+        one(render_with({"agent": {"nodeIdentity": {"enabled": False}}}), "DaemonSet", "agent")
+    )["containers"]
     assert "command" not in agent and parse(expand(agent["args"])).instance_id == ""
 
 
@@ -110,7 +119,7 @@ def test_cron_job_commands_parse(component: str, tmp_path: Path) -> None:
 def unit_exec_start(env: dict[str, str]) -> list[str]:
     """ExecStart of the unit with systemd's expansion: ${VAR} as one word, $VAR split on whitespace."""
     text = UNIT.read_text()
-    line = next(ln for ln in text.splitlines() if ln.startswith("ExecStart="))[len("ExecStart="):]
+    line = next(ln for ln in text.splitlines() if ln.startswith("ExecStart="))[len("ExecStart=") :]
     defaults = dict(re.findall(r"^Environment=(\w+)=(.*)$", text, re.M))
     defaults.update(env)
     words: list[str] = []
@@ -140,8 +149,13 @@ def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
     exe = shutil.which(gpulens_exe())
     assert exe is not None
     unit.write_text(UNIT.read_text().replace("/opt/gpulens/bin/gpulens", exe))
-    out = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"})
+    out = subprocess.run(
+        [analyze, "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
+    )
     assert out.returncode == 0 and UNIT.name not in out.stderr, out.stderr
 
 
@@ -161,11 +175,17 @@ def test_the_receiver_policy_in_the_config_map_passes_remediate_check(tmp_path: 
     manifests = rendered("all-features")
     policy = tmp_path / "policy.yaml"
     policy.write_text(one(manifests, "ConfigMap", "remediation").doc["data"]["policy.yaml"])
-    out = subprocess.run([gpulens_exe(), "remediate", "check", "--policy", str(policy)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [gpulens_exe(), "remediate", "check", "--policy", str(policy)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "xid-node-fault" in out.stdout and "gpu-lost" in out.stdout
     (receiver,) = pod_spec(one(manifests, "Deployment", "remediation"))["containers"]
     assert receiver["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    audit = next(v for v in pod_spec(one(manifests, "Deployment", "remediation"))["volumes"] if v["name"] == "audit")
+    audit = next(
+        v for v in pod_spec(one(manifests, "Deployment", "remediation"))["volumes"] if v["name"] == "audit"
+    )
     assert audit["persistentVolumeClaim"]["claimName"] == "gl-gpulens-remediation-audit"

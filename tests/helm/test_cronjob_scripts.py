@@ -58,8 +58,13 @@ def test_weekly_report_covers_the_previous_iso_week(tmp_path: Path) -> None:
 
 def test_cur_ingest_passes_every_source(tmp_path: Path) -> None:
     argv = run_script("ingest-cur", tmp_path)
-    assert argv == ["ingest", "cur", "--warehouse", "/var/lib/gpulens/gpulens.duckdb",
-                    "s3://corp-billing/cur2/gpulens-export/data/"]
+    assert argv == [
+        "ingest",
+        "cur",
+        "--warehouse",
+        "/var/lib/gpulens/gpulens.duckdb",
+        "s3://corp-billing/cur2/gpulens-export/data/",
+    ]
 
 
 @pytest.mark.parametrize("component", ["ingest-cur", "ingest-usage", "weekly-report"])
@@ -75,7 +80,9 @@ def test_a_failing_command_fails_the_job(component: str, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("gpulens_rc, published", [(0, True), (1, False)])
-def test_s3_mode_publishes_the_warehouse_only_after_success(gpulens_rc: int, published: bool, tmp_path: Path) -> None:
+def test_s3_mode_publishes_the_warehouse_only_after_success(
+    gpulens_rc: int, published: bool, tmp_path: Path
+) -> None:
     (container,) = pod_spec(one(rendered("s3-warehouse"), "CronJob", "ingest-cur"))["containers"]
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -88,6 +95,9 @@ def test_s3_mode_publishes_the_warehouse_only_after_success(gpulens_rc: int, pub
     rc = subprocess.run(["/bin/sh", "-ec", container["args"][0]], env=env, timeout=30).returncode
     assert rc == gpulens_rc and out.exists() == published
     if published:
-        assert out.read_text().splitlines() == ["/opt/gpulens/scripts/warehouse_sync.py", "publish",
-                                                "/var/lib/gpulens/gpulens.duckdb",
-                                                "s3://corp-gpulens/warehouse/gpulens.duckdb"]
+        assert out.read_text().splitlines() == [
+            "/opt/gpulens/scripts/warehouse_sync.py",
+            "publish",
+            "/var/lib/gpulens/gpulens.duckdb",
+            "s3://corp-gpulens/warehouse/gpulens.duckdb",
+        ]

@@ -15,9 +15,14 @@ DOCKERFILE = (REPO / "Dockerfile").read_text()
 
 def instructions(text: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) per instruction, continuation lines joined, comments dropped."""
-    joined = re.sub(r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
-            for line in joined.splitlines() if line.strip()]
+    joined = re.sub(
+        r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    )
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
+        for line in joined.splitlines()
+        if line.strip()
+    ]
 
 
 def stages() -> list[list[tuple[str, str]]]:
@@ -56,7 +61,11 @@ def test_the_image_installs_every_component_but_not_torch() -> None:
     extras = re.search(r'"\.\[([a-z,]+)\]"', DOCKERFILE)
     assert extras is not None
     pyproject = (REPO / "pyproject.toml").read_text()
-    declared = set(re.findall(r"^([a-z]+) = \[", pyproject.split("[project.optional-dependencies]")[1].split("\n[")[0], re.M))
+    declared = set(
+        re.findall(
+            r"^([a-z]+) = \[", pyproject.split("[project.optional-dependencies]")[1].split("\n[")[0], re.M
+        )
+    )
     assert set(extras.group(1).split(",")) <= set(declared) and "trainer" not in extras.group(1)
 
 
@@ -68,18 +77,28 @@ def ignored(path: str, patterns: list[str]) -> bool:
         pattern = pattern.lstrip("!").rstrip("/")
         parts = path.split("/")
         prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-        if any(fnmatch.fnmatch(p, pattern) or fnmatch.fnmatch(p, pattern.replace("**/", "")) for p in prefixes):
+        if any(
+            fnmatch.fnmatch(p, pattern) or fnmatch.fnmatch(p, pattern.replace("**/", "")) for p in prefixes
+        ):
             verdict = not negate
     return verdict
 
 
 def test_the_build_context_holds_what_the_dockerfile_copies_and_no_more() -> None:
-    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     sources = [args.split()[0] for op, args in stages()[0] if op == "COPY"]
     for source in " ".join(sources).split():
         assert (REPO / source).exists(), source
         assert not ignored(source.rstrip("/"), patterns), f"{source} is excluded by .dockerignore"
-    for secret in (".venv/bin/python", ".git/config", "tests/conftest.py", "gpulens.duckdb",
-                   "collector/__pycache__/agent.cpython-311.pyc"):
+    for secret in (
+        ".venv/bin/python",
+        ".git/config",
+        "tests/conftest.py",
+        "gpulens.duckdb",
+        "collector/__pycache__/agent.cpython-311.pyc",
+    ):
         assert ignored(secret, patterns), secret

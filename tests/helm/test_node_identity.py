@@ -19,8 +19,11 @@ SCRIPT = CHART / "files" / "scripts" / "node_identity.py"
 NODE = json.loads((Path(__file__).parent / "fixtures" / "node-p4d.json").read_text())
 NAME = NODE["metadata"]["name"]
 TOKEN = "projected-token-for-the-test"
-OFF_AWS = {**NODE, "metadata": {**NODE["metadata"], "name": "gke-node", "labels": {}},
-           "spec": {"providerID": "gce://project/us-central1-a/gke-node"}}
+OFF_AWS = {
+    **NODE,
+    "metadata": {**NODE["metadata"], "name": "gke-node", "labels": {}},
+    "spec": {"providerID": "gce://project/us-central1-a/gke-node"},
+}
 
 
 class ApiServer(BaseHTTPRequestHandler):
@@ -51,9 +54,23 @@ def api() -> Iterator[str]:
 
 def run(api: str, node: str, out: Path, token: str = TOKEN) -> subprocess.CompletedProcess[str]:
     (out.parent / "token").write_text(token + "\n")
-    return subprocess.run([sys.executable, str(SCRIPT), node, str(out), "--api", api,
-                           "--token", str(out.parent / "token"), "--ca", str(out.parent / "absent.crt")],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            node,
+            str(out),
+            "--api",
+            api,
+            "--token",
+            str(out.parent / "token"),
+            "--ca",
+            str(out.parent / "absent.crt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_an_eks_node_yields_its_instance_id_and_type(api: str, tmp_path: Path) -> None:
@@ -72,11 +89,14 @@ def test_a_node_off_aws_yields_empty_values(api: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("node, token, status", [(NAME, "wrong", "401"), ("no-such-node", TOKEN, "404")])
-def test_an_api_error_is_one_line_and_writes_nothing(api: str, tmp_path: Path, node: str, token: str,
-                                                      status: str) -> None:
+def test_an_api_error_is_one_line_and_writes_nothing(
+    api: str, tmp_path: Path, node: str, token: str, status: str
+) -> None:
     out = tmp_path / "node"
     out.mkdir()
     result = run(api, node, out, token)
     assert result.returncode == 1 and len(result.stderr.splitlines()) == 1
-    assert result.stderr.startswith(f"node_identity: error: cannot read node {node}") and status in result.stderr
+    assert (
+        result.stderr.startswith(f"node_identity: error: cannot read node {node}") and status in result.stderr
+    )
     assert list(out.iterdir()) == []

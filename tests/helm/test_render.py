@@ -33,8 +33,9 @@ WARNING = 2  # helm lint severities: 1 info, 2 warning, 3 error
 @pytest.mark.parametrize("values_set", sorted(VALUES_SETS))
 def test_lint_strict_is_clean(values_set: str) -> None:
     """`helm lint --strict` equivalent: no warning, no error (an info such as 'icon is recommended' is fine)."""
-    report = helm.lint(CHART, load_values(VALUES_SETS[values_set]), strict=True, namespace=NAMESPACE,
-                       kube_version="v1.30.0")
+    report = helm.lint(
+        CHART, load_values(VALUES_SETS[values_set]), strict=True, namespace=NAMESPACE, kube_version="v1.30.0"
+    )
     problems = [m for m in report["messages"] if m["severity"] >= WARNING]
     assert problems == [] and report["errors"] == []
 
@@ -84,31 +85,42 @@ def test_a_values_file_with_wrong_types_is_rejected() -> None:
     assert [m for m in report["messages"] if m["severity"] == 3]
 
 
-@pytest.mark.parametrize("bad", [
-    {"agent": {"hostPID": "false"}},
-    {"agent": {"backend": "cuda"}},
-    {"agent": {"gpuNodeLabels": []}},
-    {"warehouse": {"mode": "nfs"}},
-    {"serviceAccounts": {"ingest": {"roleArn": "my-role"}}},
-    {"cronJobs": {"ingestUsage": {"schedule": "hourly"}}},
-    {"explorer": {"replicas": 1.5}},
-    {"agnet": {"enabled": True}},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"agent": {"hostPID": "false"}},
+        {"agent": {"backend": "cuda"}},
+        {"agent": {"gpuNodeLabels": []}},
+        {"warehouse": {"mode": "nfs"}},
+        {"serviceAccounts": {"ingest": {"roleArn": "my-role"}}},
+        {"cronJobs": {"ingestUsage": {"schedule": "hourly"}}},
+        {"explorer": {"replicas": 1.5}},
+        {"agnet": {"enabled": True}},
+    ],
+)
 def test_schema_rejects(bad: dict[str, Any]) -> None:
     with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmValuesError):
         chart.validate_schema(chart.merge_values(bad))
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"prometheusRule": {"enabled": True}, "agent": {"enabled": True}, "warehouse": {"mode": "s3"}},
-     "warehouse.s3.uri"),
-    ({"cronJobs": {"ingestCur": {"enabled": True}}}, "cronJobs.ingestCur.sources"),
-    ({"cronJobs": {"ingestUsage": {"enabled": True}}}, "cronJobs.ingestUsage.prometheusUrl"),
-    ({"cronJobs": {"weeklyReport": {"enabled": True}}}, "cronJobs.weeklyReport.out"),
-    ({"serviceMonitor": {"enabled": True}, "agentService": {"enabled": False}}, "agentService.enabled"),
-    ({"grafana": {"push": {"enabled": True}}}, "grafana.push.url"),
-    ({"grafana": {"push": {"enabled": True, "url": "https://grafana.example"}}}, "grafana.push.tokenSecret.name"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (
+            {"prometheusRule": {"enabled": True}, "agent": {"enabled": True}, "warehouse": {"mode": "s3"}},
+            "warehouse.s3.uri",
+        ),
+        ({"cronJobs": {"ingestCur": {"enabled": True}}}, "cronJobs.ingestCur.sources"),
+        ({"cronJobs": {"ingestUsage": {"enabled": True}}}, "cronJobs.ingestUsage.prometheusUrl"),
+        ({"cronJobs": {"weeklyReport": {"enabled": True}}}, "cronJobs.weeklyReport.out"),
+        ({"serviceMonitor": {"enabled": True}, "agentService": {"enabled": False}}, "agentService.enabled"),
+        ({"grafana": {"push": {"enabled": True}}}, "grafana.push.url"),
+        (
+            {"grafana": {"push": {"enabled": True, "url": "https://grafana.example"}}},
+            "grafana.push.tokenSecret.name",
+        ),
+    ],
+)
 def test_incomplete_settings_fail_with_the_key_to_set(values: dict[str, Any], message: str) -> None:
     with pytest.raises(helm.HelmRenderError, match=message.replace(".", r"\.")):
         render_with(values)
@@ -139,7 +151,8 @@ def test_the_packaged_chart_renders_the_same_objects(tmp_path: Path) -> None:
     values = load_values(VALUES_SETS["all-features"])
     with helm.Chart.load(archive) as packaged, helm.Chart.load(CHART) as directory:
         assert packaged.render(values=values, name="gl", namespace=NAMESPACE) == directory.render(
-            values=values, name="gl", namespace=NAMESPACE)
+            values=values, name="gl", namespace=NAMESPACE
+        )
         names = {f["name"] for f in packaged.files}
     assert "files/rules/gpulens-rules.yaml" in names and "files/scripts/warehouse_sync.py" in names
 
@@ -147,7 +160,16 @@ def test_the_packaged_chart_renders_the_same_objects(tmp_path: Path) -> None:
 def test_a_release_named_gpulens_gets_the_names_the_docs_use() -> None:
     with helm.Chart.load(CHART) as chart:
         files = chart.render(values={"remediation": {"enabled": True}}, name="gpulens", namespace="gpulens")
-    names = {(d["kind"], d["metadata"]["name"]) for template, text in files.items()
-             if not template.endswith("NOTES.txt") for d in yaml.safe_load_all(text) if d}
-    assert {("DaemonSet", "gpulens-agent"), ("Deployment", "gpulens-explorer"), ("Service", "gpulens-remediation"),
-            ("ServiceAccount", "gpulens-explorer")} <= names
+    names = {
+        (d["kind"], d["metadata"]["name"])
+        for template, text in files.items()
+        if not template.endswith("NOTES.txt")
+        for d in yaml.safe_load_all(text)
+        if d
+    }
+    assert {
+        ("DaemonSet", "gpulens-agent"),
+        ("Deployment", "gpulens-explorer"),
+        ("Service", "gpulens-remediation"),
+        ("ServiceAccount", "gpulens-explorer"),
+    } <= names

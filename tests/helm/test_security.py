@@ -20,8 +20,12 @@ from tests.helm.chart import (
 )
 
 # Node labels that mean "this node has an NVIDIA GPU" (GPU Feature Discovery, Karpenter on AWS).
-GPU_NODE_LABELS = {"nvidia.com/gpu.present", "karpenter.k8s.aws/instance-gpu-manufacturer",
-                   "nvidia.com/gpu.deploy.dcgm-exporter", "k8s.amazonaws.com/accelerator"}
+GPU_NODE_LABELS = {
+    "nvidia.com/gpu.present",
+    "karpenter.k8s.aws/instance-gpu-manufacturer",
+    "nvidia.com/gpu.deploy.dcgm-exporter",
+    "k8s.amazonaws.com/accelerator",
+}
 ALL_SETS = sorted(VALUES_SETS)
 
 
@@ -32,10 +36,14 @@ def agent_spec(values_set: str) -> dict[str, Any]:
 @pytest.mark.parametrize("values_set", ALL_SETS)
 def test_agent_lands_only_on_gpu_nodes(values_set: str) -> None:
     spec = agent_spec(values_set)
-    terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
     assert terms, "no required node affinity: the agent would run on every node"
     for term in terms:  # terms are ORed, so every one of them must demand a GPU label
-        assert any(e["key"] in GPU_NODE_LABELS and e["operator"] == "In" for e in term["matchExpressions"]), term
+        assert any(e["key"] in GPU_NODE_LABELS and e["operator"] == "In" for e in term["matchExpressions"]), (
+            term
+        )
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
 
 
@@ -70,9 +78,15 @@ def test_agent_probes_healthz_and_mounts_only_what_mapping_needs(values_set: str
 
 def test_host_pid_and_ptrace_are_off_unless_asked_for() -> None:
     defaults, full = agent_spec("defaults"), agent_spec("all-features")
-    assert defaults["hostPID"] is False and "add" not in defaults["containers"][0]["securityContext"]["capabilities"]
+    assert (
+        defaults["hostPID"] is False
+        and "add" not in defaults["containers"][0]["securityContext"]["capabilities"]
+    )
     assert full["hostPID"] is True
-    assert full["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["SYS_PTRACE"]}
+    assert full["containers"][0]["securityContext"]["capabilities"] == {
+        "drop": ["ALL"],
+        "add": ["SYS_PTRACE"],
+    }
 
 
 @pytest.mark.parametrize("values_set", ALL_SETS)
@@ -94,7 +108,9 @@ def test_no_container_is_privileged_or_keeps_a_capability(values_set: str) -> No
 
 
 def runs_as_root(spec: dict[str, Any], container: dict[str, Any]) -> bool:
-    uid = container.get("securityContext", {}).get("runAsUser", spec.get("securityContext", {}).get("runAsUser"))
+    uid = container.get("securityContext", {}).get(
+        "runAsUser", spec.get("securityContext", {}).get("runAsUser")
+    )
     return uid is None or uid == 0
 
 
@@ -119,7 +135,10 @@ def test_the_agent_is_root_only_for_the_host_socket_directory() -> None:
     assert "pod-resources" not in {v["name"] for v in defaults["volumes"]}
     assert defaults["automountServiceAccountToken"] is False
     minimal = agent_spec("agent-only")
-    assert minimal["securityContext"]["runAsNonRoot"] is True and minimal["securityContext"]["runAsUser"] == 65532
+    assert (
+        minimal["securityContext"]["runAsNonRoot"] is True
+        and minimal["securityContext"]["runAsUser"] == 65532
+    )
 
 
 @pytest.mark.parametrize("values_set", ALL_SETS)
@@ -141,14 +160,20 @@ def test_secret_references_land_where_the_components_read_them() -> None:
         return {e["name"]: e for e in container["env"]}
 
     report = env_of("CronJob", "weekly-report")
-    assert report["GPULENS_SMTP_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "gpulens-smtp", "key": "password"}
+    assert report["GPULENS_SMTP_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "gpulens-smtp",
+        "key": "password",
+    }
     assert report["GPULENS_SMTP_HOST"]["value"] == "email-smtp.us-east-1.amazonaws.com"
     assert report["GPULENS_SMTP_PORT"]["value"] == "587"
     assert report["GPULENS_SMTP_TO"]["value"] == "finance@corp.example,ml-platform@corp.example"
     assert env_of("Deployment", "explorer")["GPULENS_EXPLORER_AUTH"]["valueFrom"]["secretKeyRef"]["name"] == (
-        "gpulens-explorer-auth")
+        "gpulens-explorer-auth"
+    )
     assert env_of("Deployment", "remediation")["GPULENS_REMEDIATE_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-        "name": "gpulens-remediate", "key": "token"}
+        "name": "gpulens-remediate",
+        "key": "token",
+    }
 
 
 def service_account(m: Manifest) -> str:
@@ -158,16 +183,30 @@ def service_account(m: Manifest) -> str:
 def test_one_service_account_per_component_with_irsa_roles() -> None:
     manifests = rendered("all-features")
     accounts = {m.name: m.doc for m in of_kind(manifests, "ServiceAccount")}
-    assert set(accounts) == {f"gl-gpulens-{c}" for c in ("agent", "explorer", "ingest", "report", "dashboards",
-                                                           "remediation")}
-    uses = {m.doc["metadata"]["labels"]["app.kubernetes.io/component"]: service_account(m) for m in workloads(manifests)}
-    assert uses == {"agent": "gl-gpulens-agent", "explorer": "gl-gpulens-explorer", "ingest-cur": "gl-gpulens-ingest",
-                    "ingest-usage": "gl-gpulens-ingest", "weekly-report": "gl-gpulens-report",
-                    "remediation": "gl-gpulens-remediation", "dashboards": "gl-gpulens-dashboards"}
+    assert set(accounts) == {
+        f"gl-gpulens-{c}" for c in ("agent", "explorer", "ingest", "report", "dashboards", "remediation")
+    }
+    uses = {
+        m.doc["metadata"]["labels"]["app.kubernetes.io/component"]: service_account(m)
+        for m in workloads(manifests)
+    }
+    assert uses == {
+        "agent": "gl-gpulens-agent",
+        "explorer": "gl-gpulens-explorer",
+        "ingest-cur": "gl-gpulens-ingest",
+        "ingest-usage": "gl-gpulens-ingest",
+        "weekly-report": "gl-gpulens-report",
+        "remediation": "gl-gpulens-remediation",
+        "dashboards": "gl-gpulens-dashboards",
+    }
     role = "eks.amazonaws.com/role-arn"
-    assert accounts["gl-gpulens-ingest"]["metadata"]["annotations"][role] == "arn:aws:iam::123456789012:role/gpulens-cur-read"
+    assert (
+        accounts["gl-gpulens-ingest"]["metadata"]["annotations"][role]
+        == "arn:aws:iam::123456789012:role/gpulens-cur-read"
+    )
     assert accounts["gl-gpulens-report"]["metadata"]["annotations"][role] == (
-        "arn:aws:iam::123456789012:role/gpulens-report-write")
+        "arn:aws:iam::123456789012:role/gpulens-report-write"
+    )
     assert "annotations" not in accounts["gl-gpulens-agent"]["metadata"]
 
 
@@ -176,16 +215,24 @@ def test_only_components_that_call_the_api_server_get_a_token_and_a_role() -> No
     tokens = {m.name: pod_spec(m)["automountServiceAccountToken"] for m in workloads(manifests)}
     assert {n for n, mounted in tokens.items() if mounted} == {"gl-gpulens-agent", "gl-gpulens-remediation"}
     agent_role = next(m.doc for m in of_kind(manifests, "ClusterRole") if m.name == "gl-gpulens-agent")
-    assert agent_role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
-                                   {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
-    receiver_role = next(m.doc for m in of_kind(manifests, "ClusterRole") if m.name == "gl-gpulens-remediation")
+    assert agent_role["rules"] == [
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    ]
+    receiver_role = next(
+        m.doc for m in of_kind(manifests, "ClusterRole") if m.name == "gl-gpulens-remediation"
+    )
     assert {r["resources"][0]: r["verbs"] for r in receiver_role["rules"]} == {
-        "nodes": ["get", "patch"], "pods": ["list"], "pods/eviction": ["create"]}
+        "nodes": ["get", "patch"],
+        "pods": ["list"],
+        "pods/eviction": ["create"],
+    }
     # A dry-run receiver gets neither a token nor a role; a default agent reads only its own Node, and
     # only from the init container.
     dry_run = render_with({"remediation": {"enabled": True}})
     assert [m.doc["rules"] for m in of_kind(dry_run, "ClusterRole")] == [
-        [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]]
+        [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]
+    ]
     assert not any(pod_spec(m)["automountServiceAccountToken"] for m in workloads(dry_run))
 
 
@@ -203,8 +250,10 @@ def test_only_the_node_identity_init_container_holds_an_api_token() -> None:
 
 
 def test_cron_jobs_are_scheduled_once_at_a_time_with_history_limits() -> None:
-    jobs = {m.doc["metadata"]["labels"]["app.kubernetes.io/component"]: m.doc["spec"]
-            for m in of_kind(rendered("all-features"), "CronJob")}
+    jobs = {
+        m.doc["metadata"]["labels"]["app.kubernetes.io/component"]: m.doc["spec"]
+        for m in of_kind(rendered("all-features"), "CronJob")
+    }
     assert set(jobs) == {"ingest-cur", "ingest-usage", "weekly-report"}
     for spec in jobs.values():
         assert spec["concurrencyPolicy"] == "Forbid"
@@ -255,7 +304,10 @@ def test_the_warehouse_volume_follows_the_mode() -> None:
     assert of_kind(s3_mode, "PersistentVolumeClaim") == []
     explorer = pod_spec(one(s3_mode, "Deployment", "explorer"))
     (fetch,) = explorer["initContainers"]
-    assert fetch["command"][-2:] == ["s3://corp-gpulens/warehouse/gpulens.duckdb", "/var/lib/gpulens/gpulens.duckdb"]
+    assert fetch["command"][-2:] == [
+        "s3://corp-gpulens/warehouse/gpulens.duckdb",
+        "/var/lib/gpulens/gpulens.duckdb",
+    ]
     cur = pod_spec(one(s3_mode, "CronJob", "ingest-cur"))
     assert cur["initContainers"][0]["command"][-1] == "--missing-ok"
     assert "warehouse_sync.py publish" in cur["containers"][0]["args"][0]

@@ -53,8 +53,11 @@ def keyed_lines() -> Iterator[tuple[int, tuple[str, ...], str]]:
 
 def test_every_key_has_a_comment_directly_above() -> None:
     root = schema()
-    undocumented = [f"values.yaml:{n}: {'.'.join(path)}" for n, path, before in keyed_lines()
-                    if described(path, root) and not before.startswith("#")]
+    undocumented = [
+        f"values.yaml:{n}: {'.'.join(path)}"
+        for n, path, before in keyed_lines()
+        if described(path, root) and not before.startswith("#")
+    ]
     assert undocumented == []
 
 
@@ -68,7 +71,9 @@ def test_every_leaf_comment_says_where_the_value_goes() -> None:
         if not described(path, root) or "properties" in node:
             continue
         comment = _comment_block(lines, n - 1)
-        if not re.search(r"->|Render|Deploy|Create|Use |Map |Share|Let |Grant|Load|Write|Mail|Add|Carry|See ", comment):
+        if not re.search(
+            r"->|Render|Deploy|Create|Use |Map |Share|Let |Grant|Load|Write|Mail|Add|Carry|See ", comment
+        ):
             vague.append(f"values.yaml:{n}: {'.'.join(path)}: {comment[:60]}")
     assert vague == []
 
@@ -89,7 +94,9 @@ def _comment_block(lines: list[str], index: int) -> str:
     return " ".join(block)
 
 
-def schema_paths(node: dict[str, Any], root: dict[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+def schema_paths(
+    node: dict[str, Any], root: dict[str, Any], prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[str, ...]]:
     for key, child in resolve(node, root).get("properties", {}).items():
         yield prefix + (key,)
         yield from schema_paths(child, root, prefix + (key,))

@@ -43,8 +43,13 @@ def endpoint() -> Iterator[str]:
 
 
 def client(endpoint: str) -> Any:
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 @pytest.fixture()
@@ -98,9 +103,16 @@ def test_overlapping_jobs_cannot_overwrite_each_other(s3: Any, tmp_path: Path) -
 
 
 def run(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_the_command_line_as_the_pods_run_it(s3: Any, endpoint: str, tmp_path: Path) -> None:
@@ -116,4 +128,5 @@ def test_the_command_line_as_the_pods_run_it(s3: Any, endpoint: str, tmp_path: P
     assert "PreconditionFailed" in late.stderr and "another job published" in late.stderr
     bad = run(endpoint, "fetch", "s3://bucket-only/", str(local))
     assert bad.returncode == 2 and bad.stderr.strip() == (
-        "warehouse_sync: error: s3://bucket-only/: expected s3://bucket/key of the warehouse object")
+        "warehouse_sync: error: s3://bucket-only/: expected s3://bucket/key of the warehouse object"
+    )

@@ -14,11 +14,24 @@ from gpulens.remediation.model import Alert
 T0 = 1_795_600_000.0  # 2026-11-25T09:46:40Z, a fixed "now" for engine tests
 
 
-def xid_alert(node: str = "gpu-node-1", *, gpu: str = "3", xid: str = "79", action: str = "reboot_node",
-              status: str = "firing", fingerprint: str | None = None) -> Alert:
+def xid_alert(
+    node: str = "gpu-node-1",
+    *,
+    gpu: str = "3",
+    xid: str = "79",
+    action: str = "reboot_node",
+    status: str = "firing",
+    fingerprint: str | None = None,
+) -> Alert:
     return Alert(
-        labels={"alertname": "GpuXidNonRecoverable", "node": node, "gpu": gpu, "xid": xid, "action": action,
-                "severity": "critical"},
+        labels={
+            "alertname": "GpuXidNonRecoverable",
+            "node": node,
+            "gpu": gpu,
+            "xid": xid,
+            "action": action,
+            "severity": "critical",
+        },
         annotations={"summary": f"Non-recoverable XID {xid} on GPU {gpu} of {node}"},
         status=status,  # type: ignore[arg-type]
         fingerprint=fingerprint or f"fp-{node}-{gpu}-{xid}",
@@ -28,11 +41,23 @@ def xid_alert(node: str = "gpu-node-1", *, gpu: str = "3", xid: str = "79", acti
 
 def payload(*alerts: Alert) -> bytes:
     """An Alertmanager version-4 webhook body carrying `alerts`."""
-    return json.dumps({
-        "version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "status": "firing", "receiver": "gpulens",
-        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am",
-        "alerts": [{**a.to_json(), "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom"} for a in alerts],
-    }).encode()
+    return json.dumps(
+        {
+            "version": "4",
+            "groupKey": "{}:{}",
+            "truncatedAlerts": 0,
+            "status": "firing",
+            "receiver": "gpulens",
+            "groupLabels": {},
+            "commonLabels": {},
+            "commonAnnotations": {},
+            "externalURL": "http://am",
+            "alerts": [
+                {**a.to_json(), "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom"}
+                for a in alerts
+            ],
+        }
+    ).encode()
 
 
 class Clock:

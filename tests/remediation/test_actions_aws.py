@@ -57,12 +57,17 @@ def test_sns_publishes_the_alert_to_the_team_topic(moto_url: str) -> None:
     aws("sns", moto_url).subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
     template = topic.replace("ai-research", "{team}")
     alert = xid_alert("gpu-node-4")
-    alert = type(alert)(labels={**alert.labels, "team": "ai-research"}, annotations=alert.annotations,
-                        fingerprint=alert.fingerprint)
+    alert = type(alert)(
+        labels={**alert.labels, "team": "ai-research"},
+        annotations=alert.annotations,
+        fingerprint=alert.fingerprint,
+    )
     SnsAction(topic_arn=template, region=REGION, endpoint_url=moto_url).run(alert, timeout=10)
     (notification,) = receive(moto_url, queue_url)
     assert notification["Subject"] == "gpulens: GpuXidNonRecoverable on gpu-node-4"
-    assert notification["Message"].startswith("[FIRING] GpuXidNonRecoverable node=gpu-node-4 gpu=3 xid=79 (reboot_node)")
+    assert notification["Message"].startswith(
+        "[FIRING] GpuXidNonRecoverable node=gpu-node-4 gpu=3 xid=79 (reboot_node)"
+    )
     assert notification["MessageAttributes"]["node"]["Value"] == "gpu-node-4"
 
 
@@ -82,9 +87,16 @@ def test_cloudwatch_puts_a_metric_datum_and_an_eventbridge_event(moto_url: str) 
 
     now = datetime.now(timezone.utc)
     stats = aws("cloudwatch", moto_url).get_metric_statistics(
-        Namespace="GPULens/Remediation", MetricName="Alerts", StartTime=now - timedelta(minutes=5),
-        EndTime=now + timedelta(minutes=1), Period=60, Statistics=["Sum"],
-        Dimensions=[{"Name": "AlertName", "Value": "GpuXidNonRecoverable"}, {"Name": "Node", "Value": "gpu-node-5"}],
+        Namespace="GPULens/Remediation",
+        MetricName="Alerts",
+        StartTime=now - timedelta(minutes=5),
+        EndTime=now + timedelta(minutes=1),
+        Period=60,
+        Statistics=["Sum"],
+        Dimensions=[
+            {"Name": "AlertName", "Value": "GpuXidNonRecoverable"},
+            {"Name": "Node", "Value": "gpu-node-5"},
+        ],
     )
     assert sum(point["Sum"] for point in stats["Datapoints"]) == 1.0
     (event,) = receive(moto_url, queue_url)

@@ -50,12 +50,25 @@ def test_slurm_drain_refuses_node_names_that_are_not_names(scontrol_calls: Path)
 def test_command_gets_the_alert_json_on_stdin_and_templated_arguments(tmp_path: Path) -> None:
     record = tmp_path / "hook.out"
     hook = recording_hook(tmp_path / "restart-job", record)
-    alert = Alert(labels={"alertname": "GpuXidRecoverable", "node": "n2", "job_id": "bgpt-50b", "action": "restart_app"},
-                  fingerprint="abc", starts_at="2026-11-27T10:00:00Z")
+    alert = Alert(
+        labels={
+            "alertname": "GpuXidRecoverable",
+            "node": "n2",
+            "job_id": "bgpt-50b",
+            "action": "restart_app",
+        },
+        fingerprint="abc",
+        starts_at="2026-11-27T10:00:00Z",
+    )
     CommandAction(argv=[str(hook), "{job_id}", "--node={node}"]).run(alert, timeout=10)
     stdin, args = record.read_text().rsplit("\nargs:", 1)
-    assert json.loads(stdin) == {"status": "firing", "labels": dict(alert.labels), "annotations": {},
-                                 "fingerprint": "abc", "startsAt": "2026-11-27T10:00:00Z"}
+    assert json.loads(stdin) == {
+        "status": "firing",
+        "labels": dict(alert.labels),
+        "annotations": {},
+        "fingerprint": "abc",
+        "startsAt": "2026-11-27T10:00:00Z",
+    }
     assert args.strip() == "bgpt-50b --node=n2"
 
 

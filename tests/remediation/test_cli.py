@@ -10,7 +10,9 @@ from tests.support.servers import gpulens_exe
 
 
 def serve(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([gpulens_exe(), "remediate", "serve", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [gpulens_exe(), "remediate", "serve", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_an_audit_log_that_cannot_be_written_stops_the_start(tmp_path: Path) -> None:

@@ -30,7 +30,9 @@ WINDOW = "5s"
 def xid_rule_for_tests(tmp_path: Path) -> Path:
     """The generated GpuXidNonRecoverable rule with its windows shortened to WINDOW."""
     out = tmp_path / "rules"
-    subprocess.run([gpulens_exe(), "rules", "build", "--out", str(out)], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [gpulens_exe(), "rules", "build", "--out", str(out)], check=True, capture_output=True, timeout=120
+    )
     doc = yaml.safe_load((out / "gpulens-rules.yaml").read_text())
     (rule,) = [r for g in doc["groups"] for r in g["rules"] if r.get("alert") == "GpuXidNonRecoverable"]
     assert "for" not in rule or rule["for"] in ("0s", "0m"), "the rule gained a `for`: shorten it here too"
@@ -38,7 +40,9 @@ def xid_rule_for_tests(tmp_path: Path) -> Path:
     short = {**rule, "expr": rule["expr"].replace("10m", WINDOW)}
     path = tmp_path / "xid-rule.yaml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "gpulens-remediation-e2e", "rules": [short]}]}))
-    subprocess.run([require_binary("promtool"), "check", "rules", str(path)], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [require_binary("promtool"), "check", "rules", str(path)], check=True, capture_output=True, timeout=60
+    )
     return path
 
 
@@ -65,14 +69,20 @@ def test_xid_79_on_a_sim_agent_ends_as_a_dry_run_drain_of_its_node(tmp_path: Pat
         run_alertmanager(tmp_path, f"{receiver.url}/alerts", token=TOKEN) as alertmanager,
         run_prometheus(tmp_path, [f"127.0.0.1:{agent.port}"], rule_files=[rules], alertmanager=alertmanager),
     ):
+
         def drained(r: dict[str, Any]) -> bool:
             return r["action"] == "k8s-drain" and r["result"] == "dry_run"
 
         lines = wait_audit(receiver.audit, drained, timeout=90)
         (drain,) = [r for r in lines if drained(r)]
         assert {k: drain[k] for k in ("alert", "node", "gpu", "xid", "action", "dry_run", "result")} == {
-            "alert": "GpuXidNonRecoverable", "node": node, "gpu": "3", "xid": "79",
-            "action": "k8s-drain", "dry_run": True, "result": "dry_run",
+            "alert": "GpuXidNonRecoverable",
+            "node": node,
+            "gpu": "3",
+            "xid": "79",
+            "action": "k8s-drain",
+            "dry_run": True,
+            "result": "dry_run",
         }
         assert len(drain["fingerprint"]) == 16  # Alertmanager's fingerprint, passed through
 

@@ -19,10 +19,19 @@ from tests.remediation.scripts import executable, fake_scontrol, parse_scontrol_
 from tests.support.remediation_servers import WebhookSink
 
 
-def engine_for(policy: Path | None, audit: Path, *, execute: bool = False, clock: Clock | None = None,
-               sleeps: list[float] | None = None) -> Engine:
-    options = EngineOptions(execute=execute, clock=clock or Clock(),
-                            sleep=(sleeps.append if sleeps is not None else lambda s: None))
+def engine_for(
+    policy: Path | None,
+    audit: Path,
+    *,
+    execute: bool = False,
+    clock: Clock | None = None,
+    sleeps: list[float] | None = None,
+) -> Engine:
+    options = EngineOptions(
+        execute=execute,
+        clock=clock or Clock(),
+        sleep=(sleeps.append if sleeps is not None else lambda s: None),
+    )
     return Engine(load_policy(policy), AuditLog(audit), options)
 
 
@@ -37,13 +46,24 @@ def summary(path: Path) -> list[tuple[str, str, str]]:
 def test_dry_run_audits_the_drain_without_running_anything(tmp_path: Path) -> None:
     audit = tmp_path / "audit.jsonl"
     records = engine_for(None, audit).handle([xid_alert("gpu-node-1")])
-    assert [(r.action, r.result, r.dry_run) for r in records] == [("log", "dry_run", True), ("k8s-drain", "dry_run", True)]
+    assert [(r.action, r.result, r.dry_run) for r in records] == [
+        ("log", "dry_run", True),
+        ("k8s-drain", "dry_run", True),
+    ]
     lines = audit_lines(audit)
     assert [tuple(line) for line in lines] == [AUDIT_KEYS, AUDIT_KEYS]
     assert AUDIT_KEYS == ("ts", "alert", "fingerprint", "node", "gpu", "xid", "action", "dry_run", "result")
-    assert lines[1] == {"ts": "2026-11-25T09:46:40.000Z", "alert": "GpuXidNonRecoverable",
-                        "fingerprint": "fp-gpu-node-1-3-79", "node": "gpu-node-1", "gpu": "3", "xid": "79",
-                        "action": "k8s-drain", "dry_run": True, "result": "dry_run"}
+    assert lines[1] == {
+        "ts": "2026-11-25T09:46:40.000Z",
+        "alert": "GpuXidNonRecoverable",
+        "fingerprint": "fp-gpu-node-1-3-79",
+        "node": "gpu-node-1",
+        "gpu": "3",
+        "xid": "79",
+        "action": "k8s-drain",
+        "dry_run": True,
+        "result": "dry_run",
+    }
 
 
 def test_a_repeat_within_the_window_is_deduplicated_and_acted_on_after_it(tmp_path: Path) -> None:
@@ -54,7 +74,9 @@ def test_a_repeat_within_the_window_is_deduplicated_and_acted_on_after_it(tmp_pa
     engine.handle([xid_alert()])
     clock.now = T0 + 3600
     engine.handle([xid_alert()])
-    assert [r["result"] for r in audit_lines(audit)] == ["dry_run"] * 2 + ["deduplicated"] * 2 + ["dry_run"] * 2
+    assert [r["result"] for r in audit_lines(audit)] == ["dry_run"] * 2 + ["deduplicated"] * 2 + [
+        "dry_run"
+    ] * 2
 
 
 NOTIFY_AND_HOOK = """
@@ -69,19 +91,28 @@ rules:
 """
 
 
-def test_a_resolved_alert_notifies_but_never_runs_a_destructive_action(tmp_path: Path, write_policy: Any) -> None:
+def test_a_resolved_alert_notifies_but_never_runs_a_destructive_action(
+    tmp_path: Path, write_policy: Any
+) -> None:
     record, sink = tmp_path / "hook.out", WebhookSink()
     hook = recording_hook(tmp_path / "hook.sh", record)
     with sink.running() as url:
-        engine = engine_for(write_policy(NOTIFY_AND_HOOK.format(url=url, hook=hook)), tmp_path / "a.jsonl", execute=True)
+        engine = engine_for(
+            write_policy(NOTIFY_AND_HOOK.format(url=url, hook=hook)), tmp_path / "a.jsonl", execute=True
+        )
         engine.handle([xid_alert(status="resolved")])
-    assert summary(tmp_path / "a.jsonl") == [("gpu-node-1", "webhook", "pending"), ("gpu-node-1", "webhook", "done"),
-                                             ("gpu-node-1", "command", "skipped")]
+    assert summary(tmp_path / "a.jsonl") == [
+        ("gpu-node-1", "webhook", "pending"),
+        ("gpu-node-1", "webhook", "done"),
+        ("gpu-node-1", "command", "skipped"),
+    ]
     assert not record.exists()
     assert sink.bodies[0]["text"].startswith("[RESOLVED] GpuXidNonRecoverable node=gpu-node-1 gpu=3 xid=79")
 
 
-def test_the_hook_gets_the_alert_on_stdin_after_its_write_ahead_record(tmp_path: Path, write_policy: Any) -> None:
+def test_the_hook_gets_the_alert_on_stdin_after_its_write_ahead_record(
+    tmp_path: Path, write_policy: Any
+) -> None:
     audit = tmp_path / "a.jsonl"
     record = tmp_path / "hook.out"
     # The hook copies the audit log's last line as it runs: the decision must already be on disk.
@@ -94,11 +125,15 @@ def test_the_hook_gets_the_alert_on_stdin_after_its_write_ahead_record(tmp_path:
     assert summary(audit)[-1] == ("n9", "command", "done")
 
 
-def test_a_failing_action_is_retried_with_backoff_then_audited_failed(tmp_path: Path, write_policy: Any) -> None:
+def test_a_failing_action_is_retried_with_backoff_then_audited_failed(
+    tmp_path: Path, write_policy: Any
+) -> None:
     record = tmp_path / "calls"
     hook = executable(tmp_path / "fail.sh", f"echo call >> '{record}'; echo 'no job' >&2; exit 3\n")
-    policy = write_policy(f"rules:\n  - actions:\n      - action: command\n        argv: ['{hook}']\n"
-                          "        retries: 2\n        backoff_seconds: 0.25\n      - action: log\n")
+    policy = write_policy(
+        f"rules:\n  - actions:\n      - action: command\n        argv: ['{hook}']\n"
+        "        retries: 2\n        backoff_seconds: 0.25\n      - action: log\n"
+    )
     sleeps: list[float] = []
     engine_for(policy, tmp_path / "a.jsonl", execute=True, sleeps=sleeps).handle([xid_alert()])
     assert record.read_text().count("call") == 3
@@ -109,8 +144,10 @@ def test_a_failing_action_is_retried_with_backoff_then_audited_failed(tmp_path: 
 
 def test_a_hook_past_its_timeout_is_killed_and_failed(tmp_path: Path, write_policy: Any) -> None:
     hook = executable(tmp_path / "slow.sh", "sleep 30\n")
-    policy = write_policy(f"rules:\n  - actions:\n      - action: command\n        argv: ['{hook}']\n"
-                          "        timeout_seconds: 0.5\n        retries: 0\n")
+    policy = write_policy(
+        f"rules:\n  - actions:\n      - action: command\n        argv: ['{hook}']\n"
+        "        timeout_seconds: 0.5\n        retries: 0\n"
+    )
     engine_for(policy, tmp_path / "a.jsonl", execute=True).handle([xid_alert()])
     assert summary(tmp_path / "a.jsonl")[-1] == ("gpu-node-1", "command", "failed")
 
@@ -141,16 +178,29 @@ def test_drains_beyond_the_blast_radius_are_refused_and_escalated(
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{__import__('os').environ['PATH']}")
     sink, clock = WebhookSink(), Clock()
     with sink.running() as url:
-        engine = engine_for(write_policy(BLAST.format(url=url)), tmp_path / "a.jsonl", execute=True, clock=clock)
+        engine = engine_for(
+            write_policy(BLAST.format(url=url)), tmp_path / "a.jsonl", execute=True, clock=clock
+        )
         for i, (node, gpu) in enumerate([("a", "0"), ("b", "0"), ("a", "5"), ("c", "0")]):
             clock.now = T0 + i
             engine.handle([xid_alert(node, gpu=gpu)])
         clock.now = T0 + 3600
         engine.handle([xid_alert("d")])
     finals = [(n, a, r) for n, a, r in summary(tmp_path / "a.jsonl") if r != "pending"]
-    assert finals == [("a", "slurm-drain", "done"), ("b", "slurm-drain", "done"), ("a", "slurm-drain", "done"),
-                      ("c", "slurm-drain", "rate_limited"), ("c", "webhook", "done"), ("d", "slurm-drain", "done")]
-    assert [call[1] for call in parse_scontrol_calls(calls)] == ["NodeName=a", "NodeName=b", "NodeName=a", "NodeName=d"]
+    assert finals == [
+        ("a", "slurm-drain", "done"),
+        ("b", "slurm-drain", "done"),
+        ("a", "slurm-drain", "done"),
+        ("c", "slurm-drain", "rate_limited"),
+        ("c", "webhook", "done"),
+        ("d", "slurm-drain", "done"),
+    ]
+    assert [call[1] for call in parse_scontrol_calls(calls)] == [
+        "NodeName=a",
+        "NodeName=b",
+        "NodeName=a",
+        "NodeName=d",
+    ]
     assert [body["text"] for body in sink.bodies] == ["HUMAN NEEDED: c not drained"]
 
 
@@ -163,13 +213,16 @@ def test_dry_run_counts_against_the_blast_radius_too(tmp_path: Path) -> None:
     assert summary(tmp_path / "a.jsonl")[-1] == ("c", "log", "dry_run")  # the escalation
 
 
-def test_a_restarted_engine_remembers_what_it_drained(tmp_path: Path, write_policy: Any,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_restarted_engine_remembers_what_it_drained(
+    tmp_path: Path, write_policy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = tmp_path / "scontrol.calls"
     fake_scontrol(tmp_path / "bin", calls)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{__import__('os').environ['PATH']}")
-    policy = write_policy("settings:\n  blast_radius: {max_nodes_per_hour: 1}\n"
-                          "rules:\n  - actions: [{action: slurm-drain, retries: 0}]\n")
+    policy = write_policy(
+        "settings:\n  blast_radius: {max_nodes_per_hour: 1}\n"
+        "rules:\n  - actions: [{action: slurm-drain, retries: 0}]\n"
+    )
     audit = tmp_path / "a.jsonl"
     engine_for(policy, audit, execute=True).handle([xid_alert("a")])
     restarted = engine_for(policy, audit, execute=True, clock=Clock(T0 + 60))
@@ -182,19 +235,35 @@ def test_a_restarted_engine_remembers_what_it_drained(tmp_path: Path, write_poli
 def test_an_alert_no_rule_matches_is_audited_as_skipped(tmp_path: Path) -> None:
     engine_for(None, tmp_path / "a.jsonl").handle([Alert(labels={"alertname": "AgentDown"}, fingerprint="f")])
     (line,) = audit_lines(tmp_path / "a.jsonl")
-    assert (line["alert"], line["action"], line["result"], line["node"]) == ("AgentDown", "none", "skipped", None)
+    assert (line["alert"], line["action"], line["result"], line["node"]) == (
+        "AgentDown",
+        "none",
+        "skipped",
+        None,
+    )
 
 
 def test_a_drain_without_a_node_label_is_skipped(tmp_path: Path) -> None:
     engine_for(None, tmp_path / "a.jsonl").handle([Alert(labels={"alertname": "GpuLost"}, fingerprint="f")])
-    assert [(a, r) for _, a, r in summary(tmp_path / "a.jsonl")] == [("log", "dry_run"), ("k8s-drain", "skipped")]
+    assert [(a, r) for _, a, r in summary(tmp_path / "a.jsonl")] == [
+        ("log", "dry_run"),
+        ("k8s-drain", "skipped"),
+    ]
 
 
 def test_an_alert_with_only_an_xid_code_gets_its_class_from_the_catalog(tmp_path: Path) -> None:
     # 79 (fallen off the bus) is reboot_node, 48 (double-bit ECC) reset_gpu: both drain; 13
     # (graphics engine exception) is restart_app: the restart hook, no drain.
-    alerts = [Alert(labels={"alertname": "GpuXidNonRecoverable", "node": n, "gpu": "0", "xid": x}, fingerprint=n)
-              for n, x in (("a", "79"), ("b", "48"), ("c", "13"))]
+    alerts = [
+        Alert(labels={"alertname": "GpuXidNonRecoverable", "node": n, "gpu": "0", "xid": x}, fingerprint=n)
+        for n, x in (("a", "79"), ("b", "48"), ("c", "13"))
+    ]
     engine_for(None, tmp_path / "a.jsonl").handle(alerts)
     assert [(n, a) for n, a, _ in summary(tmp_path / "a.jsonl")] == [
-        ("a", "log"), ("a", "k8s-drain"), ("b", "log"), ("b", "k8s-drain"), ("c", "log"), ("c", "command")]
+        ("a", "log"),
+        ("a", "k8s-drain"),
+        ("b", "log"),
+        ("b", "k8s-drain"),
+        ("c", "log"),
+        ("c", "command"),
+    ]

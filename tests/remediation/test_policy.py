@@ -69,11 +69,17 @@ def test_a_custom_policy_reads_parameters_and_step_settings(write_policy: Any) -
     ("text", "line", "words"),
     [
         # 1. an action nobody implements
-        ("rules:\n  - match: {alertname: X}\n    actions:\n      - action: log\n      - action: k8s-nuke\n",
-         5, "unknown action 'k8s-nuke'"),
+        (
+            "rules:\n  - match: {alertname: X}\n    actions:\n      - action: log\n      - action: k8s-nuke\n",
+            5,
+            "unknown action 'k8s-nuke'",
+        ),
         # 2. a parameter the action does not take
-        ("rules:\n  - actions:\n      - action: webhook\n        url: http://x\n        colour: red\n",
-         5, "unknown parameter 'colour'"),
+        (
+            "rules:\n  - actions:\n      - action: webhook\n        url: http://x\n        colour: red\n",
+            5,
+            "unknown parameter 'colour'",
+        ),
         # 3. a required parameter missing
         ("rules:\n  - actions:\n      - action: sns\n", 3, "missing parameter 'topic_arn'"),
         # 4. a parameter of the wrong type
@@ -81,23 +87,40 @@ def test_a_custom_policy_reads_parameters_and_step_settings(write_policy: Any) -
         # 5. a broken template
         ("rules:\n  - actions:\n      - action: log\n        message: 'node {node'\n", 4, "bad template"),
         # 6. a regular expression that does not compile
-        ("rules:\n  - match_re: {alertname: 'Gpu(('}\n    actions: [{action: log}]\n", 2, "bad regular expression"),
+        (
+            "rules:\n  - match_re: {alertname: 'Gpu(('}\n    actions: [{action: log}]\n",
+            2,
+            "bad regular expression",
+        ),
         # 7. a key twice
-        ("rules:\n  - actions: [{action: log}]\n    actions: [{action: log}]\n", 3, "duplicate key 'actions'"),
+        (
+            "rules:\n  - actions: [{action: log}]\n    actions: [{action: log}]\n",
+            3,
+            "duplicate key 'actions'",
+        ),
         # 8. escalation that would itself drain
-        ("settings:\n  escalate:\n    - action: k8s-cordon\nrules:\n  - actions: [{action: log}]\n",
-         3, "escalate may only notify"),
+        (
+            "settings:\n  escalate:\n    - action: k8s-cordon\nrules:\n  - actions: [{action: log}]\n",
+            3,
+            "escalate may only notify",
+        ),
         # 9. YAML that does not parse
         ("rules:\n  - actions: [{action: log}\n  - x\n", 3, "YAML syntax"),
         # 10. a misspelt top-level key
         ("rulez:\n  - actions: [{action: log}]\n", 1, "unknown key 'rulez'"),
         # 11. a negative timeout
-        ("rules:\n  - actions:\n      - action: log\n        timeout_seconds: -1\n", 4, "timeout_seconds must be"),
+        (
+            "rules:\n  - actions:\n      - action: log\n        timeout_seconds: -1\n",
+            4,
+            "timeout_seconds must be",
+        ),
         # 12. no rules at all
         ("rules: []\n", 1, "no rules"),
     ],
 )
-def test_bad_policies_are_refused_naming_the_line(write_policy: Any, text: str, line: int, words: str) -> None:
+def test_bad_policies_are_refused_naming_the_line(
+    write_policy: Any, text: str, line: int, words: str
+) -> None:
     path = write_policy(text)
     with pytest.raises(PolicyError) as caught:
         load_policy(path)
@@ -107,11 +130,24 @@ def test_bad_policies_are_refused_naming_the_line(write_policy: Any, text: str, 
 
 
 def test_serve_refuses_to_start_on_an_unknown_action(write_policy: Any, tmp_path: Path) -> None:
-    path = write_policy("rules:\n  - match: {alertname: GpuLost}\n    actions:\n      - action: reboot-everything\n")
+    path = write_policy(
+        "rules:\n  - match: {alertname: GpuLost}\n    actions:\n      - action: reboot-everything\n"
+    )
     done = subprocess.run(
-        [gpulens_exe(), "remediate", "serve", "--policy", str(path), "--port", "0",
-         "--audit-log", str(tmp_path / "audit.jsonl")],
-        capture_output=True, text=True, timeout=60,
+        [
+            gpulens_exe(),
+            "remediate",
+            "serve",
+            "--policy",
+            str(path),
+            "--port",
+            "0",
+            "--audit-log",
+            str(tmp_path / "audit.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 1
     (line,) = done.stderr.strip().splitlines()
@@ -120,8 +156,13 @@ def test_serve_refuses_to_start_on_an_unknown_action(write_policy: Any, tmp_path
 
 
 def test_check_lists_the_rules_of_a_policy(write_policy: Any) -> None:
-    done = subprocess.run([gpulens_exe(), "remediate", "check", "--policy", str(write_policy(GOOD_RULE))],
-                          capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [gpulens_exe(), "remediate", "check", "--policy", str(write_policy(GOOD_RULE))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert done.stdout.strip() == "drain: slurm-drain"
 
 

@@ -18,10 +18,12 @@ def test_dedup_remembers_fingerprint_and_status_for_the_window() -> None:
 
 @pytest.mark.parametrize(
     ("max_nodes", "fraction", "fleet", "allowance"),
-    [(2, 0.1, 0, 2),  # fleet unknown: node count only
-     (5, 0.1, 20, 2),  # 10% of 20 nodes = 2 < 5
-     (2, 0.5, 100, 2),  # 50% of 100 = 50 > 2
-     (3, 0.01, 10, 1)],  # 1% of 10 rounds to 0: never below one node
+    [
+        (2, 0.1, 0, 2),  # fleet unknown: node count only
+        (5, 0.1, 20, 2),  # 10% of 20 nodes = 2 < 5
+        (2, 0.5, 100, 2),  # 50% of 100 = 50 > 2
+        (3, 0.01, 10, 1),
+    ],  # 1% of 10 rounds to 0: never below one node
 )
 def test_blast_radius_allowance_is_the_tighter_of_nodes_and_fraction(
     max_nodes: int, fraction: float, fleet: int, allowance: int
@@ -54,8 +56,13 @@ def test_retries_back_off_doubling_then_give_up() -> None:
 
     waits.clear()
     with pytest.raises(TimeoutError):
-        with_retries(lambda: (_ for _ in ()).throw(TimeoutError("never")), retries=2, backoff=1.0,
-                     retry_on=(TimeoutError,), sleep=waits.append)
+        with_retries(
+            lambda: (_ for _ in ()).throw(TimeoutError("never")),
+            retries=2,
+            backoff=1.0,
+            retry_on=(TimeoutError,),
+            sleep=waits.append,
+        )
     assert waits == [1.0, 2.0]
 
 

@@ -27,7 +27,9 @@ class Receiver:
     url: str
     audit: Path
 
-    def post(self, body: bytes, token: str | None = TOKEN, path: str = "/alerts") -> tuple[int, dict[str, Any]]:
+    def post(
+        self, body: bytes, token: str | None = TOKEN, path: str = "/alerts"
+    ) -> tuple[int, dict[str, Any]]:
         headers = {"Content-Type": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
@@ -43,7 +45,9 @@ class Receiver:
             return reply.read().decode()
 
     def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.audit.read_text().splitlines()] if self.audit.exists() else []
+        return (
+            [json.loads(line) for line in self.audit.read_text().splitlines()] if self.audit.exists() else []
+        )
 
 
 @pytest.fixture
@@ -62,7 +66,12 @@ def test_an_alert_is_audited_as_a_dry_run_drain(receiver: Receiver) -> None:
     status, reply = receiver.post(payload(xid_alert("gpu-node-2")))
     assert (status, reply) == (200, {"alerts": 1, "decisions": ["dry_run", "dry_run"]})
     drain = receiver.lines()[-1]
-    assert (drain["node"], drain["action"], drain["dry_run"], drain["result"]) == ("gpu-node-2", "k8s-drain", True, "dry_run")
+    assert (drain["node"], drain["action"], drain["dry_run"], drain["result"]) == (
+        "gpu-node-2",
+        "k8s-drain",
+        True,
+        "dry_run",
+    )
 
 
 @pytest.mark.parametrize("token", [None, "wrong", "", f"{TOKEN}x"])
@@ -74,15 +83,19 @@ def test_a_missing_or_wrong_token_is_401_and_decides_nothing(receiver: Receiver,
 
 @pytest.mark.parametrize(
     ("body", "words"),
-    [(b"{not json", "not JSON"),
-     (b"[1, 2]", "JSON object"),
-     (b'{"version": "3", "alerts": []}', "unsupported payload version"),
-     (b'{"version": "4"}', "alerts"),
-     (b'{"version": "4", "alerts": [{"labels": {"node": "n1"}}]}', "alertname"),
-     (b'{"version": "4", "alerts": [{"labels": {"alertname": "X", "gpu": 3}}]}', "alerts[0].labels"),
-     (b'{"version": "4", "alerts": [{"labels": {"alertname": "X"}, "status": "pending"}]}', "status")],
+    [
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"version": "3", "alerts": []}', "unsupported payload version"),
+        (b'{"version": "4"}', "alerts"),
+        (b'{"version": "4", "alerts": [{"labels": {"node": "n1"}}]}', "alertname"),
+        (b'{"version": "4", "alerts": [{"labels": {"alertname": "X", "gpu": 3}}]}', "alerts[0].labels"),
+        (b'{"version": "4", "alerts": [{"labels": {"alertname": "X"}, "status": "pending"}]}', "status"),
+    ],
 )
-def test_a_malformed_payload_is_400_and_the_server_keeps_serving(receiver: Receiver, body: bytes, words: str) -> None:
+def test_a_malformed_payload_is_400_and_the_server_keeps_serving(
+    receiver: Receiver, body: bytes, words: str
+) -> None:
     status, reply = receiver.post(body)
     assert status == 400 and words in reply["error"]
     assert receiver.lines() == []

@@ -76,7 +76,11 @@ class _Tables(HTMLParser):
 def html_sections(text: str) -> dict[str, Rows]:
     parser = _Tables()
     parser.feed(text)
-    return {k: [dict(zip(rows[0], r, strict=False)) for r in rows[1:]] for k, rows in parser.tables.items() if rows}
+    return {
+        k: [dict(zip(rows[0], r, strict=False)) for r in rows[1:]]
+        for k, rows in parser.tables.items()
+        if rows
+    }
 
 
 def pdf_lines(data: bytes) -> tuple[int, list[list[str]]]:
@@ -89,7 +93,7 @@ def pdf_team_row(lines: list[str], team: str) -> list[str]:
     """The cells after `team` in the 'Spend per team' table: category, direct, shared, total, ..."""
     start = lines.index("Spend per team")
     i = lines.index(team, start)
-    return lines[i + 1: i + 5]
+    return lines[i + 1 : i + 5]
 
 
 def shown(value: object) -> str:

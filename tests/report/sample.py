@@ -27,25 +27,58 @@ D = Decimal
 
 def sample_report(*, missing_days: tuple[date, ...] = ()) -> WeeklyReport:
     now = Allocation(
-        period="2026-W47", currency="USD", basis="amortized",
-        teams=(TeamCost("search", D("1000.005"), D("234.5678"), D("150.5"), D("100.125")),
-               TeamCost("vision", D("0"), D("45.10"), D("20"), D("40.004"))),
-        idle=D("70.3272"), unallocated=D("12.00"), total=D("1362.00"), billed_total=D("1400.00"),
-        unallocated_lines=(UnallocatedLine("i-0abc", "Usage", "AmazonEC2", D("10.00")),
-                           UnallocatedLine(None, "Tax", "AmazonEC2", D("2.00"))),
+        period="2026-W47",
+        currency="USD",
+        basis="amortized",
+        teams=(
+            TeamCost("search", D("1000.005"), D("234.5678"), D("150.5"), D("100.125")),
+            TeamCost("vision", D("0"), D("45.10"), D("20"), D("40.004")),
+        ),
+        idle=D("70.3272"),
+        unallocated=D("12.00"),
+        total=D("1362.00"),
+        billed_total=D("1400.00"),
+        unallocated_lines=(
+            UnallocatedLine("i-0abc", "Usage", "AmazonEC2", D("10.00")),
+            UnallocatedLine(None, "Tax", "AmazonEC2", D("2.00")),
+        ),
     )
     before = Allocation(
-        period="2026-W46", currency="USD", basis="amortized",
+        period="2026-W46",
+        currency="USD",
+        basis="amortized",
         teams=(TeamCost("search", D("1000"), D("0"), D("100"), D("10")),),
-        idle=D("100"), unallocated=D("0"), total=D("1100"), billed_total=D("1100"),
+        idle=D("100"),
+        unallocated=D("0"),
+        total=D("1100"),
+        billed_total=D("1100"),
     )
     under = (
         UnderutilizedGpu("node-a", "i-0gpu", 3, "vision", "job-7", 20.0, 0.11, D("40.004"), model="A100"),
         UnderutilizedGpu("node-a", "i-0gpu", 1, "search", "job-1", 30.0, 0.2, D("12.5"), model="A100"),
     )
-    divergent = (DivergentSpend(DivergentRun("job-9", "search", "divergence", 1200),
-                                datetime(2026, 11, 20, 14, 0), D("321.987")),)
-    freshness = Freshness(datetime(2026, 11, 23, 6, 0), "2026-11", datetime(2026, 11, 22, 23, 0),
-                          datetime(2026, 11, 23, 0, 0), missing_days, ())
-    return WeeklyReport(IsoWeek(2026, 47), ReportOptions(), datetime(2026, 11, 23, 8, 0), now, before,
-                        FleetUsage(170.5, 0.42), FleetUsage(100.0, 0.5), under, divergent, freshness)
+    divergent = (
+        DivergentSpend(
+            DivergentRun("job-9", "search", "divergence", 1200), datetime(2026, 11, 20, 14, 0), D("321.987")
+        ),
+    )
+    freshness = Freshness(
+        datetime(2026, 11, 23, 6, 0),
+        "2026-11",
+        datetime(2026, 11, 22, 23, 0),
+        datetime(2026, 11, 23, 0, 0),
+        missing_days,
+        (),
+    )
+    return WeeklyReport(
+        IsoWeek(2026, 47),
+        ReportOptions(),
+        datetime(2026, 11, 23, 8, 0),
+        now,
+        before,
+        FleetUsage(170.5, 0.42),
+        FleetUsage(100.0, 0.5),
+        under,
+        divergent,
+        freshness,
+    )

@@ -28,17 +28,28 @@ def self_signed(tmp: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address(
-                "127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp / "smtp.crt", tmp / "smtp.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_path, key_path
 
 
@@ -68,7 +79,11 @@ def smtp_server(tmp: Path, *, tls: str, user: str, password: str) -> Iterator[tu
     box = Mailbox(port=free_port())
 
     def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
-        ok = isinstance(data, LoginPassword) and data.login.decode() == user and data.password.decode() == password
+        ok = (
+            isinstance(data, LoginPassword)
+            and data.login.decode() == user
+            and data.password.decode() == password
+        )
         if ok:
             box.logins.append(user)
         return AuthResult(success=ok, handled=False)
@@ -77,11 +92,11 @@ def smtp_server(tmp: Path, *, tls: str, user: str, password: str) -> Iterator[tu
     if tls == "ssl":
         # aiosmtpd only counts STARTTLS as TLS for AUTH; this connection is TLS from its first byte.
         kwargs["auth_require_tls"] = False
-        controller = Controller(box, hostname="127.0.0.1", port=box.port, ssl_context=server_ctx,
-                                **kwargs)
+        controller = Controller(box, hostname="127.0.0.1", port=box.port, ssl_context=server_ctx, **kwargs)
     else:
-        controller = Controller(box, hostname="127.0.0.1", port=box.port, tls_context=server_ctx,
-                                require_starttls=True, **kwargs)
+        controller = Controller(
+            box, hostname="127.0.0.1", port=box.port, tls_context=server_ctx, require_starttls=True, **kwargs
+        )
     controller.start()
     try:
         yield box, client_ctx

@@ -16,12 +16,18 @@ def test_text_that_a_spreadsheet_would_evaluate_is_quoted(text: str) -> None:
     assert csv_cell(Cell(text, "text")) == "'" + text
 
 
-@pytest.mark.parametrize(("cell", "shown"), [
-    (Cell("search", "text"), "search"),
-    (Cell("arn:aws:ec2:us-east-1:1:reserved-instances/ri-1", "text"), "arn:aws:ec2:us-east-1:1:reserved-instances/ri-1"),
-    (Cell(Decimal("-4.005"), "money"), "-4.01"),
-    (Cell(-0.25, "change"), "-25.0%"),
-    (Cell(None, "text"), ""),
-])
+@pytest.mark.parametrize(
+    ("cell", "shown"),
+    [
+        (Cell("search", "text"), "search"),
+        (
+            Cell("arn:aws:ec2:us-east-1:1:reserved-instances/ri-1", "text"),
+            "arn:aws:ec2:us-east-1:1:reserved-instances/ri-1",
+        ),
+        (Cell(Decimal("-4.005"), "money"), "-4.01"),
+        (Cell(-0.25, "change"), "-25.0%"),
+        (Cell(None, "text"), ""),
+    ],
+)
 def test_ordinary_cells_are_unchanged(cell: Cell, shown: str) -> None:
     assert csv_cell(cell) == shown

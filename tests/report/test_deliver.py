@@ -27,8 +27,11 @@ def files() -> dict[str, bytes]:
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
@@ -63,16 +66,29 @@ def test_s3_url_must_name_a_bucket() -> None:
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # implicit TLS: it is TLS
 @pytest.mark.parametrize("tls", ["starttls", "ssl"])
-def test_email_over_tls_with_login(tmp_path: Path, files: dict[str, bytes], tls: str,
-                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_email_over_tls_with_login(
+    tmp_path: Path, files: dict[str, bytes], tls: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     with smtp_server(tmp_path, tls=tls, user="reports", password="s3cret-pw") as (box, ctx):
-        config = SmtpConfig(host="127.0.0.1", port=box.port, sender="gpulens@example.org",
-                            recipients=("fin@example.org", "cto@example.org"), tls=tls,  # type: ignore[arg-type]
-                            user="reports", password="s3cret-pw", ssl_context=ctx)
+        config = SmtpConfig(
+            host="127.0.0.1",
+            port=box.port,
+            sender="gpulens@example.org",
+            recipients=("fin@example.org", "cto@example.org"),
+            tls=tls,  # type: ignore[arg-type]
+            user="reports",
+            password="s3cret-pw",
+            ssl_context=ctx,
+        )
         assert "s3cret-pw" not in repr(config)
-        msg = build_message("GPU spend, week 2026-W47", files["report.html"].decode(), files,
-                            sender=config.sender, recipients=config.recipients)
+        msg = build_message(
+            "GPU spend, week 2026-W47",
+            files["report.html"].decode(),
+            files,
+            sender=config.sender,
+            recipients=config.recipients,
+        )
         send_email(config, msg)
     assert box.logins == ["reports"]
     assert box.envelopes == [("gpulens@example.org", ["fin@example.org", "cto@example.org"])]
@@ -85,10 +101,19 @@ def test_email_over_tls_with_login(tmp_path: Path, files: dict[str, bytes], tls:
     assert "s3cret-pw" not in caplog.text
 
 
-def test_wrong_password_is_one_clear_error_without_the_password(tmp_path: Path, files: dict[str, bytes]) -> None:
+def test_wrong_password_is_one_clear_error_without_the_password(
+    tmp_path: Path, files: dict[str, bytes]
+) -> None:
     with smtp_server(tmp_path, tls="starttls", user="reports", password="right") as (box, ctx):
-        config = SmtpConfig(host="127.0.0.1", port=box.port, sender="a@example.org", recipients=("b@example.org",),
-                            user="reports", password="wrong-pw", ssl_context=ctx)
+        config = SmtpConfig(
+            host="127.0.0.1",
+            port=box.port,
+            sender="a@example.org",
+            recipients=("b@example.org",),
+            user="reports",
+            password="wrong-pw",
+            ssl_context=ctx,
+        )
         msg = build_message("s", "<p>x</p>", {}, sender=config.sender, recipients=config.recipients)
         with pytest.raises(GpulensError, match="login .* was refused") as err:
             send_email(config, msg)

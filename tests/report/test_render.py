@@ -24,9 +24,19 @@ def files() -> dict[str, bytes]:
 
 def test_csv_has_every_section_and_the_teams_to_the_cent(files: dict[str, bytes]) -> None:
     sec = csv_sections(files["report.csv"].decode())
-    assert list(sec) == ["headline", "teams", "underutilized", "divergent_runs", "unallocated",
-                         "reconciliation", "freshness", "methods"]
-    teams = {r["team"]: (r["direct"], r["shared"], r["total"]) for r in sec["teams"] if r["category"] == "team"}
+    assert list(sec) == [
+        "headline",
+        "teams",
+        "underutilized",
+        "divergent_runs",
+        "unallocated",
+        "reconciliation",
+        "freshness",
+        "methods",
+    ]
+    teams = {
+        r["team"]: (r["direct"], r["shared"], r["total"]) for r in sec["teams"] if r["category"] == "team"
+    }
     assert teams == EXPECTED_TEAMS
     recon = {r["line"]: r["amount"] for r in sec["reconciliation"]}
     assert recon["sum of the parts"] == recon["CUR total (amortized)"] == "1362.00"
@@ -51,8 +61,11 @@ def test_html_tables_match_and_fetch_nothing(files: dict[str, bytes]) -> None:
     assert not re.search(r"https?://", html), "the report must not reference any URL"
     assert not re.search(r"\b(src|href)\s*=|@import|url\(", html)
     assert "<svg" in html and "<script" not in html
-    teams = {r["team"]: (r["direct"], r["shared"], r["total"]) for r in html_sections(html)["teams"]
-             if r.get("category") == "team"}
+    teams = {
+        r["team"]: (r["direct"], r["shared"], r["total"])
+        for r in html_sections(html)["teams"]
+        if r.get("category") == "team"
+    }
     assert teams == {k: tuple(f"{Decimal(v):,.2f}" for v in vals) for k, vals in EXPECTED_TEAMS.items()}
     assert "Incomplete week" not in html
 
@@ -64,7 +77,10 @@ def test_pdf_renders_with_extractable_text(files: dict[str, bytes]) -> None:
     everything = [ln for page in lines for ln in page]
     assert "GPU spend, week 2026-W47" in lines[0]
     for team, (direct, shared, total) in EXPECTED_TEAMS.items():
-        assert pdf_team_row(everything, team) == ["team", *(f"{Decimal(v):,.2f}" for v in (direct, shared, total))]
+        assert pdf_team_row(everything, team) == [
+            "team",
+            *(f"{Decimal(v):,.2f}" for v in (direct, shared, total)),
+        ]
     assert "Reconciliation to the CUR total" in everything
 
 

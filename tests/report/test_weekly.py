@@ -41,9 +41,11 @@ W47 = IsoWeek(2026, 47)
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("wh") / "report.duckdb"
-    for argv in (["ingest", "cur", str(FIXTURES / "cur2-2026-11.csv")],
-                 ["ingest", "usage", str(FIXTURES / "usage.csv")],
-                 ["ingest", "runs", str(FIXTURES / "vision-llm.csv")]):
+    for argv in (
+        ["ingest", "cur", str(FIXTURES / "cur2-2026-11.csv")],
+        ["ingest", "usage", str(FIXTURES / "usage.csv")],
+        ["ingest", "runs", str(FIXTURES / "vision-llm.csv")],
+    ):
         assert main([*argv, "--warehouse", str(path)]) == 0
     return path
 
@@ -52,7 +54,10 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def w47(warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Allocation, Allocation]:
     """The report's folder and what `allocate` says about the same two weeks."""
     out = tmp_path_factory.mktemp("out")
-    assert main(["report", "weekly", "--week", "2026-W47", "--out", str(out), "--warehouse", str(warehouse)]) == 0
+    assert (
+        main(["report", "weekly", "--week", "2026-W47", "--out", str(out), "--warehouse", str(warehouse)])
+        == 0
+    )
     with Warehouse(warehouse).connect(read_only=True) as con:
         now = allocate(con, W47.start, W47.end)
         before = allocate(con, W47.previous().start, W47.previous().end)
@@ -66,8 +71,10 @@ def _c(x: Decimal) -> str:
 def test_allocate_matches_the_hand_ledger(w47: tuple[Path, Allocation, Allocation]) -> None:
     _, now, before = w47
     teams = {t.team: (_c(t.direct), _c(t.shared), _c(t.total), _c(t.waste)) for t in now.teams}
-    assert teams == {"search": ("169.68", "1422.92", "1592.60", "343.12"),
-                     "vision": ("0.00", "711.46", "711.46", "619.32")}
+    assert teams == {
+        "search": ("169.68", "1422.92", "1592.60", "343.12"),
+        "vision": ("0.00", "711.46", "711.46", "619.32"),
+    }
     assert (_c(now.idle), _c(now.unallocated), _c(now.total)) == ("3440.64", "17.50", "5762.20")
     assert {t.team: _c(t.total) for t in before.teams} == {"search": "1615.94"}
 
@@ -79,19 +86,28 @@ def test_csv_agrees_with_allocate_to_the_cent(w47: tuple[Path, Allocation, Alloc
     prev = {t.team: t.total for t in before.teams}
     for t in now.teams:
         r = rows[t.team]
-        assert (r["direct"], r["shared"], r["total"], r["waste"]) == (_c(t.direct), _c(t.shared), _c(t.total),
-                                                                      _c(t.waste))
+        assert (r["direct"], r["shared"], r["total"], r["waste"]) == (
+            _c(t.direct),
+            _c(t.shared),
+            _c(t.total),
+            _c(t.waste),
+        )
         assert r["previous week"] == _c(prev.get(t.team, Decimal(0)))
     assert (rows["idle GPU time"]["total"], rows["unallocated"]["total"], rows["total"]["total"]) == (
-        _c(now.idle), _c(now.unallocated), _c(now.total))
+        _c(now.idle),
+        _c(now.unallocated),
+        _c(now.total),
+    )
     assert rows["total"]["previous week"] == _c(before.total)
     recon = {r["line"]: r["amount"] for r in sec["reconciliation"]}
     assert recon["CUR total (amortized)"] == recon["sum of the parts"] == _c(now.total)
     assert recon["difference"] == "0.00"
     assert {r["resource_id"]: r["cost"] for r in sec["unallocated"]} == {
-        (u.resource_id or "(no resource id)"): _c(u.cost) for u in now.unallocated_lines}
+        (u.resource_id or "(no resource id)"): _c(u.cost) for u in now.unallocated_lines
+    }
     assert [(r["job_id"], r["onset"], r["spend after onset"]) for r in sec["divergent_runs"]] == [
-        ("vision-llm", "2026-11-20 20:40 UTC", "212.99")]
+        ("vision-llm", "2026-11-20 20:40 UTC", "212.99")
+    ]
     assert [(r["job_id"], r["waste"]) for r in sec["underutilized"]] == [("vision-llm", "619.32")]
     fresh = {r["item"]: r["value"] for r in sec["freshness"]}
     assert fresh["newest usage hour"] == "2026-11-23 23:00 UTC"
@@ -106,7 +122,11 @@ def test_xlsx_agrees_with_allocate(w47: tuple[Path, Allocation, Allocation]) -> 
     rows = {r["team"]: r for r in sheets["teams"]}
     for t in now.teams:
         assert [shown(rows[t.team][c]) for c in ("direct", "shared", "total", "waste")] == [
-            _c(t.direct), _c(t.shared), _c(t.total), _c(t.waste)]
+            _c(t.direct),
+            _c(t.shared),
+            _c(t.total),
+            _c(t.waste),
+        ]
     assert shown(rows["total"]["total"]) == _c(now.total)
     recon = {r["line"]: r["amount"] for r in sheets["reconciliation"]}
     assert shown(recon["CUR total (amortized)"]) == _c(now.total)
@@ -132,8 +152,12 @@ def test_html_and_pdf_agree_with_allocate(w47: tuple[Path, Allocation, Allocatio
 
 def test_a_week_with_missing_days_says_so_first(warehouse: Path, tmp_path: Path) -> None:
     """W48: the fixtures end on Monday Nov 23, so Tuesday to Sunday have neither CUR nor usage."""
-    assert main(["report", "weekly", "--week", "2026-W48", "--out", str(tmp_path),
-                 "--warehouse", str(warehouse)]) == 0
+    assert (
+        main(
+            ["report", "weekly", "--week", "2026-W48", "--out", str(tmp_path), "--warehouse", str(warehouse)]
+        )
+        == 0
+    )
     _, pages = pdf_lines((tmp_path / "report.pdf").read_bytes())
     first = " ".join(pages[0])
     assert "Incomplete week: no CUR usage lines for Tue 2026-11-24" in first
@@ -142,31 +166,65 @@ def test_a_week_with_missing_days_says_so_first(warehouse: Path, tmp_path: Path)
     html = (tmp_path / "report.html").read_text()
     assert html.index("Incomplete week") < html.index("Headline")
     book = openpyxl.load_workbook(tmp_path / "report.xlsx")
-    assert str(book["headline"]["A3"].value).startswith("Incomplete week: no CUR usage lines for Tue 2026-11-24")
+    assert str(book["headline"]["A3"].value).startswith(
+        "Incomplete week: no CUR usage lines for Tue 2026-11-24"
+    )
 
 
 def test_cli_uploads_to_s3_and_mails_with_credentials_from_the_environment(
-        warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        caplog: pytest.LogCaptureFixture) -> None:
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1", "GPULENS_SMTP_FROM": "gpulens@example.org",
-                 "GPULENS_SMTP_TO": "finance@example.org", "GPULENS_SMTP_USER": "reports",
-                 "GPULENS_SMTP_PASSWORD": "pa55-word-xyz"}.items():
+    warehouse: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "GPULENS_SMTP_FROM": "gpulens@example.org",
+        "GPULENS_SMTP_TO": "finance@example.org",
+        "GPULENS_SMTP_USER": "reports",
+        "GPULENS_SMTP_PASSWORD": "pa55-word-xyz",
+    }.items():
         monkeypatch.setenv(k, v)
-    with moto_server() as endpoint, smtp_server(tmp_path, tls="starttls", user="reports",
-                                            password="pa55-word-xyz") as (box, _):
+    with (
+        moto_server() as endpoint,
+        smtp_server(tmp_path, tls="starttls", user="reports", password="pa55-word-xyz") as (box, _),
+    ):
         cert = tmp_path / "smtp.crt"
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the CLI's default TLS context trusts the test CA
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="finance-weekly")
-        code = main(["report", "weekly", "--week", "2026-W47", "--out", "s3://finance-weekly/weekly/2026-W47",
-                     "--endpoint-url", endpoint, "--warehouse", str(warehouse),
-                     "--smtp-host", "127.0.0.1", "--smtp-port", str(box.port)])
+        code = main(
+            [
+                "report",
+                "weekly",
+                "--week",
+                "2026-W47",
+                "--out",
+                "s3://finance-weekly/weekly/2026-W47",
+                "--endpoint-url",
+                endpoint,
+                "--warehouse",
+                str(warehouse),
+                "--smtp-host",
+                "127.0.0.1",
+                "--smtp-port",
+                str(box.port),
+            ]
+        )
         assert code == 0
         s3 = boto3.client("s3", endpoint_url=endpoint)
         listed = s3.list_objects_v2(Bucket="finance-weekly", Prefix="weekly/")["Contents"]
-        csv_text = boto3.client("s3", endpoint_url=endpoint).get_object(
-            Bucket="finance-weekly", Key="weekly/2026-W47/report.csv")["Body"].read().decode()
-    assert sorted(o["Key"] for o in listed) == [f"weekly/2026-W47/report.{e}" for e in ("csv", "html", "pdf", "xlsx")]
+        csv_text = (
+            boto3.client("s3", endpoint_url=endpoint)
+            .get_object(Bucket="finance-weekly", Key="weekly/2026-W47/report.csv")["Body"]
+            .read()
+            .decode()
+        )
+    assert sorted(o["Key"] for o in listed) == [
+        f"weekly/2026-W47/report.{e}" for e in ("csv", "html", "pdf", "xlsx")
+    ]
     assert "search,team,169.68,1422.92,1592.60" in csv_text
     assert box.envelopes == [("gpulens@example.org", ["finance@example.org"])]
     attached = {p.get_filename() for p in box.messages[0].walk() if p.get_filename()}
@@ -179,10 +237,27 @@ def test_cli_uploads_to_s3_and_mails_with_credentials_from_the_environment(
 def test_idle_share_passes_through_to_allocate(warehouse: Path, tmp_path: Path) -> None:
     """--idle share: i-0shared's idle goes to search and vision by GPU-seconds; the report shows
     exactly what allocate says, and idle is 0."""
-    assert main(["report", "weekly", "--week", "2026-W47", "--out", str(tmp_path), "--idle", "share",
-                 "--warehouse", str(warehouse)]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "weekly",
+                "--week",
+                "2026-W47",
+                "--out",
+                str(tmp_path),
+                "--idle",
+                "share",
+                "--warehouse",
+                str(warehouse),
+            ]
+        )
+        == 0
+    )
     with Warehouse(warehouse).connect(read_only=True) as con:
         shared = allocate(con, W47.start, W47.end, idle="share")
     rows = {r["team"]: r for r in csv_sections((tmp_path / "report.csv").read_text())["teams"]}
-    assert {t.team: rows[t.team]["total"] for t in shared.teams} == {t.team: _c(t.total) for t in shared.teams}
+    assert {t.team: rows[t.team]["total"] for t in shared.teams} == {
+        t.team: _c(t.total) for t in shared.teams
+    }
     assert rows["idle GPU time"]["total"] == "0.00" and rows["total"]["total"] == "5762.20"

@@ -36,8 +36,12 @@ def test_committed_rule_file_is_up_to_date() -> None:
 
 def test_cli_writes_the_rule_file_and_promtool_accepts_it(tmp_path: Path) -> None:
     promtool = require_binary("promtool")
-    out = subprocess.run([gpulens_exe(), "rules", "build", "--out", str(tmp_path / "r")],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [gpulens_exe(), "rules", "build", "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     written = tmp_path / "r" / RULES_FILE
     assert out.stdout.strip() == str(written)
     assert written.read_text() == COMMITTED.read_text()
@@ -61,8 +65,16 @@ def test_every_alert_is_tested_firing_and_quiet() -> None:
             for case in group.get("alert_rule_test", []):
                 (firing if case.get("exp_alerts") else quiet).add(case["alertname"])
     names = set(alerts())
-    assert names == {"GpuUnderutilized", "TrainingLossDiverged", "TrainingLossNaN", "TrainingStalled",
-                     "StepTimeRegression", "GpuXidNonRecoverable", "GpuLost", "AgentDown"}
+    assert names == {
+        "GpuUnderutilized",
+        "TrainingLossDiverged",
+        "TrainingLossNaN",
+        "TrainingStalled",
+        "StepTimeRegression",
+        "GpuXidNonRecoverable",
+        "GpuLost",
+        "AgentDown",
+    }
     assert names - firing == set(), "alerts without a test that fires"
     assert names - quiet == set(), "alerts without a test that stays quiet"
 
@@ -72,7 +84,9 @@ def github_anchor(heading: str) -> str:
 
 
 def test_every_alert_has_annotations_and_a_real_runbook_entry() -> None:
-    anchors = {github_anchor(line[3:]) for line in RUNBOOKS.read_text().splitlines() if line.startswith("## ")}
+    anchors = {
+        github_anchor(line[3:]) for line in RUNBOOKS.read_text().splitlines() if line.startswith("## ")
+    }
     for name, rule in alerts().items():
         labels, annotations = rule["labels"], rule["annotations"]
         assert isinstance(labels, dict) and labels["severity"] in {"info", "warning", "critical"}
@@ -93,7 +107,9 @@ def test_rules_only_use_catalog_metrics() -> None:
     used = metric_names(exprs)
     assert used and unknown_metrics(exprs) == set()
     assert unknown_metrics(["gpulens_gpu_up_total + gpulens_train_loss_bucket"]) == {
-        "gpulens_gpu_up_total", "gpulens_train_loss_bucket"}
+        "gpulens_gpu_up_total",
+        "gpulens_train_loss_bucket",
+    }
     assert "gpulens_train_step_seconds_bucket" in used
 
 
@@ -104,19 +120,38 @@ def test_xid_alert_keeps_the_labels_remediation_matches_on() -> None:
 
 def test_options_reach_the_rules(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "gpulens", "rules", "build", "--out", str(tmp_path),
-         "--runbook-base-url", "https://wiki.example/gpu", "--agent-job", "dcgm|gpulens", "--sm-threshold", "0.3"],
-        capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-m",
+            "gpulens",
+            "rules",
+            "build",
+            "--out",
+            str(tmp_path),
+            "--runbook-base-url",
+            "https://wiki.example/gpu",
+            "--agent-job",
+            "dcgm|gpulens",
+            "--sm-threshold",
+            "0.3",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     text = Path(out.stdout.strip()).read_text()
     assert "https://wiki.example/gpu#gpulost" in text
     assert 'up{job=~"dcgm|gpulens"} == 0' in text
     assert ") < 0.3\n" in text and "below 30%." in text
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--sm-threshold", "1.5"], "column --sm-threshold: 1.5 is not a ratio in (0, 1]"),
-    (["--out", "/proc/no/such"], "/proc/no/such: cannot write rules"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sm-threshold", "1.5"], "column --sm-threshold: 1.5 is not a ratio in (0, 1]"),
+        (["--out", "/proc/no/such"], "/proc/no/such: cannot write rules"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_1(tmp_path: Path, args: list[str], message: str) -> None:
     argv = [sys.executable, "-m", "gpulens", "rules", "build", "--out", str(tmp_path), *args]
     out = subprocess.run(argv, capture_output=True, text=True)

@@ -13,9 +13,17 @@ import pytest
 
 T = TypeVar("T")
 
-CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--no-first-run", "--window-size=1440,1000")
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1440,1000",
+)
 
 
 @contextlib.contextmanager
@@ -33,10 +41,15 @@ def chromium(profile: Path, downloads: Path) -> Iterator[object]:
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
-    options.add_experimental_option("prefs", {
-        "download.default_directory": str(downloads), "download.prompt_for_download": False,
-        "download.directory_upgrade": True, "safebrowsing.enabled": False,
-    })
+    options.add_experimental_option(
+        "prefs",
+        {
+            "download.default_directory": str(downloads),
+            "download.prompt_for_download": False,
+            "download.directory_upgrade": True,
+            "safebrowsing.enabled": False,
+        },
+    )
     driver = webdriver.Chrome(options=options, service=Service(driver_path))
     driver.set_page_load_timeout(60)
     try:
@@ -67,12 +80,16 @@ def full_page_screenshot(driver: object, path: Path) -> None:
     metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})  # type: ignore[attr-defined]
     size = metrics.get("cssContentSize") or metrics["contentSize"]
     width, height = int(size["width"]), min(int(size["height"]), 6000)
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",  # type: ignore[attr-defined]
-                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",  # type: ignore[attr-defined]
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+    )
     try:
         time.sleep(0.5)  # let plotly re-layout at the new size
-        shot = driver.execute_cdp_cmd("Page.captureScreenshot",  # type: ignore[attr-defined]
-                                      {"format": "png", "captureBeyondViewport": True})
+        shot = driver.execute_cdp_cmd(
+            "Page.captureScreenshot",  # type: ignore[attr-defined]
+            {"format": "png", "captureBeyondViewport": True},
+        )
         path.write_bytes(base64.b64decode(shot["data"]))
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})  # type: ignore[attr-defined]

@@ -37,14 +37,24 @@ def run_alertmanager(tmp_path: Path, webhook_url: str, *, token: str | None = No
     if token:
         webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials": token}}
     config = {
-        "route": {"receiver": "gpulens", "group_by": ["alertname", "node"], "group_wait": "1s",
-                  "group_interval": "1s", "repeat_interval": "1h"},
+        "route": {
+            "receiver": "gpulens",
+            "group_by": ["alertname", "node"],
+            "group_wait": "1s",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+        },
         "receivers": [{"name": "gpulens", "webhook_configs": [webhook]}],
     }
     (home / "alertmanager.yml").write_text(json.dumps(config))
     port = free_port()
-    args = [binary, f"--config.file={home / 'alertmanager.yml'}", f"--storage.path={home / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
+    args = [
+        binary,
+        f"--config.file={home / 'alertmanager.yml'}",
+        f"--storage.path={home / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
     with (home / "alertmanager.log").open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -138,14 +148,28 @@ class KubeApi:
     def add_node(self, name: str) -> None:
         self.nodes[name] = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": {}}
 
-    def add_pod(self, namespace: str, name: str, node: str, owner_kind: str | None = None,
-                annotations: Mapping[str, str] | None = None) -> None:
+    def add_pod(
+        self,
+        namespace: str,
+        name: str,
+        node: str,
+        owner_kind: str | None = None,
+        annotations: Mapping[str, str] | None = None,
+    ) -> None:
         meta: dict[str, Any] = {"name": name, "namespace": namespace, "annotations": dict(annotations or {})}
         if owner_kind:
-            meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": owner_kind, "name": f"{name}-owner",
-                                        "uid": f"uid-{name}"}]
-        self.pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {"nodeName": node, "containers": [{"name": "main", "image": "busybox"}]},
-                          "status": {"phase": "Running"}})
+            meta["ownerReferences"] = [
+                {"apiVersion": "apps/v1", "kind": owner_kind, "name": f"{name}-owner", "uid": f"uid-{name}"}
+            ]
+        self.pods.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": meta,
+                "spec": {"nodeName": node, "containers": [{"name": "main", "image": "busybox"}]},
+                "status": {"phase": "Running"},
+            }
+        )
 
     @contextlib.contextmanager
     def running(self) -> Iterator[str]:
@@ -154,8 +178,15 @@ class KubeApi:
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code, "reason": reason,
-            "message": message, "metadata": {}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "status": "Failure",
+        "code": code,
+        "reason": reason,
+        "message": message,
+        "metadata": {},
+    }
 
 
 def _kube_handler(api: KubeApi) -> type[BaseHTTPRequestHandler]:
@@ -200,11 +231,19 @@ def _kube_handler(api: KubeApi) -> type[BaseHTTPRequestHandler]:
             left = api.pdb_blocks.get(key, 0)
             if left != 0:
                 api.pdb_blocks[key] = left - 1 if left > 0 else left
-                self._send(429, _status(429, "TooManyRequests",
-                                        "Cannot evict pod as it would violate the pod's disruption budget."))
+                self._send(
+                    429,
+                    _status(
+                        429,
+                        "TooManyRequests",
+                        "Cannot evict pod as it would violate the pod's disruption budget.",
+                    ),
+                )
                 return
             api.pods = [p for p in api.pods if (p["metadata"]["namespace"], p["metadata"]["name"]) != key]
             api.evicted.append(key)
-            self._send(201, {"apiVersion": "v1", "kind": "Status", "status": "Success", "code": 201, "metadata": {}})
+            self._send(
+                201, {"apiVersion": "v1", "kind": "Status", "status": "Success", "code": 201, "metadata": {}}
+            )
 
     return Handler

@@ -89,8 +89,21 @@ def run_agent(tmp_path: Path, *extra: str, node: str = "testnode", gpus: int = 8
     port = free_port()
     sock = tmp_path / "agent.sock"
     log = tmp_path / "agent.log"
-    args = [gpulens_exe(), "agent", "--backend", "sim", "--sim-gpus", str(gpus), "--port", str(port),
-            "--socket", str(sock), "--node", node, *extra]
+    args = [
+        gpulens_exe(),
+        "agent",
+        "--backend",
+        "sim",
+        "--sim-gpus",
+        str(gpus),
+        "--port",
+        str(port),
+        "--socket",
+        str(sock),
+        "--node",
+        node,
+        *extra,
+    ]
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -158,8 +171,13 @@ def run_prometheus(
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
     (home / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
     log = home / "prometheus.log"
-    args = [binary, f"--config.file={home / 'prometheus.yml'}", f"--storage.tsdb.path={home / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}", *extra_flags]
+    args = [
+        binary,
+        f"--config.file={home / 'prometheus.yml'}",
+        f"--storage.tsdb.path={home / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        *extra_flags,
+    ]
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -29,11 +29,21 @@ def test_hugging_face_trainer_callback(tmp_path: Path) -> None:
     log = tmp_path / "hf.jsonl"
     monitor = StepMonitor("hf-job", "nlp", socket=tmp_path / "none.sock", log_path=log, env={})
     args = transformers.TrainingArguments(
-        output_dir=str(tmp_path / "out"), max_steps=6, per_device_train_batch_size=4, logging_steps=1,
-        report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True,
+        output_dir=str(tmp_path / "out"),
+        max_steps=6,
+        per_device_train_batch_size=4,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
     )
-    trainer = transformers.Trainer(model=model, args=args, train_dataset=dataset,
-                                   callbacks=[GpulensCallback(monitor, tokens_per_step=4 * 16)])
+    trainer = transformers.Trainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        callbacks=[GpulensCallback(monitor, tokens_per_step=4 * 16)],
+    )
     trainer.train()
     steps = records(log)
     assert [r["step"] for r in steps] == list(range(6))
@@ -62,8 +72,15 @@ def test_lightning_callback(tmp_path: Path) -> None:
     loader = torch.utils.data.DataLoader(torch.randint(0, 32, (40, 9)), batch_size=8)
     log = tmp_path / "pl.jsonl"
     monitor = StepMonitor("pl-job", "vision", socket=tmp_path / "none.sock", log_path=log, env={})
-    trainer = pl.Trainer(max_steps=5, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=[GpulensCallback(monitor)])
+    trainer = pl.Trainer(
+        max_steps=5,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[GpulensCallback(monitor)],
+    )
     trainer.fit(Tiny(), loader)
     steps = records(log)
     assert [r["step"] for r in steps] == list(range(5))

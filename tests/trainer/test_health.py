@@ -93,6 +93,7 @@ def test_online_and_offline_agree_and_config_is_respected() -> None:
 
 # -- property tests: noisy healthy curves raise nothing --
 
+
 @st.composite
 def healthy_curves(draw: st.DrawFn) -> list[float]:
     n = draw(st.integers(min_value=200, max_value=1500))
@@ -120,15 +121,18 @@ def test_noisy_healthy_curves_with_one_step_blips_raise_nothing(losses: list[flo
 
 @settings(max_examples=40, deadline=None)
 @given(healthy_curves(), st.floats(min_value=1.4, max_value=10.0), st.integers(min_value=3, max_value=20))
-def test_a_sustained_jump_in_a_healthy_curve_is_always_a_spike(losses: list[float], factor: float, width: int) -> None:
+def test_a_sustained_jump_in_a_healthy_curve_is_always_a_spike(
+    losses: list[float], factor: float, width: int
+) -> None:
     at = len(losses) // 2
-    base = sorted(losses[at - 30:at])[15]  # a jump relative to the local median, above any blip
+    base = sorted(losses[at - 30 : at])[15]  # a jump relative to the local median, above any blip
     bumped = losses[:at] + [base * factor * 1.1] * width + losses[at:]
     found = scan(curve(bumped))
     assert any(a.kind == "spike" and at <= a.step < at + width for a in found)
 
 
 # -- real logs --
+
 
 def test_llmc_gpt2_124m_8xh100_log_is_healthy() -> None:
     """Karpathy's llm.c GPT-2 124M run (modded-nanogpt records, MIT): 19,560 steps, no incident."""
@@ -140,8 +144,11 @@ def test_llmc_gpt2_124m_8xh100_log_is_healthy() -> None:
 
 def bigscience(source: str, first: int, last: int) -> list[tuple[int, float]]:
     with (DATA / "bigscience_chronicles_loglines_extracted.csv").open() as handle:
-        return [(int(r["iteration"]), float(r["lm_loss"])) for r in csv.DictReader(handle)
-                if r["source_file"] == source and first <= int(r["iteration"]) <= last and r["lm_loss"]]
+        return [
+            (int(r["iteration"]), float(r["lm_loss"]))
+            for r in csv.DictReader(handle)
+            if r["source_file"] == source and first <= int(r["iteration"]) <= last and r["lm_loss"]
+        ]
 
 
 def test_bloom_176b_spike_at_31219_is_a_spike_and_recovers() -> None:

@@ -34,11 +34,14 @@ print(json.dumps({'torch': 'torch' in sys.modules, 'orjson': 'orjson' in sys.mod
 
 
 def test_trainer_imports_and_reports_without_torch(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True,
-                         cwd=REPO, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.splitlines()[-1]) == {"torch": False, "orjson": False, "anomalies": ["nan"]}
     lines = (tmp_path / "log.jsonl").read_text().splitlines()
     assert len(lines) == 4  # 3 steps + 1 anomaly, written by the standard library's encoder
-    records = [json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}")) for line in lines]
+    records = [
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}")) for line in lines
+    ]
     assert [r.get("loss") for r in records if r["kind"] == "step"] == [2.0, 1.9, None]

@@ -21,8 +21,25 @@ from gpulens.trainer.sinks import SEND_BUFFER, SocketSink, encode
 from tests.support.servers import free_port
 from tests.trainer.conftest import Receiver
 
-SPEC_STEP_KEYS = {"v", "kind", "job_id", "team", "rank", "local_rank", "gpu", "pid", "step", "ts", "step_seconds",
-                  "tokens", "samples", "loss", "grad_norm", "lr", "mfu"}
+SPEC_STEP_KEYS = {
+    "v",
+    "kind",
+    "job_id",
+    "team",
+    "rank",
+    "local_rank",
+    "gpu",
+    "pid",
+    "step",
+    "ts",
+    "step_seconds",
+    "tokens",
+    "samples",
+    "loss",
+    "grad_norm",
+    "lr",
+    "mfu",
+}
 
 
 def run_steps(monitor: StepMonitor, losses: list[float]) -> None:
@@ -32,17 +49,31 @@ def run_steps(monitor: StepMonitor, losses: list[float]) -> None:
     monitor.close()
 
 
-def test_step_records_follow_spec_4_on_the_socket_and_in_the_jsonl(receiver: Receiver, tmp_path: Path) -> None:
+def test_step_records_follow_spec_4_on_the_socket_and_in_the_jsonl(
+    receiver: Receiver, tmp_path: Path
+) -> None:
     log = tmp_path / "run.jsonl"
-    monitor = StepMonitor("bgpt-50b", "ai-research", flops_per_token=6e6, peak_flops=1e12,
-                          socket=receiver.path, log_path=log, env={})
+    monitor = StepMonitor(
+        "bgpt-50b",
+        "ai-research",
+        flops_per_token=6e6,
+        peak_flops=1e12,
+        socket=receiver.path,
+        log_path=log,
+        env={},
+    )
     run_steps(monitor, [2.5, 2.4, 2.3])
     got = receiver.records()
     assert [r["step"] for r in got] == [0, 1, 2]
     first = got[0]
     assert set(first) == SPEC_STEP_KEYS
-    assert (first["v"], first["kind"], first["job_id"], first["team"], first["rank"]) == (1, "step", "bgpt-50b",
-                                                                                         "ai-research", 0)
+    assert (first["v"], first["kind"], first["job_id"], first["team"], first["rank"]) == (
+        1,
+        "step",
+        "bgpt-50b",
+        "ai-research",
+        0,
+    )
     assert first["loss"] == pytest.approx(2.5) and first["grad_norm"] == 1.5 and first["lr"] == 3e-4
     assert first["tokens"] == 1000 and first["samples"] == 4 and first["step_seconds"] > 0
     assert first["mfu"] == pytest.approx(6e6 * 1000 / first["step_seconds"] / 1e12)
@@ -81,8 +112,13 @@ def test_callback_can_stop_the_run_by_raising(receiver: Receiver) -> None:
 
 def test_callback_runs_on_the_training_thread_at_the_next_step_end(receiver: Receiver) -> None:
     seen: list[tuple[int, int]] = []
-    monitor = StepMonitor("j", "t", socket=receiver.path, env={},
-                          on_anomaly=lambda a: seen.append((a.step, threading.get_ident())))
+    monitor = StepMonitor(
+        "j",
+        "t",
+        socket=receiver.path,
+        env={},
+        on_anomaly=lambda a: seen.append((a.step, threading.get_ident())),
+    )
     for i, loss in enumerate([2.0, float("nan")] + [2.0] * 200):
         with monitor.step(step=i) as step:
             step.record(loss=loss)
@@ -116,9 +152,25 @@ def test_a_burst_the_default_send_buffer_would_drop_is_queued(receiver: Receiver
     qlen = int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text())
     if sink.send_buffer < SEND_BUFFER or qlen < 2000:
         pytest.skip(f"this kernel grants SO_SNDBUF {sink.send_buffer} (net.core.wmem_max) and queues {qlen}")
-    record = {"v": 1, "kind": "step", "job_id": "bench-job", "team": "bench-team", "rank": 0, "local_rank": 0,
-              "gpu": 0, "pid": 1, "step": 1, "ts": 1795600000.12, "step_seconds": 0.512, "tokens": 524288,
-              "samples": 256, "loss": 2.31, "grad_norm": 1.02, "lr": 0.0003, "mfu": 0.41}
+    record = {
+        "v": 1,
+        "kind": "step",
+        "job_id": "bench-job",
+        "team": "bench-team",
+        "rank": 0,
+        "local_rank": 0,
+        "gpu": 0,
+        "pid": 1,
+        "step": 1,
+        "ts": 1795600000.12,
+        "step_seconds": 0.512,
+        "tokens": 524288,
+        "samples": 256,
+        "loss": 2.31,
+        "grad_norm": 1.02,
+        "lr": 0.0003,
+        "mfu": 0.41,
+    }
     line = encode(record)
     for _ in range(2000):
         sink.emit(record, line)
@@ -133,7 +185,9 @@ def test_a_burst_the_default_send_buffer_would_drop_is_queued(receiver: Receiver
 
 
 def test_only_rank_0_reports_loss_unless_asked(receiver: Receiver) -> None:
-    rank1 = StepMonitor("j", "t", socket=receiver.path, env={"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"})
+    rank1 = StepMonitor(
+        "j", "t", socket=receiver.path, env={"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"}
+    )
     run_steps(rank1, [2.0, float("nan")])
     got = receiver.records()
     assert [(r["rank"], r["local_rank"], r["gpu"]) for r in got] == [(1, 1, 1), (1, 1, 1)]
@@ -145,7 +199,9 @@ def test_only_rank_0_reports_loss_unless_asked(receiver: Receiver) -> None:
 
 def test_train_log_comes_from_the_environment_mapping(tmp_path: Path) -> None:
     log = tmp_path / "env.jsonl"
-    run_steps(StepMonitor("j", "t", socket=tmp_path / "none.sock", env={"GPULENS_TRAIN_LOG": str(log)}), [2.0])
+    run_steps(
+        StepMonitor("j", "t", socket=tmp_path / "none.sock", env={"GPULENS_TRAIN_LOG": str(log)}), [2.0]
+    )
     assert json.loads(log.read_text())["job_id"] == "j"
 
 
@@ -169,8 +225,16 @@ def test_non_scalar_tensor_is_refused() -> None:
 
 def test_own_prometheus_endpoint_on_base_port_plus_local_rank(tmp_path: Path) -> None:
     base = free_port()
-    monitor = StepMonitor("prom-job", "t", socket=tmp_path / "none.sock", flops_per_token=1e6, peak_flops=1e12,
-                          prometheus_port=base - 1, env={"LOCAL_RANK": "1"}, report_interval=0)
+    monitor = StepMonitor(
+        "prom-job",
+        "t",
+        socket=tmp_path / "none.sock",
+        flops_per_token=1e6,
+        peak_flops=1e12,
+        prometheus_port=base - 1,
+        env={"LOCAL_RANK": "1"},
+        report_interval=0,
+    )
     try:
         for loss in [2.0, 1.9, float("nan")]:
             with monitor.step(tokens=500) as step:
@@ -179,10 +243,18 @@ def test_own_prometheus_endpoint_on_base_port_plus_local_rank(tmp_path: Path) ->
             text = resp.read().decode()
     finally:
         monitor.close()
-    samples = {(s.name, s.labels.get("kind")): (s.value, s.labels) for family in text_string_to_metric_families(text)
-               for s in family.samples}
+    samples = {
+        (s.name, s.labels.get("kind")): (s.value, s.labels)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
     value, labels = samples[("gpulens_train_steps_total", None)]
-    assert value == 3 and (labels["job_id"], labels["team"], labels["rank"], labels["gpu"]) == ("prom-job", "t", "0", "1")
+    assert value == 3 and (labels["job_id"], labels["team"], labels["rank"], labels["gpu"]) == (
+        "prom-job",
+        "t",
+        "0",
+        "1",
+    )
     assert samples[("gpulens_train_tokens_total", None)][0] == 1500
     assert samples[("gpulens_train_loss_anomalies_total", "nan")][0] == 1
     assert 0 < samples[("gpulens_train_mfu_ratio", None)][0]
@@ -197,4 +269,6 @@ def test_unusable_destinations_are_clear_errors_at_construction(tmp_path: Path) 
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         with pytest.raises(GpulensError, match="cannot serve /metrics"):
-            StepMonitor("j", "t", socket=tmp_path / "none.sock", prometheus_port=busy.getsockname()[1], env={})
+            StepMonitor(
+                "j", "t", socket=tmp_path / "none.sock", prometheus_port=busy.getsockname()[1], env={}
+            )

@@ -103,7 +103,9 @@ def fake_cuda(gpu: FakeGpu) -> SimpleNamespace:
     return SimpleNamespace(
         Event=lambda enable_timing=False: FakeEvent(gpu, enable_timing),
         synchronize=lambda device=None: gpu.blocking("cuda.synchronize"),
-        is_available=lambda: True, is_initialized=lambda: True, current_device=lambda: 3,
+        is_available=lambda: True,
+        is_initialized=lambda: True,
+        current_device=lambda: 3,
         get_device_name=lambda device=None: "NVIDIA H100 80GB HBM3",
     )
 
@@ -111,8 +113,9 @@ def fake_cuda(gpu: FakeGpu) -> SimpleNamespace:
 def test_training_thread_makes_no_blocking_device_call_per_step(tmp_path: Path) -> None:
     gpu = FakeGpu()
     log = tmp_path / "steps.jsonl"
-    monitor = StepMonitor("j", "t", timing=CudaTiming(fake_cuda(gpu)), sinks=[JsonlSink(log)], env={},
-                          report_interval=0)
+    monitor = StepMonitor(
+        "j", "t", timing=CudaTiming(fake_cuda(gpu)), sinks=[JsonlSink(log)], env={}, report_interval=0
+    )
     for i in range(100):
         with monitor.step(tokens=4096) as step:
             step.record(loss=FakeCudaTensor(gpu, 3.0 - i / 100), grad_norm=FakeCudaTensor(gpu, 1.0), lr=1e-3)
@@ -133,8 +136,9 @@ def test_training_thread_makes_no_blocking_device_call_per_step(tmp_path: Path) 
 def test_batched_reporting_polls_at_most_once_per_interval_and_never_blocks(tmp_path: Path) -> None:
     gpu = FakeGpu()
     log = tmp_path / "steps.jsonl"
-    monitor = StepMonitor("j", "t", timing=CudaTiming(fake_cuda(gpu)), sinks=[JsonlSink(log)], env={},
-                          report_interval=3600)
+    monitor = StepMonitor(
+        "j", "t", timing=CudaTiming(fake_cuda(gpu)), sinks=[JsonlSink(log)], env={}, report_interval=3600
+    )
     for _ in range(50):
         with monitor.step(tokens=4096) as step:
             step.record(loss=FakeCudaTensor(gpu, 2.0))
@@ -146,12 +150,14 @@ def test_batched_reporting_polls_at_most_once_per_interval_and_never_blocks(tmp_
 
 
 def test_cuda_is_picked_when_torch_cuda_is_initialized_and_peak_comes_from_the_table(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     gpu = FakeGpu()
     monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=fake_cuda(gpu)))
     log = tmp_path / "s.jsonl"
-    monitor = StepMonitor("j", "t", flops_per_token=1e9, precision="bf16", sinks=[JsonlSink(log)], env={},
-                          report_interval=0)
+    monitor = StepMonitor(
+        "j", "t", flops_per_token=1e9, precision="bf16", sinks=[JsonlSink(log)], env={}, report_interval=0
+    )
     for _ in range(3):
         with monitor.step(tokens=1000):
             pass

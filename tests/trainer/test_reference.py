@@ -20,19 +20,46 @@ STEPS, NAN_AT, DIVERGE_AT, TOKENS_PER_STEP = 110, 10, 40, 16 * 64
 
 
 def train_samples(text: str, job_id: str) -> dict[tuple[str, str | None], float]:
-    return {(s.name, s.labels.get("kind")): s.value for family in text_string_to_metric_families(text)
-            for s in family.samples if s.labels.get("job_id") == job_id}
+    return {
+        (s.name, s.labels.get("kind")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.labels.get("job_id") == job_id
+    }
 
 
-def test_agent_shows_steps_tokens_loss_mfu_nan_and_divergence(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_agent_shows_steps_tokens_loss_mfu_nan_and_divergence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     log = tmp_path / "ref.jsonl"
     with run_agent(tmp_path, gpus=2) as agent:
         out = subprocess.run(
-            [sys.executable, "-m", "gpulens.trainer.reference", "--job-id", "ref-e2e", "--team", "demo",
-             "--steps", str(STEPS), "--socket", str(agent.socket), "--log", str(log), "--nan-at", str(NAN_AT),
-             "--diverge-at", str(DIVERGE_AT), "--threads", "1"],
-            capture_output=True, text=True, cwd=REPO, timeout=240)
+            [
+                sys.executable,
+                "-m",
+                "gpulens.trainer.reference",
+                "--job-id",
+                "ref-e2e",
+                "--team",
+                "demo",
+                "--steps",
+                str(STEPS),
+                "--socket",
+                str(agent.socket),
+                "--log",
+                str(log),
+                "--nan-at",
+                str(NAN_AT),
+                "--diverge-at",
+                str(DIVERGE_AT),
+                "--threads",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=240,
+        )
         assert out.returncode == 0, out.stderr
         deadline = time.monotonic() + 10
         while True:  # the agent folds datagrams in on its own schedule
@@ -55,7 +82,9 @@ def test_agent_shows_steps_tokens_loss_mfu_nan_and_divergence(tmp_path: Path,
     losses = {r["step"]: r["loss"] for r in records if r["kind"] == "step"}
     assert losses[NAN_AT] is None
     assert losses[DIVERGE_AT - 1] < 0.8 * losses[0]  # it really learned before the blow-up
-    assert min(losses[s] for s in range(DIVERGE_AT + 20, STEPS)) > 1.5 * losses[DIVERGE_AT - 1]  # and stayed away
+    assert (
+        min(losses[s] for s in range(DIVERGE_AT + 20, STEPS)) > 1.5 * losses[DIVERGE_AT - 1]
+    )  # and stayed away
     # offline, the same detector finds what the trainer reported online
     assert main(["runs", "check", str(log), "--format", "json"]) == 0
     offline = [(a["kind"], a["step"]) for a in json.loads(capsys.readouterr().out)["anomalies"]]
@@ -71,8 +100,18 @@ def test_no_agent_listening_the_run_finishes_and_counts_drops(tmp_path: Path) ->
 
 def test_input_stall_shows_in_that_steps_time(tmp_path: Path) -> None:
     log = tmp_path / "stall.jsonl"
-    train(ReferenceConfig("stall", "t", steps=8, socket=tmp_path / "none.sock", log=log, stall_at=5,
-                          stall_seconds=0.6, threads=1))
+    train(
+        ReferenceConfig(
+            "stall",
+            "t",
+            steps=8,
+            socket=tmp_path / "none.sock",
+            log=log,
+            stall_at=5,
+            stall_seconds=0.6,
+            threads=1,
+        )
+    )
     seconds = {r["step"]: r["step_seconds"] for r in map(json.loads, log.read_text().splitlines())}
     assert seconds[5] >= 0.6 and max(v for k, v in seconds.items() if k != 5) < 0.6
 
@@ -86,9 +125,28 @@ def test_gpulens_train_is_the_same_trainer() -> None:
 
 def test_sigterm_closes_the_monitor_and_keeps_every_record_whole(tmp_path: Path) -> None:
     log = tmp_path / "term.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "gpulens.trainer.reference", "--job-id", "term", "--team", "t",
-                             "--steps", "100000", "--socket", str(tmp_path / "none.sock"), "--log", str(log),
-                             "--threads", "1"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gpulens.trainer.reference",
+            "--job-id",
+            "term",
+            "--team",
+            "t",
+            "--steps",
+            "100000",
+            "--socket",
+            str(tmp_path / "none.sock"),
+            "--log",
+            str(log),
+            "--threads",
+            "1",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 60
         while not (log.exists() and log.stat().st_size > 0) and time.monotonic() < deadline:

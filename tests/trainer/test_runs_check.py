@@ -34,8 +34,9 @@ def test_csv_with_a_spike_and_a_nan_as_json(tmp_path: Path, capsys: pytest.Captu
     path = write_csv(tmp_path / "run.csv", [(i, repr(v)) for i, v in enumerate(losses)])
     code, out, _ = check(capsys, str(path), "--format", "json")
     assert code == 0
-    assert json.loads(out) == {"anomalies": [{"step": 102, "kind": "spike", "loss": 6.0},
-                                             {"step": 200, "kind": "nan", "loss": None}]}
+    assert json.loads(out) == {
+        "anomalies": [{"step": 102, "kind": "spike", "loss": 6.0}, {"step": 200, "kind": "nan", "loss": None}]
+    }
 
 
 def test_llmc_gpt2_curve_is_clean_in_a_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -52,9 +53,13 @@ def test_extra_columns_are_ignored(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_bloom_chronicle_excerpt_as_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with (DATA / "bigscience_chronicles_loglines_extracted.csv").open() as handle:
-        rows = [(int(r["iteration"]), r["lm_loss"]) for r in csv.DictReader(handle)
-                if r["source_file"].startswith("bigscience_tr11") and int(r["iteration"]) >= 31214
-                and int(r["iteration"]) < 40000]
+        rows = [
+            (int(r["iteration"]), r["lm_loss"])
+            for r in csv.DictReader(handle)
+            if r["source_file"].startswith("bigscience_tr11")
+            and int(r["iteration"]) >= 31214
+            and int(r["iteration"]) < 40000
+        ]
     code, out, _ = check(capsys, str(write_csv(tmp_path / "bloom.csv", rows)))
     assert code == 0
     assert re.search(r"^\s+31221\s+spike\s+3\.21306$", out, re.M), out
@@ -68,7 +73,9 @@ def test_empty_loss_cells_are_skipped_iterations(tmp_path: Path, capsys: pytest.
 def test_trainer_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lines = [{"v": 1, "kind": "step", "job_id": "j", "rank": 0, "step": i, "loss": 2.0} for i in range(50)]
     lines[30]["loss"] = None  # how the trainer writes a non-finite loss
-    lines.append({"v": 1, "kind": "anomaly", "job_id": "j", "rank": 0, "step": 30, "anomaly": "nan", "loss": None})
+    lines.append(
+        {"v": 1, "kind": "anomaly", "job_id": "j", "rank": 0, "step": 30, "anomaly": "nan", "loss": None}
+    )
     lines.append({"v": 1, "kind": "step", "job_id": "j", "rank": 0, "step": 50})  # no loss: not a point
     path = tmp_path / "run.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in lines))
@@ -76,13 +83,17 @@ def test_trainer_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert json.loads(out) == {"anomalies": [{"step": 30, "kind": "nan", "loss": None}]}
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("step,loss\n1,2.0\n2,abc\n", "bad.csv: row 2, column loss: 'abc' is not a number"),
-    ("iteration,lm_loss\n1,2.0\n", "bad.csv: header lacks step, loss"),
-    ("step,loss\nx,2.0\n", "bad.csv: row 1, column step: 'x' is not a number"),
-])
-def test_bad_csv_is_one_line_naming_file_row_and_column(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                         content: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("step,loss\n1,2.0\n2,abc\n", "bad.csv: row 2, column loss: 'abc' is not a number"),
+        ("iteration,lm_loss\n1,2.0\n", "bad.csv: header lacks step, loss"),
+        ("step,loss\nx,2.0\n", "bad.csv: row 1, column step: 'x' is not a number"),
+    ],
+)
+def test_bad_csv_is_one_line_naming_file_row_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
     (tmp_path / "bad.csv").write_text(content)
     code, out, err = check(capsys, str(tmp_path / "bad.csv"))
     assert code == 1 and out == ""

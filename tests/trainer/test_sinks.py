@@ -13,14 +13,38 @@ import torch
 
 from gpulens.trainer import StepMonitor, sinks
 
-IDENTITY = {"v": 1, "kind": "step", "job_id": "bgpt-50b", "team": "ai-research", "rank": 0, "local_rank": 0,
-            "gpu": 0, "pid": 4242}
+IDENTITY = {
+    "v": 1,
+    "kind": "step",
+    "job_id": "bgpt-50b",
+    "team": "ai-research",
+    "rank": 0,
+    "local_rank": 0,
+    "gpu": 0,
+    "pid": 4242,
+}
 FIELDS: list[dict[str, Any]] = [
-    {"step": 1200, "ts": 1795600000.12, "step_seconds": 0.512, "tokens": 524288, "samples": 256, "loss": 2.31,
-     "grad_norm": 1.02, "lr": 0.0003, "mfu": 0.41},
+    {
+        "step": 1200,
+        "ts": 1795600000.12,
+        "step_seconds": 0.512,
+        "tokens": 524288,
+        "samples": 256,
+        "loss": 2.31,
+        "grad_norm": 1.02,
+        "lr": 0.0003,
+        "mfu": 0.41,
+    },
     {"step": 3, "ts": 1.5, "step_seconds": 2.5e-8, "loss": math.nan, "grad_norm": math.inf, "lr": -math.inf},
-    {"step": 4, "ts": 1e20, "step_seconds": 1e-300, "tokens": np.int64(7), "loss": np.float32(0.5),
-     "lr": torch.tensor(0.25), "note": "naïve ✓"},
+    {
+        "step": 4,
+        "ts": 1e20,
+        "step_seconds": 1e-300,
+        "tokens": np.int64(7),
+        "loss": np.float32(0.5),
+        "lr": torch.tensor(0.25),
+        "note": "naïve ✓",
+    },
 ]
 
 
@@ -37,12 +61,14 @@ def expected(record: dict[str, Any]) -> dict[str, Any]:
             return v
         v = float(v)
         return v if math.isfinite(v) else None
+
     return {k: plain(v) for k, v in record.items()}
 
 
 @pytest.mark.parametrize("fields", FIELDS)
-def test_orjson_and_the_fallback_write_the_same_values_in_the_same_order(fields: dict[str, Any],
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_orjson_and_the_fallback_write_the_same_values_in_the_same_order(
+    fields: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert sinks._orjson is not None  # a core dependency: installed here
     record = {**IDENTITY, **fields}
     fast = sinks.encode(record)

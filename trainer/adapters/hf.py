@@ -25,7 +25,9 @@ LOGGED = {"loss": "loss", "grad_norm": "grad_norm", "learning_rate": "lr"}
 class _Adapter:
     """The framework-free half: it only talks to StepMonitor."""
 
-    def __init__(self, monitor: StepMonitor, tokens_per_step: int | None = None, close_on_end: bool = True) -> None:
+    def __init__(
+        self, monitor: StepMonitor, tokens_per_step: int | None = None, close_on_end: bool = True
+    ) -> None:
         self.monitor = monitor
         self.tokens_per_step = tokens_per_step
         self.close_on_end = close_on_end
@@ -39,8 +41,13 @@ class _Adapter:
 
     def log(self, logs: dict[str, Any] | None) -> None:
         if self._step is not None and logs:
-            self._step.record(**{ours: logs[theirs] for theirs, ours in LOGGED.items()
-                                 if isinstance(logs.get(theirs), (int, float))})
+            self._step.record(
+                **{
+                    ours: logs[theirs]
+                    for theirs, ours in LOGGED.items()
+                    if isinstance(logs.get(theirs), (int, float))
+                }
+            )
 
     def end(self, tokens_seen: int) -> None:
         step, self._step = self._step, None
@@ -64,8 +71,9 @@ def _build() -> type:
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.begin(state.global_step, int(getattr(state, "num_input_tokens_seen", 0) or 0))
 
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
-                   **kwargs: Any) -> None:
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
+        ) -> None:
             self.log(logs)
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

@@ -31,8 +31,12 @@ def _build() -> type:
     class GpulensCallback(Callback):  # type: ignore[misc]
         """Reports every training batch of a `pytorch_lightning.Trainer` through a StepMonitor."""
 
-        def __init__(self, monitor: StepMonitor, tokens_fn: Callable[[Any], int | None] = count_tokens,
-                     close_on_end: bool = True) -> None:
+        def __init__(
+            self,
+            monitor: StepMonitor,
+            tokens_fn: Callable[[Any], int | None] = count_tokens,
+            close_on_end: bool = True,
+        ) -> None:
             self.monitor, self.tokens_fn, self.close_on_end = monitor, tokens_fn, close_on_end
             self._step: Step | None = None
 
@@ -40,7 +44,9 @@ def _build() -> type:
             tokens = self.tokens_fn(batch)
             self._step = self.monitor.step(tokens=tokens, samples=None, step=trainer.global_step).__enter__()
 
-        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        def on_train_batch_end(
+            self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+        ) -> None:
             step, self._step = self._step, None
             if step is None:
                 return

@@ -9,13 +9,41 @@ from __future__ import annotations
 
 import random
 
-SUBJECTS = ("the engineer", "a small model", "the cluster", "our team", "the scheduler", "every node",
-            "the finance report", "a training run", "the agent", "this GPU")
+SUBJECTS = (
+    "the engineer",
+    "a small model",
+    "the cluster",
+    "our team",
+    "the scheduler",
+    "every node",
+    "the finance report",
+    "a training run",
+    "the agent",
+    "this GPU",
+)
 VERBS = ("measures", "reports", "trains", "spends", "wastes", "saves", "watches", "counts", "splits", "keeps")
-OBJECTS = ("the loss", "many tokens", "idle hours", "the budget", "each step", "its memory", "the gradient",
-           "a fair share", "the power draw", "every dollar")
-ENDINGS = ("every hour", "without waiting", "on the night shift", "for the research team", "in the dashboard",
-           "before the deadline", "at full speed", "since monday")
+OBJECTS = (
+    "the loss",
+    "many tokens",
+    "idle hours",
+    "the budget",
+    "each step",
+    "its memory",
+    "the gradient",
+    "a fair share",
+    "the power draw",
+    "every dollar",
+)
+ENDINGS = (
+    "every hour",
+    "without waiting",
+    "on the night shift",
+    "for the research team",
+    "in the dashboard",
+    "before the deadline",
+    "at full speed",
+    "since monday",
+)
 ADVERBS = ("quietly", "carefully", "rarely", "always", "never", "slowly")
 
 

@@ -73,10 +73,12 @@ class Summary:
     def line(self, job_id: str) -> str:
         rate = self.steps / self.seconds if self.seconds > 0 else 0.0
         found = ", ".join(self.anomalies) or "none"
-        return (f"gpulens reference trainer: job {job_id}: {self.steps} steps in {self.seconds:.1f} s "
-                f"({rate:.1f} steps/s, {self.tokens / max(self.seconds, 1e-9):.0f} tokens/s); "
-                f"loss {self.first_loss:.3f} -> {self.final_loss:.3f}; anomalies: {found}; "
-                f"datagrams sent {self.sent}, dropped {self.dropped}")
+        return (
+            f"gpulens reference trainer: job {job_id}: {self.steps} steps in {self.seconds:.1f} s "
+            f"({rate:.1f} steps/s, {self.tokens / max(self.seconds, 1e-9):.0f} tokens/s); "
+            f"loss {self.first_loss:.3f} -> {self.final_loss:.3f}; anomalies: {found}; "
+            f"datagrams sent {self.sent}, dropped {self.dropped}"
+        )
 
 
 class Workload:
@@ -107,8 +109,13 @@ class Workload:
     def batch(self) -> tuple[Any, Any]:
         import torch
 
-        starts = torch.randint(0, self.data.numel() - self.config.seq_len - 1, (self.config.batch, 1),
-                               device=self.device, generator=self.generator)
+        starts = torch.randint(
+            0,
+            self.data.numel() - self.config.seq_len - 1,
+            (self.config.batch, 1),
+            device=self.device,
+            generator=self.generator,
+        )
         window = self.data[starts + self.offsets]
         return window[:, :-1], window[:, 1:]
 
@@ -150,9 +157,15 @@ def default_peak(config: ReferenceConfig) -> float | None:
 
 
 def build_monitor(config: ReferenceConfig, work: Workload) -> StepMonitor:
-    return StepMonitor(config.job_id, config.team, flops_per_token=work.shape.flops_per_token(),
-                       peak_flops=default_peak(config), socket=config.socket, log_path=config.log,
-                       prometheus_port=config.prometheus_port)
+    return StepMonitor(
+        config.job_id,
+        config.team,
+        flops_per_token=work.shape.flops_per_token(),
+        peak_flops=default_peak(config),
+        socket=config.socket,
+        log_path=config.log,
+        prometheus_port=config.prometheus_port,
+    )
 
 
 def train(config: ReferenceConfig, monitor: StepMonitor | None = None) -> Summary:
@@ -183,7 +196,13 @@ def train(config: ReferenceConfig, monitor: StepMonitor | None = None) -> Summar
     # One read of the device at the very end, after the timed loop, for the summary line.
     final = torch.stack(list(recent)).float().nanmean().item() if recent else float("nan")
     socket_sink = next((s for s in monitor.sinks if isinstance(s, SocketSink)), None)
-    return Summary(steps=config.steps, seconds=seconds, tokens=config.steps * work.tokens_per_step,
-                   first_loss=float(first) if first is not None else float("nan"), final_loss=final,
-                   anomalies=tuple(f"{a.kind}@{a.step}" for a in monitor.anomalies),
-                   sent=socket_sink.sent if socket_sink else 0, dropped=monitor.dropped)
+    return Summary(
+        steps=config.steps,
+        seconds=seconds,
+        tokens=config.steps * work.tokens_per_step,
+        first_loss=float(first) if first is not None else float("nan"),
+        final_loss=final,
+        anomalies=tuple(f"{a.kind}@{a.step}" for a in monitor.anomalies),
+        sent=socket_sink.sent if socket_sink else 0,
+        dropped=monitor.dropped,
+    )

@@ -17,9 +17,12 @@ from gpulens.dashboards.explorer.queries import Queries, UtilFilter
 WINDOWS = {"24h": 24, "7d": 168, "30d": 720}
 MODELS = (("all", "All GPUs"), ("a100", "A100"), ("h100", "H100"))
 COLUMNS = [
-    {"name": "Node", "id": "node"}, {"name": "Instance", "id": "instance_id"},
-    {"name": "GPU", "id": "gpu", "type": "numeric"}, {"name": "Model", "id": "gpu_family"},
-    {"name": "Team", "id": "team"}, {"name": "Job", "id": "job_id"},
+    {"name": "Node", "id": "node"},
+    {"name": "Instance", "id": "instance_id"},
+    {"name": "GPU", "id": "gpu", "type": "numeric"},
+    {"name": "Model", "id": "gpu_family"},
+    {"name": "Team", "id": "team"},
+    {"name": "Job", "id": "job_id"},
     {"name": "Hours held", "id": "hours", "type": "numeric", "format": widgets.ONE_DECIMAL},
     {"name": "Mean SM active", "id": "sm_active", "type": "numeric", "format": widgets.PERCENT},
     {"name": "Measured by", "id": "measure"},
@@ -30,45 +33,82 @@ COLUMNS = [
 def layout(queries: Queries, params: Mapping[str, str]) -> html.Div:
     rng = queries.data_range()
     if queries.counts()["gpu_usage_hourly"] == 0:
-        return widgets.empty_state(ids.UTIL_EMPTY, "No GPU usage yet", [
-            "gpulens ingest usage PATH/TO/usage.parquet",
-            "gpulens ingest usage --prometheus http://PROMETHEUS:9090 --start 2026-10-01 --end 2026-11-01",
-        ], note="Usage rollups are the hourly GPU-seconds and SM activity the agent exports (SPEC §5).")
+        return widgets.empty_state(
+            ids.UTIL_EMPTY,
+            "No GPU usage yet",
+            [
+                "gpulens ingest usage PATH/TO/usage.parquet",
+                "gpulens ingest usage --prometheus http://PROMETHEUS:9090 --start 2026-10-01 --end 2026-11-01",
+            ],
+            note="Usage rollups are the hourly GPU-seconds and SM activity the agent exports (SPEC §5).",
+        )
     f = filter_from_params(params, rng.teams)
     window = next(k for k, v in WINDOWS.items() if v == f.window_hours)
-    controls = html.Div(className="filters", children=[
-        widgets.field("Window", widgets.radio(ids.UTIL_WINDOW, [(k, k) for k in WINDOWS], window)),
-        widgets.field("SM threshold", dcc.Dropdown(
-            id=ids.UTIL_THRESHOLD, clearable=False, value=f.sm_threshold,
-            options=[{"label": f"{t:.0%}", "value": t} for t in (0.1, 0.15, 0.25, 0.35, 0.5)])),
-        widgets.field("GPU", widgets.radio(ids.UTIL_MODEL, list(MODELS), f.model)),
-        widgets.field("Teams", dcc.Dropdown(id=ids.UTIL_TEAMS, options=list(rng.teams), value=list(f.teams),
-                                            multi=True, placeholder="all teams"), width="wide"),
-    ])
+    controls = html.Div(
+        className="filters",
+        children=[
+            widgets.field("Window", widgets.radio(ids.UTIL_WINDOW, [(k, k) for k in WINDOWS], window)),
+            widgets.field(
+                "SM threshold",
+                dcc.Dropdown(
+                    id=ids.UTIL_THRESHOLD,
+                    clearable=False,
+                    value=f.sm_threshold,
+                    options=[{"label": f"{t:.0%}", "value": t} for t in (0.1, 0.15, 0.25, 0.35, 0.5)],
+                ),
+            ),
+            widgets.field("GPU", widgets.radio(ids.UTIL_MODEL, list(MODELS), f.model)),
+            widgets.field(
+                "Teams",
+                dcc.Dropdown(
+                    id=ids.UTIL_TEAMS,
+                    options=list(rng.teams),
+                    value=list(f.teams),
+                    multi=True,
+                    placeholder="all teams",
+                ),
+                width="wide",
+            ),
+        ],
+    )
     live = []
     if queries.prometheus:
-        live = [widgets.panel("Live SM activity (Prometheus)", html.Div(id=ids.UTIL_LIVE),
-                              dcc.Interval(id=f"{ids.UTIL_LIVE}-tick", interval=5000))]
-    return html.Div([
-        controls,
-        html.Div(id=ids.UTIL_SUMMARY, className="stats"),
-        html.Div(id=ids.UTIL_NOTE),
-        widgets.panel("Underutilized GPUs", widgets.table(ids.UTIL_TABLE, columns=COLUMNS, page_size=15)),
-        widgets.panel("SM activity per GPU", dcc.Graph(id=ids.UTIL_HEATMAP, config=widgets.GRAPH_CONFIG)),
-        *live,
-    ])
+        live = [
+            widgets.panel(
+                "Live SM activity (Prometheus)",
+                html.Div(id=ids.UTIL_LIVE),
+                dcc.Interval(id=f"{ids.UTIL_LIVE}-tick", interval=5000),
+            )
+        ]
+    return html.Div(
+        [
+            controls,
+            html.Div(id=ids.UTIL_SUMMARY, className="stats"),
+            html.Div(id=ids.UTIL_NOTE),
+            widgets.panel("Underutilized GPUs", widgets.table(ids.UTIL_TABLE, columns=COLUMNS, page_size=15)),
+            widgets.panel("SM activity per GPU", dcc.Graph(id=ids.UTIL_HEATMAP, config=widgets.GRAPH_CONFIG)),
+            *live,
+        ]
+    )
 
 
 def filter_from_params(params: Mapping[str, str], teams: tuple[str, ...]) -> UtilFilter:
     window = urlstate.get_choice(params, "window", WINDOWS, "24h")
-    return UtilFilter(WINDOWS[window], urlstate.get_float(params, "threshold", 0.25, 0.0, 1.0),
-                      urlstate.get_choice(params, "model", [m for m, _ in MODELS], "all"),
-                      tuple(urlstate.get_list(params, "team", teams)))
+    return UtilFilter(
+        WINDOWS[window],
+        urlstate.get_float(params, "threshold", 0.25, 0.0, 1.0),
+        urlstate.get_choice(params, "model", [m for m, _ in MODELS], "all"),
+        tuple(urlstate.get_list(params, "team", teams)),
+    )
 
 
 def make_filter(window: str, threshold: float | None, model: str, teams: list[str] | None) -> UtilFilter:
-    return UtilFilter(WINDOWS.get(window, 24), float(threshold if threshold is not None else 0.25), model,
-                      tuple(sorted(teams or ())))
+    return UtilFilter(
+        WINDOWS.get(window, 24),
+        float(threshold if threshold is not None else 0.25),
+        model,
+        tuple(sorted(teams or ())),
+    )
 
 
 def render(queries: Queries, f: UtilFilter) -> tuple[Any, ...]:
@@ -88,12 +128,19 @@ def _render(queries: Queries, f: UtilFilter) -> tuple[Any, ...]:
         widgets.stat("Window ends", until, hint="the newest usage hour in the warehouse, as `gpulens flags`"),
     ]
     coarse = queries.coarse_nodes(f.window_hours)
-    note = html.Div(className="note", children=[
-        html.Strong("Coarse utilization only: "),
-        f"{', '.join(coarse)} {'reports' if len(coarse) == 1 else 'report'} no SM activity (an A100 without DCGM profiling). Their rows use NVML's "
-        "utilization.gpu, which counts any running kernel and reads higher than SM activity; they are "
-        "labelled 'utilization'.",
-    ]) if coarse else None
+    note = (
+        html.Div(
+            className="note",
+            children=[
+                html.Strong("Coarse utilization only: "),
+                f"{', '.join(coarse)} {'reports' if len(coarse) == 1 else 'report'} no SM activity (an A100 without DCGM profiling). Their rows use NVML's "
+                "utilization.gpu, which counts any running kernel and reads higher than SM activity; they are "
+                "labelled 'utilization'.",
+            ],
+        )
+        if coarse
+        else None
+    )
     heatmap = figures.sm_heatmap(queries.heatmap(f), threshold=f.sm_threshold)
     return cards, note, df.to_dict("records"), heatmap
 
@@ -103,13 +150,22 @@ def url_search(f: UtilFilter) -> str:
     return urlstate.encode({"window": window, "threshold": f.sm_threshold, "model": f.model, "team": f.teams})
 
 
-FILTERS = [Input(ids.UTIL_WINDOW, "value"), Input(ids.UTIL_THRESHOLD, "value"), Input(ids.UTIL_MODEL, "value"),
-           Input(ids.UTIL_TEAMS, "value")]
+FILTERS = [
+    Input(ids.UTIL_WINDOW, "value"),
+    Input(ids.UTIL_THRESHOLD, "value"),
+    Input(ids.UTIL_MODEL, "value"),
+    Input(ids.UTIL_TEAMS, "value"),
+]
 
 
 def register(app: Dash, queries: Queries) -> None:
-    @app.callback(Output(ids.UTIL_SUMMARY, "children"), Output(ids.UTIL_NOTE, "children"),
-                  Output(ids.UTIL_TABLE, "data"), Output(ids.UTIL_HEATMAP, "figure"), *FILTERS)
+    @app.callback(
+        Output(ids.UTIL_SUMMARY, "children"),
+        Output(ids.UTIL_NOTE, "children"),
+        Output(ids.UTIL_TABLE, "data"),
+        Output(ids.UTIL_HEATMAP, "figure"),
+        *FILTERS,
+    )
     def _render(*values: Any) -> tuple[Any, ...]:
         return render(queries, make_filter(*values))
 
@@ -127,6 +183,19 @@ def live_table(queries: Queries) -> Any:
     if df.empty:
         return html.P(f"No live data from {queries.prometheus} yet.", className="muted")
     df = df.assign(value=(df.value * 100).round(1))
-    return widgets.table(f"{ids.UTIL_LIVE}-table", data=df.to_dict("records"), page_size=16, columns=[
-        {"name": n, "id": i} for n, i in (("Node", "node"), ("GPU", "gpu"), ("Job", "job_id"), ("Team", "team"),
-                                          ("Now (%)", "value"), ("Measured by", "measure"))])
+    return widgets.table(
+        f"{ids.UTIL_LIVE}-table",
+        data=df.to_dict("records"),
+        page_size=16,
+        columns=[
+            {"name": n, "id": i}
+            for n, i in (
+                ("Node", "node"),
+                ("GPU", "gpu"),
+                ("Job", "job_id"),
+                ("Team", "team"),
+                ("Now (%)", "value"),
+                ("Measured by", "measure"),
+            )
+        ],
+    )

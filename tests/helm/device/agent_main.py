@@ -1,4 +1,5 @@
 """`gpulens agent` without building the whole CLI (whose other commands need packages the device lacks)."""
+
 from __future__ import annotations
 
 import argparse

@@ -35,7 +35,9 @@ def instance_id(provider_id: str) -> str:
 
 
 def read_node(api: str, name: str, token: str, ca: Path | None) -> dict[str, Any]:
-    request = urllib.request.Request(f"{api}/api/v1/nodes/{name}", headers={"Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(
+        f"{api}/api/v1/nodes/{name}", headers={"Authorization": f"Bearer {token}"}
+    )
     context = ssl.create_default_context(cafile=str(ca)) if ca and api.startswith("https") else None
     with urllib.request.urlopen(request, timeout=10, context=context) as response:
         node: dict[str, Any] = json.load(response)
@@ -46,8 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("node")
     parser.add_argument("out", type=Path)
-    host, port = os.environ.get("KUBERNETES_SERVICE_HOST", ""), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-    parser.add_argument("--api", default=f"https://{host}:{port}", help="API server URL (default: in-cluster)")
+    host, port = (
+        os.environ.get("KUBERNETES_SERVICE_HOST", ""),
+        os.environ.get("KUBERNETES_SERVICE_PORT", "443"),
+    )
+    parser.add_argument(
+        "--api", default=f"https://{host}:{port}", help="API server URL (default: in-cluster)"
+    )
     parser.add_argument("--token", type=Path, default=SA / "token")
     parser.add_argument("--ca", type=Path, default=SA / "ca.crt")
     args = parser.parse_args(argv)

@@ -87,10 +87,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ClientError as exc:
         code = exc.response["Error"]["Code"]
-        hint = " (another job published the warehouse first; the next run starts from its copy)" if (
-            code == "PreconditionFailed") else ""
-        print(f"warehouse_sync {args.action}: error: {code}: {exc.response['Error'].get('Message', '')}{hint}",
-              file=sys.stderr)
+        hint = (
+            " (another job published the warehouse first; the next run starts from its copy)"
+            if (code == "PreconditionFailed")
+            else ""
+        )
+        print(
+            f"warehouse_sync {args.action}: error: {code}: {exc.response['Error'].get('Message', '')}{hint}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
