@@ -12,11 +12,11 @@ from decimal import Decimal
 from typing import Literal
 
 from gpulens.errors import GpulensError
+from gpulens.wire import AnomalyKind
 
 Basis = Literal["amortized", "billed"]
 IdleMode = Literal["separate", "share"]
 Category = Literal["direct", "shared_gpu", "shared_other", "idle", "unallocated"]
-AnomalyKind = Literal["nan", "spike", "divergence"]
 
 CENT = Decimal("0.01")
 

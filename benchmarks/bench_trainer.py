@@ -204,12 +204,12 @@ def cuda_host_cost(sock: Path, blocks: int = 40, block: int = 100) -> dict[str, 
     """
     from types import SimpleNamespace
 
-    from gpulens.trainer import sinks
+    from gpulens import wire
     from gpulens.trainer.timing import CudaTiming
 
     loop = Loop()
     fake_cuda = SimpleNamespace(Event=DoneEvent)
-    real = sinks._orjson
+    real = wire._orjson
     variants = {"orjson": real, "json (fallback)": None}
     monitors: dict[str, StepMonitor] = {}
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -218,7 +218,7 @@ def cuda_host_cost(sock: Path, blocks: int = 40, block: int = 100) -> dict[str, 
     try:
         for b in range(blocks + 1):  # the first block warms up and is not counted
             for name, module in variants.items():
-                sinks._orjson = module  # each monitor's step encoder is chosen at its first step
+                wire._orjson = module  # each monitor's step encoder is chosen at its first step
                 monitor = monitors.get(name) or monitors.setdefault(
                     name,
                     StepMonitor(
@@ -243,16 +243,16 @@ def cuda_host_cost(sock: Path, blocks: int = 40, block: int = 100) -> dict[str, 
                     if b:
                         out.append(clock() - t2 + t1 - t0)
         for name, module in variants.items():
-            sinks._orjson = module
+            wire._orjson = module
             monitors[name].close()
     finally:
-        sinks._orjson = real
+        wire._orjson = real
     return {name: (statistics.median(v) * 1e6, statistics.fmean(v) * 1e6) for name, v in times.items()}
 
 
 def encode_us(n: int = 20000) -> dict[str, float]:
     """µs per step record (SPEC §4, 17 fields): orjson, and the fallback's prefix join."""
-    from gpulens.trainer import sinks
+    from gpulens import wire
 
     identity = {
         "v": 1,
@@ -276,11 +276,11 @@ def encode_us(n: int = 20000) -> dict[str, float]:
         "mfu": 0.41,
     }
     record = {**identity, **fields}
-    real = sinks._orjson
-    encoders = {"orjson": sinks.step_encoder(identity)}
-    sinks._orjson = None
-    encoders["json (fallback)"] = sinks.step_encoder(identity)
-    sinks._orjson = real
+    real = wire._orjson
+    encoders = {"orjson": wire.step_encoder(identity)}
+    wire._orjson = None
+    encoders["json (fallback)"] = wire.step_encoder(identity)
+    wire._orjson = real
     times: dict[str, list[int]] = {name: [] for name in encoders}
     clock = time.perf_counter_ns
     for _ in range(10):

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.samples import Sample
 
 from gpulens import __version__
-from gpulens.collector import metrics as M
+from gpulens import metrics as M
 from gpulens.collector.backends.base import GpuReading
 from gpulens.collector.render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
 from gpulens.collector.sampler import COUNTED, INTEGRATED, SAMPLE_BUCKETS, Sampler, Snapshot

@@ -24,10 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gpulens.errors import GpulensError
+from gpulens.wire import MAX_DATAGRAM
 
 log = logging.getLogger(__name__)
 
-MAX_DATAGRAM = 8192
 BATCH = 256  # datagrams handed over at once (one lock acquisition in TrainStats)
 DRAIN = 8192  # datagrams read off the kernel queue before parsing any of them
 RCVBUF_BYTES = 16 * 1024 * 1024  # the kernel caps it at net.core.rmem_max (SO_RCVBUFFORCE as root)

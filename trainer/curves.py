@@ -10,13 +10,13 @@ file, row and column.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from gpulens.errors import GpulensError
+from gpulens.wire import STEP, looks_like_jsonl, read_records
 
 Curve = list[tuple[int, float]]
 
@@ -29,10 +29,8 @@ def read_curve(path: Path) -> Curve:
         )
     try:
         with path.open(encoding="utf-8", newline="") as handle:
-            first = handle.readline()
-            handle.seek(0)
-            if first.lstrip().startswith("{"):
-                return _jsonl(path, handle.read().splitlines())
+            if looks_like_jsonl(path):
+                return _jsonl(path)
             return _csv(path, handle)
     except UnicodeDecodeError:
         raise GpulensError(
@@ -66,17 +64,11 @@ def _csv(path: Path, handle: Iterable[str]) -> Curve:
     return points
 
 
-def _jsonl(path: Path, lines: list[str]) -> Curve:
+def _jsonl(path: Path) -> Curve:
     runs: set[tuple[object, object]] = set()
     points: Curve = []
-    for row, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise GpulensError(f"not JSON ({exc.msg})", path=path, row=row) from None
-        if not isinstance(record, dict) or record.get("kind") != "step" or "loss" not in record:
+    for row, record in read_records(path):
+        if record["kind"] != STEP or "loss" not in record:
             continue
         runs.add((record.get("job_id"), record.get("rank")))
         loss = record["loss"]

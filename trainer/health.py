@@ -24,9 +24,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
 
-AnomalyKind = Literal["nan", "spike", "divergence"]
+from gpulens.wire import AnomalyKind
 
 
 @dataclass(frozen=True)

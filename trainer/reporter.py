@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gpulens.trainer.health import Anomaly, LossHealth
-from gpulens.trainer.sinks import Sink, encode, step_encoder
+from gpulens.trainer.sinks import Sink
 from gpulens.trainer.timing import Timing
+from gpulens.wire import encode, step_encoder
 
 log = logging.getLogger("gpulens.trainer")
 

@@ -8,86 +8,22 @@ blocks or raises into the training loop for a missing or slow reader: it drops a
 from __future__ import annotations
 
 import errno
-import json
 import logging
-import math
-import operator
 import socket
 import time
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from gpulens import metrics as M
 from gpulens.errors import GpulensError
+from gpulens.wire import ANOMALY, MAX_DATAGRAM, STEP, Record, encode, step_encoder
 
-try:  # a core dependency, but the trainer must also run where only torch is installed (a GPU image)
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - exercised by the import test with orjson blocked
-    _orjson = None  # type: ignore[assignment]
+__all__ = ["JsonlSink", "PrometheusSink", "Record", "Sink", "SocketSink", "encode", "step_encoder"]
 
 log = logging.getLogger(__name__)
 
-MAX_DATAGRAM = 8192  # bytes (SPEC §4)
 SEND_BUFFER = 4 << 20  # bytes asked for the sender's SO_SNDBUF (the kernel caps it at net.core.wmem_max)
 NO_AGENT_RETRY = 1.0  # seconds without a send attempt after "no agent": a failed sendto costs ~2-3 µs
-Record = Mapping[str, Any]
-Encoder = Callable[[Record, Record], bytes]
-TRAIN_LABELS = ("node", "job_id", "team", "rank", "gpu")
-
-
-def _number(value: Any) -> Any:
-    """`default` for values neither encoder knows (NumPy scalars, 0-d tensors): an int or a finite float or None."""
-    try:
-        return operator.index(value)  # integers (NumPy, integer tensors) stay integers
-    except TypeError:
-        pass
-    number = float(
-        value
-    )  # TypeError/ValueError for anything that is not a number: the caller drops the record
-    return number if math.isfinite(number) else None
-
-
-# One encoder for every record: json.dumps() with options builds a new encoder per call (~2 µs).
-# ensure_ascii=False: UTF-8 on the wire, as orjson writes it.
-_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False, default=_number)
-
-
-def _json(record: Record) -> bytes:
-    try:
-        return _JSON.encode(record).encode()
-    except ValueError as exc:  # NaN/Inf: not JSON tokens; SPEC §4 sends them as null, as orjson does
-        if isinstance(exc, UnicodeError):
-            raise
-        return _JSON.encode(
-            {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
-        ).encode()
-
-
-def _orjson_encode(record: Record) -> bytes:
-    # orjson writes NaN and ±Inf as null, keeps key order, and is ~10x faster than json (µs per record)
-    return _orjson.dumps(record, default=_number)  # type: ignore[union-attr]
-
-
-def encode(record: Record) -> bytes:
-    """One record as compact, strict JSON in UTF-8 (no newline); non-finite numbers become null.
-
-    orjson when it is importable, else the standard library; the two write the same JSON values
-    (they differ only in the spelling of some exponents: `2.5e-8` against `2.5e-08`).
-    """
-    return _orjson_encode(record) if _orjson is not None else _json(record)
-
-
-def step_encoder(shared: Record) -> Encoder:
-    """An encoder of `(record, fields)` -> bytes for records that are `shared` extended by `fields`.
-
-    With the standard library, `shared` (the fields every record of a process repeats) is encoded
-    once and only `fields` per record (~25 % less time); orjson encodes the whole record faster than
-    that join, so it gets the record as is.
-    """
-    if _orjson is not None:
-        return lambda record, fields: _orjson_encode(record)
-    prefix = _json(shared)[:-1] + b","
-    return lambda record, fields: prefix + _json(fields)[1:]
 
 
 class Sink(Protocol):
@@ -189,9 +125,10 @@ class JsonlSink:
 
 
 class PrometheusSink:
-    """This process's own /metrics on 127.0.0.1 (for a node without an agent); SPEC §3 `gpulens_train_*` names.
+    """This process's own /metrics on 127.0.0.1 (for a node without an agent), named from the catalog.
 
-    prometheus_client is imported only here, so StepMonitor works without it unless this is asked for.
+    The same families and help texts as the agent's (gpulens.metrics); prometheus_client is imported
+    only here, so StepMonitor works without it unless this is asked for.
     """
 
     def __init__(self, port: int, node: str, host: str = "127.0.0.1") -> None:
@@ -200,33 +137,22 @@ class PrometheusSink:
         self.dropped = 0
         self.node = node
         self.registry = CollectorRegistry(auto_describe=False)
-        reg = self.registry
-        self._step_seconds = Histogram(
-            "gpulens_train_step_seconds", "Training step wall time.", TRAIN_LABELS, registry=reg
-        )
-        self._steps = Counter("gpulens_train_steps", "Training steps completed.", TRAIN_LABELS, registry=reg)
-        self._tokens = Counter("gpulens_train_tokens", "Tokens processed.", TRAIN_LABELS, registry=reg)
-        self._loss = Gauge("gpulens_train_loss", "Latest training loss.", TRAIN_LABELS, registry=reg)
-        self._mfu = Gauge(
-            "gpulens_train_mfu_ratio",
-            "Model FLOPs utilization of the latest step.",
-            TRAIN_LABELS,
-            registry=reg,
-        )
-        self._last = Gauge(
-            "gpulens_train_last_step_timestamp_seconds",
-            "Unix time of the latest step.",
-            TRAIN_LABELS,
-            registry=reg,
-        )
-        self._anomalies = Counter(
-            "gpulens_train_loss_anomalies",
-            "Loss anomalies, one per episode.",
-            (*TRAIN_LABELS, "kind"),
-            registry=reg,
-        )
+        kinds = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
+
+        def family(spec: M.MetricSpec) -> Any:
+            # prometheus_client appends `_total` to a counter's name itself
+            name = spec.name.removesuffix("_total") if spec.type == "counter" else spec.name
+            return kinds[spec.type](name, spec.help, spec.labels, registry=self.registry)
+
+        self._step_seconds = family(M.TRAIN_STEP_SECONDS)
+        self._steps = family(M.TRAIN_STEPS)
+        self._tokens = family(M.TRAIN_TOKENS)
+        self._loss = family(M.TRAIN_LOSS)
+        self._mfu = family(M.TRAIN_MFU)
+        self._last = family(M.TRAIN_LAST_STEP)
+        self._anomalies = family(M.TRAIN_ANOMALIES)
         try:
-            self._server, self._thread = start_http_server(port, addr=host, registry=reg)
+            self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
             raise GpulensError(
                 f"cannot serve /metrics on {host}:{port} ({exc.strerror}); choose another port",
@@ -242,8 +168,10 @@ class PrometheusSink:
             str(record["rank"]),
             str(record.get("gpu", "")),
         )
-        if record["kind"] == "anomaly":
+        kind = record["kind"]
+        if kind == ANOMALY:
             self._anomalies.labels(*labels, str(record["anomaly"])).inc()
+        if kind != STEP:
             return
         self._steps.labels(*labels).inc()
         self._step_seconds.labels(*labels).observe(record["step_seconds"])

@@ -12,7 +12,6 @@ Team names are normalized as SPEC §6 normalizes tag values (trimmed, lower-case
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -26,9 +25,9 @@ import pyarrow as pa
 from gpulens.attribution.ingest.bulk import insert_rows
 from gpulens.attribution.ingest.delivery import read_sql
 from gpulens.errors import GpulensError
+from gpulens.wire import ANOMALY, STEP, is_anomaly_kind, looks_like_jsonl, read_records
 
 METRIC_COLUMNS = ("job_id", "team", "rank", "step", "ts", "loss", "step_seconds", "tokens", "mfu")
-KINDS = ("nan", "spike", "divergence")
 METRICS_SCHEMA = pa.schema([
     ("job_id", pa.string()), ("team", pa.string()), ("rank", pa.int32()), ("step", pa.int64()),
     ("ts", pa.timestamp("us")), ("loss", pa.float64()), ("step_seconds", pa.float64()),
@@ -117,34 +116,25 @@ def _metric_row(rec: dict[str, Any], path: Path, row: int, *, null_is_nan: bool 
 def read_jsonl(path: Path) -> dict[str, _Run]:
     """Step and anomaly records of a trainer JSONL log, per job; other kinds are ignored."""
     runs: dict[str, _Run] = {}
-    with path.open(encoding="utf-8") as fh:
-        for row, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise GpulensError(f"not a JSON object ({exc.msg})", path=path, row=row) from None
-            if not isinstance(rec, dict):
-                raise GpulensError("not a JSON object (SPEC §4 records are objects)", path=path, row=row)
-            kind = rec.get("kind", "step")
-            if kind == "step":
-                m = _metric_row(rec, path, row, null_is_nan=True)
-                runs.setdefault(m[0], _Run([], [])).metrics.append(m)
-            elif kind == "anomaly" and rec.get("anomaly") in KINDS:
-                job = str(rec.get("job_id") or path.stem)
-                step = _number(rec.get("step"), path, row, "step", int)
-                if step is None:
-                    raise GpulensError("an anomaly record needs a step", path=path, row=row, field="step")
-                online = (
-                    job,
-                    _team(rec.get("team")),
-                    _number(rec.get("rank"), path, row, "rank", int),
-                    step,
-                    rec["anomaly"],
-                    _number(rec.get("loss"), path, row, "loss"),
-                )
-                runs.setdefault(job, _Run([], [])).online.append(online)
+    for row, rec in read_records(path):
+        kind = rec["kind"]
+        if kind == STEP:
+            m = _metric_row(rec, path, row, null_is_nan=True)
+            runs.setdefault(m[0], _Run([], [])).metrics.append(m)
+        elif kind == ANOMALY and is_anomaly_kind(rec.get("anomaly")):
+            job = str(rec.get("job_id") or path.stem)
+            step = _number(rec.get("step"), path, row, "step", int)
+            if step is None:
+                raise GpulensError("an anomaly record needs a step", path=path, row=row, field="step")
+            online = (
+                job,
+                _team(rec.get("team")),
+                _number(rec.get("rank"), path, row, "rank", int),
+                step,
+                rec["anomaly"],
+                _number(rec.get("loss"), path, row, "loss"),
+            )
+            runs.setdefault(job, _Run([], [])).online.append(online)
     return runs
 
 
@@ -180,15 +170,6 @@ def _anomalies(run: _Run, detect: Detector) -> list[tuple[Any, ...]]:
     return sorted(found.values(), key=lambda a: (a[3], a[4]))
 
 
-def _is_jsonl(path: Path) -> bool:
-    """The trainer's log is one JSON object per line; anything else is read as CSV."""
-    with path.open("rb") as fh:
-        for line in fh:
-            if line.strip():
-                return line.lstrip().startswith(b"{")
-    return False
-
-
 def ingest_runs(
     con: duckdb.DuckDBPyConnection, paths: Sequence[Path | str], *, detect: Detector
 ) -> RunsResult:
@@ -197,7 +178,7 @@ def ingest_runs(
     for p in map(Path, paths):
         if not p.is_file():
             raise GpulensError("no such file", path=p)
-        found = read_jsonl(p) if _is_jsonl(p) else read_csv_run(con, p)
+        found = read_jsonl(p) if looks_like_jsonl(p) else read_csv_run(con, p)
         for job, run in found.items():
             merged = runs.setdefault(job, _Run([], []))
             merged.metrics += run.metrics

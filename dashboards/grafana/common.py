@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpulens.collector import metrics as m
+from gpulens import metrics as m
 from gpulens.dashboards.grafana.model import DashboardLink, Step, Variable
 from gpulens.dashboards.rules.promql import GPU_KEY, sel, sm_activity
 

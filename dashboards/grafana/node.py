@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpulens.collector import metrics as m
+from gpulens import metrics as m
 from gpulens.dashboards.grafana.common import (
     GPU_SCOPE,
     LAST_VALUE,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpulens.collector import metrics as m
+from gpulens import metrics as m
 from gpulens.dashboards.rules.model import Alert, RuleGroup, Severity
 from gpulens.dashboards.rules.promql import GPU_KEY, JOB_KEY, held_fraction, new_increase, sm_activity
 

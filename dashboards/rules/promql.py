@@ -1,6 +1,6 @@
 """PromQL building blocks shared by the rules and the Grafana dashboards, so both mean the same thing.
 
-Metric names come from the catalog (`gpulens.collector.metrics`, SPEC §3); nothing here hard-codes
+Metric names come from the catalog (`gpulens.metrics`, SPEC §3); nothing here hard-codes
 a metric name twice.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from gpulens.collector import metrics as m
+from gpulens import metrics as m
 
 # A GPU is (node, gpu, uuid) whichever job holds it: the job labels come and go with the mapping.
 GPU_KEY = "node, gpu, uuid"

@@ -6,8 +6,8 @@ The hourly usage rules are `gpulens.attribution.ingest.promql.RECORDED`, used as
 
 from __future__ import annotations
 
+from gpulens import metrics as m
 from gpulens.attribution.ingest.promql import RECORDED
-from gpulens.collector import metrics as m
 from gpulens.dashboards.rules.model import Recording, RuleGroup
 from gpulens.dashboards.rules.promql import GPU_KEY, JOB_KEY, held_fraction, sm_activity
 

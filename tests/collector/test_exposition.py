@@ -12,7 +12,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from gpulens.collector import metrics as M
+from gpulens import metrics as M
 from gpulens.collector.exposition import MetricsPage
 from gpulens.collector.render import render, wants_openmetrics
 from tests.collector.agent_world import seeded_registry

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.support.servers import REPO
 from tests.test_layout import imported_modules
 
-ALLOWED_FROM_OTHER_COMPONENTS = {"gpulens.collector.xid", "gpulens.collector.metrics"}
+ALLOWED_FROM_OTHER_COMPONENTS = {"gpulens.collector.xid", "gpulens.metrics"}
 COMPONENTS = ("gpulens.collector", "gpulens.trainer", "gpulens.attribution", "gpulens.dashboards")
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from gpulens import wire
 from gpulens.trainer import StepMonitor, sinks
 
 IDENTITY = {
@@ -69,13 +70,13 @@ def expected(record: dict[str, Any]) -> dict[str, Any]:
 def test_orjson_and_the_fallback_write_the_same_values_in_the_same_order(
     fields: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert sinks._orjson is not None  # a core dependency: installed here
+    assert wire._orjson is not None  # a core dependency: installed here
     record = {**IDENTITY, **fields}
-    fast = sinks.encode(record)
-    fast_step = sinks.step_encoder(IDENTITY)(record, fields)
-    monkeypatch.setattr(sinks, "_orjson", None)
-    slow = sinks.encode(record)
-    slow_step = sinks.step_encoder(IDENTITY)(record, fields)  # the prefix join
+    fast = wire.encode(record)
+    fast_step = wire.step_encoder(IDENTITY)(record, fields)
+    monkeypatch.setattr(wire, "_orjson", None)
+    slow = wire.encode(record)
+    slow_step = wire.step_encoder(IDENTITY)(record, fields)  # the prefix join
     decoded = [strict(line) for line in (fast, fast_step, slow, slow_step)]
     assert all(list(d.items()) == list(expected(record).items()) for d in decoded)
     assert fast == fast_step and slow == slow_step
@@ -83,10 +84,10 @@ def test_orjson_and_the_fallback_write_the_same_values_in_the_same_order(
 
 
 def test_a_value_no_encoder_takes_is_an_error_the_reporter_can_catch(monkeypatch: pytest.MonkeyPatch) -> None:
-    for orjson in (sinks._orjson, None):
-        monkeypatch.setattr(sinks, "_orjson", orjson)
+    for orjson in (wire._orjson, None):
+        monkeypatch.setattr(wire, "_orjson", orjson)
         with pytest.raises((TypeError, ValueError)):
-            sinks.encode({**IDENTITY, "tokens": object()})
+            wire.encode({**IDENTITY, "tokens": object()})
 
 
 def test_an_unencodable_step_is_dropped_and_counted_and_its_loss_still_judged(tmp_path: Path) -> None:
