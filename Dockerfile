@@ -23,8 +23,10 @@ COPY dashboards/ dashboards/
 COPY remediation/ remediation/
 # A regular (not editable) install: the sources are copied into site-packages, /src is left behind.
 # --only-binary: every dependency ships manylinux wheels, so the build needs no compiler either. pip
-# goes afterwards; setuptools stays, because dash declares it as a run-time dependency.
-RUN /opt/gpulens/bin/pip install --only-binary=:all: --no-binary=gpulens ".[aws,explorer,grafana,remediation]" \
+# goes afterwards; setuptools stays, because dash declares it as a run-time dependency. The core has no
+# dependencies (docs/design.md §1): the image names the extra of every component it runs, not torch.
+RUN /opt/gpulens/bin/pip install --only-binary=:all: --no-binary=gpulens \
+    ".[agent,kubelet,attribution,report,explorer,grafana,remediation,aws,logs]" \
  && /opt/gpulens/bin/python -m compileall -q /opt/gpulens/lib \
  && /opt/gpulens/bin/python -m pip uninstall -y -q pip \
  && /opt/gpulens/bin/gpulens --version

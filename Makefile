@@ -1,12 +1,14 @@
-# gpulens: `make demo` runs the whole system on this machine; `make test` runs every test.
+# gpulens: `make demo` runs the whole system on this machine; `make test` runs the gates and every
+# test, `make test-fast` the gates and the tests that start no servers.
 # Targets install what they need into .venv on a fresh machine (torch's CPU build first).
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TYPED  := gpulens collector trainer attribution dashboards remediation
 
-.PHONY: install demo test bench lint typecheck clean
+.PHONY: install demo test test-fast gates bench lint typecheck clean
 
 install: $(STAMP)
 
@@ -20,9 +22,19 @@ $(STAMP): pyproject.toml setup.py
 demo: install
 	$(BIN)/gpulens demo
 
-test: install
+# The gates CI holds (through .ci/run -> make test): lint incl. line length and dead noqa's, the
+# formatter, the type checker; then every test.
+gates: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(TYPED)
+
+test: gates
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# The quick subset: no end-to-end suites (real servers, a browser) and no slow ones.
+test-fast: gates
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e and not slow" $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
@@ -33,7 +45,7 @@ lint: install
 	$(BIN)/python helm/sync_files.py --check
 
 typecheck: install
-	$(BIN)/mypy gpulens collector trainer attribution dashboards remediation
+	$(BIN)/mypy $(TYPED)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache tests/artifacts

@@ -2,7 +2,8 @@
 
 Every CUR flavour is first renamed to the CUR 2.0 column names (legacy `lineItem/UnblendedCost` ->
 `line_item_unblended_cost`), so the table below is written once. FOCUS states the amortized cost
-itself (`EffectiveCost`). The inputs are DECIMAL; a column the export lacks is NULL. `line_item_type` and `unblended_cost`
+itself (`EffectiveCost`). The inputs are DECIMAL; a column the export lacks is NULL. `line_item_type` and
+`unblended_cost`
 are the normalized names of `line_item_line_item_type` and `line_item_unblended_cost`.
 """
 

@@ -17,6 +17,7 @@ from gpulens.wire import AnomalyKind
 Basis = Literal["amortized", "billed"]
 IdleMode = Literal["separate", "share"]
 Category = Literal["direct", "shared_gpu", "shared_other", "idle", "unallocated"]
+CostKind = Literal["gpu", "storage", "other"]
 
 CENT = Decimal("0.01")
 
@@ -32,6 +33,10 @@ class TeamCost:
     shared: Decimal
     gpu_hours: Decimal
     waste: Decimal
+    # Which part of direct + shared was GPU instance time (EC2, SageMaker, Capacity Blocks) and which
+    # the storage behind it (FSx, S3, EFS): shown beside each other per team.
+    gpu: Decimal = Decimal(0)
+    storage: Decimal = Decimal(0)
 
     @property
     def total(self) -> Decimal:
@@ -65,7 +70,8 @@ class Allocation:
         if abs(allocated - self.total) >= CENT:
             raise InvariantViolation(
                 f"allocation for {self.period} does not reconcile: teams + idle + unallocated = "
-                f"{allocated} but the total {self.basis} cost is {self.total}; this is a bug, please report it"
+                f"{allocated} but the total {self.basis} cost is {self.total}; this is a bug, please report "
+                "it"
             )
 
 
@@ -110,3 +116,4 @@ class DailyAllocation:
     cost: Decimal
     waste: Decimal
     gpu_seconds: float
+    cost_kind: CostKind = "other"

@@ -52,6 +52,17 @@ def format_count(count: Decimal | float | int | None) -> str:
     return f"{round(float(count)):,}"
 
 
+# A spreadsheet evaluates a cell that starts with one of these as a formula. Team names, job ids and
+# resource ids come from free-form tags and labels that anyone who can tag a resource controls (CSV
+# injection, OWASP): such text gets a leading apostrophe. Numbers are never passed through here.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(text: str) -> str:
+    """Text for a csv cell that a spreadsheet shows as text, never runs as a formula (`'=HYPERLINK(..)`)."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 def grafana_money_unit(currency: str) -> str:
     """The Grafana unit id that shows a series as money in `currency`."""
     return GRAFANA_UNITS.get(currency.upper(), f"suffix: {currency.upper()}")

@@ -30,8 +30,27 @@ class Warehouse:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
+    @classmethod
+    def open_existing(cls, path: str | Path) -> Warehouse:
+        """The warehouse at `path`, which must exist: only `gpulens ingest` creates one, so that a
+        mistyped `--warehouse` is an error naming the path, not a new empty file and a zero bill."""
+        found = cls(path)
+        found.require_existing()
+        return found
+
+    def require_existing(self) -> None:
+        if not self.path.is_file():
+            raise GpulensError(
+                "no warehouse here (only `gpulens ingest` creates one): check --warehouse or "
+                "$GPULENS_WAREHOUSE, or ingest a delivery first",
+                path=self.path,
+            )
+
     @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, read_only: bool = False, *, create: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection; with `create=False` a missing file is refused (`require_existing`)."""
+        if not create:
+            self.require_existing()
         if read_only and not self.path.exists():
             with self.connect(read_only=False):
                 pass  # a reader of a new warehouse sees the empty tables, not an error

@@ -9,7 +9,15 @@
    Then an unpaced burst, to show the ceiling. Sender call time: the trainer's SocketSink.emit and
    a bare encode+sendto, median per call.
 
-Run from the repository root: .venv/bin/python benchmarks/bench_agent.py [--short]
+4. Churn (issue 13): series on an 8-GPU node at rest, at the peak while 1,000 jobs come and go (one
+   every 20 ms on a rotating GPU, each mapping it and sending steps), and after they are gone (a
+   `--job-ttl` of 5 s stands in for the default 600 s: the same code path, 2 minutes instead of 12);
+   then a flood of unique job ids from a sender the agent trusts (its own uid): RSS, /metrics size and
+   scrape p99 after it, against the same agent with no bound (`--max-jobs 10000000 --job-ttl 1e9`,
+   fed a tenth of the flood to keep the shared machine usable).
+
+Run from the repository root: .venv/bin/python benchmarks/bench_agent.py [--short] [--churn-only]
+(`--churn-only` re-measures section 4 and replaces it in results/agent.md).
 """
 
 from __future__ import annotations
@@ -275,7 +283,7 @@ def wait_count(server: Server, expected: float, timeout: float = 15.0) -> float:
 
 
 def sender_call_us(path: Path, n: int = 20000, rounds: int = 10) -> dict[str, float]:
-    """Median µs per call of each sender, interleaved in `rounds` blocks so that none gets the quieter moment."""
+    """Median µs per call of each sender, interleaved in `rounds` blocks: none gets the quieter moment."""
     rec = record(1, 0)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     s.setblocking(False)
@@ -327,36 +335,48 @@ def sender_call_us(path: Path, n: int = 20000, rounds: int = 10) -> dict[str, fl
     return {name: statistics.median(values) / 1000 for name, values in times.items()}
 
 
+def paced_trial(server: Server, payloads: list[bytes], rate: float) -> dict[str, float]:
+    n = len(payloads)
+    p = psutil.Process(server.proc.pid)
+    before, cpu0 = counted(server), sum(p.cpu_times()[:2])
+    load = os.getloadavg()[0]
+    dropped, elapsed = paced_send(server.sock, payloads, rate)
+    got = wait_count(server, before + n - dropped) - before
+    cpu_us = (sum(p.cpu_times()[:2]) - cpu0) / max(got, 1) * 1e6
+    return {
+        "rate": n / elapsed,
+        "sender_dropped": float(dropped),
+        "counted": got,
+        "lost": n - got,
+        "load": load,
+        "agent_cpu_us": cpu_us,
+    }
+
+
 def bench_datagrams(tmp: Path, runs: int = 3) -> dict[str, float]:
+    """Paced runs against the default agent (trust uid: SO_PASSCRED, a check per record), interleaved
+    with the same runs against `--trust off` (plain recv, nothing checked): the cost of trust."""
     server = agent(tmp, "dgram")
+    unchecked = agent(tmp, "dgram-off", "--trust", "off")
     try:
         n, rate = 200_000, 50_000.0
         payloads = [json.dumps(record(i, i % 64)).encode() for i in range(n)]
-        trials = []
-        p = psutil.Process(server.proc.pid)
+        trials, off_trials = [], []
         for _ in range(runs):
-            before, cpu0 = counted(server), sum(p.cpu_times()[:2])
-            load = os.getloadavg()[0]
-            dropped, elapsed = paced_send(server.sock, payloads, rate)
-            got = wait_count(server, before + n - dropped) - before
-            cpu_us = (sum(p.cpu_times()[:2]) - cpu0) / max(got, 1) * 1e6
-            trials.append(
-                {
-                    "rate": n / elapsed,
-                    "sender_dropped": float(dropped),
-                    "counted": got,
-                    "lost": n - got,
-                    "load": load,
-                    "agent_cpu_us": cpu_us,
-                }
-            )
+            trials.append(paced_trial(server, payloads, rate))
             print(f"  paced run: {trials[-1]}", flush=True)
+            off_trials.append(paced_trial(unchecked, payloads, rate))
+            print(f"  paced run, --trust off: {off_trials[-1]}", flush=True)
         median = sorted(trials, key=lambda t: t["lost"])[len(trials) // 2]
+        off = sorted(off_trials, key=lambda t: t["lost"])[len(off_trials) // 2]
         out = {
             "sent": float(n),
             **median,
             "runs": float(runs),
             "lost_runs": ",".join(str(int(t["lost"])) for t in trials),
+            "off_lost": off["lost"],
+            "off_lost_runs": ",".join(str(int(t["lost"])) for t in off_trials),
+            "off_agent_cpu_us": off["agent_cpu_us"],
         }
         before = counted(server)
         burst_dropped, burst_elapsed = paced_send(server.sock, payloads, 0.0)
@@ -368,6 +388,7 @@ def bench_datagrams(tmp: Path, runs: int = 3) -> dict[str, float]:
         return out  # type: ignore[return-value]
     finally:
         server.stop()
+        unchecked.stop()
 
 
 def qlen() -> str:
@@ -375,6 +396,119 @@ def qlen() -> str:
         return Path("/proc/sys/net/unix/max_dgram_qlen").read_text().strip()
     except OSError:
         return "?"
+
+
+CHURN_MARK = "### Series under churn and floods (issue 13)"
+
+
+def series(text: str) -> int:
+    return sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def churn_jobs(server: Server, jobs: int) -> int:
+    """`jobs` jobs one after another (a new one every 20 ms on GPU n % 8, 3 steps each); the peak series."""
+    peak = 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        for n in range(jobs):
+            rec = {**record(n, 0, job=f"churn-{n}"), "gpu": n % 8, "local_rank": 0}
+            for step in range(3):
+                s.sendto(json.dumps({**rec, "step": step}).encode(), str(server.sock))
+            time.sleep(0.02)
+            if n % 100 == 0:
+                peak = max(peak, series(server.metrics()))
+    return max(peak, series(server.metrics()))
+
+
+def flood(server: Server, ids: int) -> float:
+    """`ids` unique job ids, as fast as the socket takes them; seconds taken."""
+    t0 = time.perf_counter()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        for n in range(ids):
+            s.sendto(json.dumps(record(0, 0, job=f"flood-{n}")).encode(), str(server.sock))
+    return time.perf_counter() - t0
+
+
+def after_flood(server: Server) -> dict[str, float]:
+    time.sleep(2.0)
+    body = server.metrics()
+    times = scrape_times(f"{server.url}/metrics", n=100)
+    return {
+        "series": float(series(body)),
+        "bytes": float(len(body)),
+        "rss_mib": psutil.Process(server.proc.pid).memory_info().rss / 2**20,
+        "p99": pct(times, 0.99),
+        "over_limit": counted(server, "over_limit"),
+    }
+
+
+def bench_churn(tmp: Path, flood_ids: int = 60_000) -> dict[str, float]:
+    out: dict[str, float] = {}
+    server = agent(tmp, "churn", "--interval", "1.0", "--job-ttl", "5")
+    try:
+        time.sleep(2.5)
+        out["rest"] = float(series(server.metrics()))
+        out["peak"] = float(churn_jobs(server, 1000))
+        out["over_limit_churn"] = counted(server, "over_limit")
+        # the trainer mapping of the last jobs ends 60 s after their last record, then the TTL
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and series(server.metrics()) > out["rest"]:
+            time.sleep(2.0)
+        out["after"] = float(series(server.metrics()))
+        out["seconds_to_rest"] = 120 - (deadline - time.monotonic())
+    finally:
+        server.stop()
+    bounded = agent(tmp, "flood")
+    try:
+        out["flood_ids"] = float(flood_ids)
+        out["flood_seconds"] = flood(bounded, flood_ids)
+        out.update({f"bounded_{k}": v for k, v in after_flood(bounded).items()})
+    finally:
+        bounded.stop()
+    unbounded = agent(tmp, "unbounded", "--max-jobs", "10000000", "--job-ttl", "1e9")
+    try:
+        out["unbounded_ids"] = float(flood_ids // 10)
+        flood(unbounded, flood_ids // 10)
+        out.update({f"unbounded_{k}": v for k, v in after_flood(unbounded).items()})
+    finally:
+        unbounded.stop()
+    return out
+
+
+def churn_report(c: dict[str, float]) -> str:
+    mark = lambda ok: "✅" if ok else "❌"  # noqa: E731
+    lines = [
+        CHURN_MARK,
+        "",
+        f"Sim backend, 8 GPUs (`mixed`: five jobs of its own), defaults `--max-jobs 64`; 1-min load "
+        f"{os.getloadavg()[0]:.1f} at the end.",
+        "",
+        "| what | target | measured | |",
+        "|---|---|---|---|",
+        f"| series per 8-GPU node at rest | below dcgm-exporter's ~200 | {int(c['rest'])} | "
+        f"{mark(c['rest'] < 200)} |",
+        f"| peak while 1,000 jobs come and go (a new job every 20 ms, {int(c['over_limit_churn']):,} "
+        "records over the 64-job bound) | bounded | "
+        f"{int(c['peak'])} | {mark(c['peak'] < 64 * 60 + c['rest'])} |",
+        f"| after they are gone (`--job-ttl 5`; 60 s trainer-mapping timeout first) | back to rest | "
+        f"{int(c['after'])} after {c['seconds_to_rest']:.0f} s | {mark(c['after'] <= c['rest'])} |",
+        f"| flood of {int(c['flood_ids']):,} unique job ids from a trusted sender "
+        f"({c['flood_seconds']:.1f} s): "
+        f"series, /metrics size | bounded | {int(c['bounded_series'])} series, "
+        f"{c['bounded_bytes'] / 1024:.0f} KiB; {int(c['bounded_over_limit']):,} records `over_limit` | "
+        f"{mark(c['bounded_series'] < 64 * 60 + c['rest'])} |",
+        f"| agent RSS after the flood | ≤ 256 MiB (chart limit) | {c['bounded_rss_mib']:.1f} MiB | "
+        f"{mark(c['bounded_rss_mib'] <= 256)} |",
+        f"| scrape p99 after the flood, 100 scrapes | ≤ 10 ms | {c['bounded_p99']:.2f} ms | "
+        f"{mark(c['bounded_p99'] <= 10)} |",
+        f"| *alternative:* no bound (`--max-jobs 10000000 --job-ttl 1e9`), a tenth of the flood "
+        f"({int(c['unbounded_ids']):,} ids) | — | {int(c['unbounded_series']):,} series, "
+        f"{c['unbounded_bytes'] / 2**20:.1f} MiB body, RSS {c['unbounded_rss_mib']:.0f} MiB, "
+        f"scrape p99 {c['unbounded_p99']:.0f} ms | |",
+        "",
+        "A sender of another uid (sim) or one not running on the GPU (NVML) is `rejected` before any of "
+        "this: the flood above is the worst case, a process the agent trusts.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def report(scrape: dict[str, float], sampling: dict[str, float], dg: dict[str, float], short: bool) -> str:
@@ -389,23 +523,31 @@ def report(scrape: dict[str, float], sampling: dict[str, float], dg: dict[str, f
         "",
         "| what | target | measured | |",
         "|---|---|---|---|",
-        f"| scrape p99, 8 GPUs + 64 ranks ({int(scrape['samples'])} samples), 1,000 scrapes, median of 3 | ≤ 10 ms | "
-        f"{scrape['snapshot_p99']:.2f} ms (p50 {scrape['snapshot_p50']:.2f}) | {mark(scrape['snapshot_p99'] <= 10)} |",
+        f"| scrape p99, 8 GPUs + 64 ranks ({int(scrape['samples'])} samples), 1,000 scrapes, median of 3 "
+        f"| ≤ 10 ms | {scrape['snapshot_p99']:.2f} ms (p50 {scrape['snapshot_p50']:.2f}) "
+        f"| {mark(scrape['snapshot_p99'] <= 10)} |",
         f"| render with nothing cached (all 64 ranks and the snapshot changed), in-process | — | "
         f"{scrape['worst_p99']:.2f} ms p99 (p50 {scrape['worst_p50']:.2f}) | |",
-        f"| *alternative:* scrape that reads the backend inline (same code, `sampler.tick()` per scrape) | — | "
+        "| *alternative:* scrape that reads the backend inline (same code, `sampler.tick()` per scrape) "
+        "| — | "
         f"{scrape['inline_p99']:.2f} ms (p50 {scrape['inline_p50']:.2f}); "
         f"×{scrape['inline_p50'] / scrape['snapshot_p50']:.2f} at p50 | |",
-        f"| sampling 8 sim GPUs at 1 Hz, agent CPU / wall over {sampling['seconds']:.0f} s | ≤ 1% of a core | "
+        f"| sampling 8 sim GPUs at 1 Hz, agent CPU / wall over {sampling['seconds']:.0f} s "
+        "| ≤ 1% of a core | "
         f"{sampling['cpu_percent']:.2f}% | {mark(sampling['cpu_percent'] <= 1)} |",
         f"| agent RSS | ≤ 80 MiB | {sampling['rss_mib']:.1f} MiB | {mark(sampling['rss_mib'] <= 80)} |",
         f"| datagrams paced at 50k/s: {int(dg['sent']):,} sent at {dg['rate']:,.0f}/s, median of "
         f"{int(dg['runs'])} runs (lost per run: {dg['lost_runs']}) | ≥ 50,000/s, none lost | "
-        f"{int(dg['counted']):,} counted, {int(dg['lost'])} lost ({int(dg['sender_dropped'])} refused at the sender); "
+        f"{int(dg['counted']):,} counted, {int(dg['lost'])} lost "
+        f"({int(dg['sender_dropped'])} refused at the sender); "
         f"agent CPU {dg['agent_cpu_us']:.1f} µs/record; load {dg['load']:.1f} | "
         f"{mark(dg['rate'] >= 49_000 and dg['lost'] == 0)} |",
+        f"| *alternative:* the same paced runs, interleaved, against `--trust off` (plain `recv`, no "
+        f"credential check) | — | lost per run: {dg['off_lost_runs']}; agent CPU "
+        f"{dg['off_agent_cpu_us']:.1f} µs/record | |",
         f"| *ceiling:* unpaced burst of {int(dg['sent']):,} at {dg['burst_rate']:,.0f}/s | — | "
-        f"{int(dg['burst_counted']):,} counted, {int(dg['burst_dropped']):,} refused at the sender (EAGAIN) | |",
+        f"{int(dg['burst_counted']):,} counted, {int(dg['burst_dropped']):,} refused at the sender "
+        "(EAGAIN) | |",
     ]
     if "call_trainer_sink_us" in dg:
         lines.append(
@@ -436,6 +578,15 @@ def report(scrape: dict[str, float], sampling: dict[str, float], dg: dict[str, f
 
 def main() -> int:
     short = "--short" in sys.argv
+    if "--churn-only" in sys.argv:
+        with tempfile.TemporaryDirectory(prefix="gpulens-bench-agent-") as d:
+            churn = bench_churn(Path(d))
+        print(f"churn: {churn}", flush=True)
+        old = RESULTS.read_text() if RESULTS.exists() else ""
+        head = old.split(CHURN_MARK)[0].rstrip("\n")
+        RESULTS.write_text(head + "\n\n" + churn_report(churn))
+        print(churn_report(churn))
+        return 0
     with tempfile.TemporaryDirectory(prefix="gpulens-bench-agent-") as d:
         tmp = Path(d)
         scrape = bench_scrape(tmp)
@@ -444,7 +595,9 @@ def main() -> int:
         print(f"sampling: {sampling}", flush=True)
         dg = bench_datagrams(tmp)
         print(f"datagrams: {dg}", flush=True)
-    text = report(scrape, sampling, dg, short)
+        churn = bench_churn(tmp)
+        print(f"churn: {churn}", flush=True)
+    text = report(scrape, sampling, dg, short) + "\n" + churn_report(churn)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)
     print(text)

@@ -25,26 +25,32 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_cur_ingest import DATA, _row, median_of, write_section  # noqa: E402
+from bench_cur_ingest import DATA, _row, median_of, write_section
 
 SECTION = "attribute"
 INSTANCES, GPUS, HOURS = 125, 8, 744
 
 FLEET = f"""
 INSERT INTO gpu_usage_hourly
-SELECT TIMESTAMP '2026-10-01' + to_hours(h) AS hour, 'node-' || i AS node, 'i-' || lpad(CAST(i AS VARCHAR), 17, '0'),
+SELECT TIMESTAMP '2026-10-01' + to_hours(h) AS hour, 'node-' || i AS node,
+       'i-' || lpad(CAST(i AS VARCHAR), 17, '0'),
        'cluster-' || (i % 4), g, 'GPU-' || i || '-' || g, 'A100-SXM4-40GB',
-       'job-' || ((i * 8 + g) // 4 + (h // 24) * 7) % 400, 'team-' || (((i * 8 + g) // 4 + (h // 24) * 7) % 400) % 20,
+       'job-' || ((i * 8 + g) // 4 + (h // 24) * 7) % 400,
+       'team-' || (((i * 8 + g) // 4 + (h // 24) * 7) % 400) % 20,
        CASE WHEN hash(i, g, h) % 10 < 8 THEN 3600.0 ELSE (hash(i, g, h) % 3600) + 1.0 END,
        (hash(h, g, i) % 1000) / 1000.0, NULL
 FROM range({INSTANCES}) a(i), range({GPUS}) b(g), range({HOURS}) c(h);
 
-INSERT INTO cost_line_items
-SELECT '2026-10', '123456789012', TIMESTAMP '2026-10-01' + to_hours(h), TIMESTAMP '2026-10-01' + to_hours(h + 1),
+INSERT INTO cost_line_items (billing_period, payer_account_id, usage_start, usage_end, account_id,
+    line_item_type, product_code, usage_type, resource_id, instance_type, usage_amount, unblended_cost,
+    amortized_cost, currency, tags, source, ingested_at)
+SELECT '2026-10', '123456789012', TIMESTAMP '2026-10-01' + to_hours(h),
+       TIMESTAMP '2026-10-01' + to_hours(h + 1),
        '123456789012', t.lt, 'AmazonEC2', 'BoxUsage:p4d.24xlarge', 'i-' || lpad(CAST(i AS VARCHAR), 17, '0'),
        'p4d.24xlarge', 1.0,
        CASE t.lt WHEN 'SavingsPlanNegation' THEN -32.7726 ELSE 32.7726 END,
-       CASE t.lt WHEN 'SavingsPlanNegation' THEN 0 WHEN 'SavingsPlanCoveredUsage' THEN 21.3022 ELSE 32.7726 END,
+       CASE t.lt WHEN 'SavingsPlanNegation' THEN 0 WHEN 'SavingsPlanCoveredUsage' THEN 21.3022
+                 ELSE 32.7726 END,
        'USD',
        CASE WHEN i % 5 = 0 THEN MAP {{'user_team': 'team-' || (i % 20)}}
             ELSE MAP {{'user_cluster': 'cluster-' || (i % 4)}} END,
@@ -53,29 +59,37 @@ FROM range({INSTANCES}) a(i), range({HOURS}) c(h),
      (VALUES ('Usage', 0), ('SavingsPlanCoveredUsage', 1), ('SavingsPlanNegation', 1)) t(lt, covered)
 WHERE (h % 3 = 0) = (t.covered = 1);
 
-INSERT INTO cost_line_items
-SELECT '2026-10', '123456789012', TIMESTAMP '2026-10-01' + to_days(d), TIMESTAMP '2026-10-01' + to_days(d + 1),
+INSERT INTO cost_line_items (billing_period, payer_account_id, usage_start, usage_end, account_id,
+    line_item_type, product_code, usage_type, resource_id, instance_type, usage_amount, unblended_cost,
+    amortized_cost, currency, tags, source, ingested_at)
+SELECT '2026-10', '123456789012', TIMESTAMP '2026-10-01' + to_days(d),
+       TIMESTAMP '2026-10-01' + to_days(d + 1),
        '123456789012', 'Usage', p.product, p.usage, p.res || r, NULL, 1.0, p.cost, p.cost, 'USD',
        CASE WHEN p.product = 'AmazonFSx' THEN MAP {{'user_cluster': 'cluster-' || r}}
-            WHEN r % 3 = 0 THEN MAP {{'user_team': 'team-' || (r % 20)}} ELSE MAP {{}}::MAP(VARCHAR, VARCHAR) END,
+            WHEN r % 3 = 0 THEN MAP {{'user_team': 'team-' || (r % 20)}}
+            ELSE MAP {{}}::MAP(VARCHAR, VARCHAR) END,
        'cur2:bench', TIMESTAMP '2026-11-02'
 FROM range(31) a(d), range({INSTANCES}) b(r),
-     (VALUES ('AmazonFSx', 'Storage', 'fs-', 140.0), ('AmazonEC2', 'EBS:VolumeUsage.gp3', 'vol-', 6.4)) p(product, usage, res, cost)
+     (VALUES ('AmazonFSx', 'Storage', 'fs-', 140.0),
+             ('AmazonEC2', 'EBS:VolumeUsage.gp3', 'vol-', 6.4)) p(product, usage, res, cost)
 WHERE p.product = 'AmazonEC2' OR r < 4;
 
-INSERT INTO cost_line_items VALUES
-  ('2026-10', '123456789012', '2026-10-01', '2026-11-01', '123456789012', 'Tax', 'AmazonEC2', NULL, NULL, NULL, 1,
-   41234.56, 41234.56, 'USD', NULL, 'cur2:bench', '2026-11-02'),
-  ('2026-10', '123456789012', '2026-10-01', '2026-11-01', '123456789012', 'Credit', 'AmazonEC2', NULL, NULL, NULL, 1,
-   -5000, -5000, 'USD', NULL, 'cur2:bench', '2026-11-02');
+INSERT INTO cost_line_items (billing_period, payer_account_id, usage_start, usage_end, account_id,
+    line_item_type, product_code, usage_type, resource_id, instance_type, usage_amount, unblended_cost,
+    amortized_cost, currency, tags, source, ingested_at) VALUES
+  ('2026-10', '123456789012', '2026-10-01', '2026-11-01', '123456789012', 'Tax', 'AmazonEC2', NULL, NULL,
+   NULL, 1, 41234.56, 41234.56, 'USD', NULL, 'cur2:bench', '2026-11-02'),
+  ('2026-10', '123456789012', '2026-10-01', '2026-11-01', '123456789012', 'Credit', 'AmazonEC2', NULL, NULL,
+   NULL, 1, -5000, -5000, 'USD', NULL, 'cur2:bench', '2026-11-02');
 """
 
 PANDAS = r"""
 import sys, duckdb
 con = duckdb.connect(sys.argv[1], read_only=True)
 usage = con.execute("SELECT hour, instance_id, team, gpu_seconds FROM gpu_usage_hourly").df()
-lines = con.execute("SELECT usage_start AS hour, resource_id AS instance_id, CAST(amortized_cost AS DOUBLE) AS cost "
-                    "FROM cost_line_items WHERE billing_period = '2026-10' AND line_item_type <> 'Tax'").df()
+lines = con.execute("SELECT usage_start AS hour, resource_id AS instance_id, "
+                    "CAST(amortized_cost AS DOUBLE) AS cost FROM cost_line_items "
+                    "WHERE billing_period = '2026-10' AND line_item_type <> 'Tax'").df()
 lines = lines.groupby(["hour", "instance_id"], as_index=False)["cost"].sum()
 m = usage.merge(lines, on=["hour", "instance_id"])
 m["share"] = m["cost"] * m["gpu_seconds"] / (8 * 3600.0)

@@ -38,7 +38,8 @@ QUIET_BARE_S = 1.2  # issue 4: the bare DuckDB amortize-and-group query on this 
 GENERATE = """
 COPY (
   WITH base AS (
-    SELECT i, CAST(hash(i) % 1000000007 AS BIGINT) AS h, (i % 744) AS hour_no, CAST(hash(i) % 100 AS BIGINT) AS mix,
+    SELECT i, CAST(hash(i) % 1000000007 AS BIGINT) AS h, (i % 744) AS hour_no,
+           CAST(hash(i) % 100 AS BIGINT) AS mix,
            CAST(hash(i * 7) % 100000 AS BIGINT) AS res
     FROM range({rows}) t(i)
   ), typed AS (
@@ -52,24 +53,31 @@ COPY (
   SELECT
     'li-' || i AS identity_line_item_id,
     strftime(TIMESTAMP '2026-10-01' + to_hours(hour_no), '%Y-%m-%dT%H:00:00Z') || '/' ||
-      strftime(TIMESTAMP '2026-10-01' + to_hours(hour_no + 1), '%Y-%m-%dT%H:00:00Z') AS identity_time_interval,
+      strftime(TIMESTAMP '2026-10-01' + to_hours(hour_no + 1), '%Y-%m-%dT%H:00:00Z')
+      AS identity_time_interval,
     'INV-2026-10' AS bill_invoice_id, 'AWS' AS bill_billing_entity, 'Anniversary' AS bill_bill_type,
     '123456789012' AS bill_payer_account_id,
-    TIMESTAMP '2026-10-01' AS bill_billing_period_start_date, TIMESTAMP '2026-11-01' AS bill_billing_period_end_date,
+    TIMESTAMP '2026-10-01' AS bill_billing_period_start_date,
+    TIMESTAMP '2026-11-01' AS bill_billing_period_end_date,
     lpad(CAST(100000000000 + h % 40 AS VARCHAR), 12, '0') AS line_item_usage_account_id,
     lt AS line_item_line_item_type,
     TIMESTAMP '2026-10-01' + to_hours(hour_no) AS line_item_usage_start_date,
     TIMESTAMP '2026-10-01' + to_hours(hour_no + 1) AS line_item_usage_end_date,
-    ['AmazonEC2', 'AmazonEC2', 'AmazonS3', 'AmazonFSx', 'AmazonEKS', 'AmazonCloudWatch', 'AWSDataTransfer'][product_no + 1]
+    ['AmazonEC2', 'AmazonEC2', 'AmazonS3', 'AmazonFSx', 'AmazonEKS', 'AmazonCloudWatch',
+     'AWSDataTransfer'][product_no + 1]
       AS line_item_product_code,
     ['BoxUsage:p4d.24xlarge', 'BoxUsage:g5.xlarge', 'TimedStorage-ByteHrs', 'Storage', 'AmazonEKS-Hours',
      'MetricMonitorUsage', 'DataTransfer-Out-Bytes'][product_no + 1] AS line_item_usage_type,
-    'RunInstances' AS line_item_operation, 'us-east-1' || ['a', 'b', 'c', 'd'][(h % 4) + 1] AS line_item_availability_zone,
+    'RunInstances' AS line_item_operation,
+    'us-east-1' || ['a', 'b', 'c', 'd'][(h % 4) + 1] AS line_item_availability_zone,
     CASE WHEN lt IN ('Tax', 'Credit') THEN NULL
-         WHEN lt IN ('RIFee', 'Fee') THEN 'arn:aws:ec2:us-east-1:123456789012:reserved-instances/ri-' || (res % 50)
-         WHEN lt = 'SavingsPlanRecurringFee' THEN 'arn:aws:savingsplans::123456789012:savingsplan/sp-' || (res % 5)
+         WHEN lt IN ('RIFee', 'Fee')
+           THEN 'arn:aws:ec2:us-east-1:123456789012:reserved-instances/ri-' || (res % 50)
+         WHEN lt = 'SavingsPlanRecurringFee'
+           THEN 'arn:aws:savingsplans::123456789012:savingsplan/sp-' || (res % 5)
          ELSE 'i-' || lpad(format('{{:x}}', res), 17, '0') END AS line_item_resource_id,
-    CASE WHEN product_no = 0 THEN 'p4d.24xlarge' WHEN product_no = 1 THEN 'g5.xlarge' END AS product_instance_type,
+    CASE WHEN product_no = 0 THEN 'p4d.24xlarge' WHEN product_no = 1 THEN 'g5.xlarge' END
+      AS product_instance_type,
     1.0 AS line_item_usage_amount, 'USD' AS line_item_currency_code,
     cost AS line_item_unblended_rate,
     CASE WHEN lt = 'SavingsPlanNegation' THEN -cost WHEN lt = 'Credit' THEN -cost / 10
@@ -80,7 +88,8 @@ COPY (
     CASE WHEN lt = 'SavingsPlanCoveredUsage' THEN cost * 0.72 END AS savings_plan_savings_plan_effective_cost,
     CASE WHEN lt = 'SavingsPlanRecurringFee' THEN cost END AS savings_plan_total_commitment_to_date,
     CASE WHEN lt = 'SavingsPlanRecurringFee' THEN cost * 0.9 END AS savings_plan_used_commitment,
-    CASE WHEN lt LIKE 'SavingsPlan%' THEN 'arn:aws:savingsplans::123456789012:savingsplan/sp-' || (res % 5) END
+    CASE WHEN lt LIKE 'SavingsPlan%'
+      THEN 'arn:aws:savingsplans::123456789012:savingsplan/sp-' || (res % 5) END
       AS savings_plan_savings_plan_a_r_n,
     CASE WHEN lt = 'DiscountedUsage' THEN cost * 0.6 END AS reservation_effective_cost,
     CASE WHEN lt = 'RIFee' THEN cost * 0.1 END AS reservation_unused_amortized_upfront_fee_for_billing_period,
@@ -89,7 +98,8 @@ COPY (
          THEN 'arn:aws:ec2:us-east-1:123456789012:reserved-instances/ri-' || (res % 50) END
       AS reservation_reservation_a_r_n,
     CASE WHEN res % 3 = 0 OR lt IN ('Tax', 'Credit') THEN MAP {{}}::MAP(VARCHAR, VARCHAR)
-         WHEN res % 3 = 1 THEN MAP {{'user_team': 'team-' || (res % 60), 'user_cluster': 'cluster-' || (res % 12),
+         WHEN res % 3 = 1 THEN MAP {{'user_team': 'team-' || (res % 60),
+                                    'user_cluster': 'cluster-' || (res % 12),
                                     'user_project': 'project-' || (res % 2000)}}
          ELSE MAP {{'user_cluster': 'cluster-' || (res % 12), 'aws_createdBy': 'IAMUser:' || (res % 300)}} END
       AS resource_tags
@@ -104,14 +114,18 @@ lt = df["line_item_line_item_type"]
 cost = df["line_item_unblended_cost"]
 fill = lambda c: df[c].fillna(0.0)
 amortized = np.select(
-    [lt == "SavingsPlanCoveredUsage", lt == "SavingsPlanRecurringFee", lt.isin(["SavingsPlanNegation", "SavingsPlanUpfrontFee"]),
+    [lt == "SavingsPlanCoveredUsage", lt == "SavingsPlanRecurringFee",
+     lt.isin(["SavingsPlanNegation", "SavingsPlanUpfrontFee"]),
      lt == "DiscountedUsage", lt == "RIFee", (lt == "Fee") & df["reservation_reservation_a_r_n"].notna()],
     [fill("savings_plan_savings_plan_effective_cost"),
      fill("savings_plan_total_commitment_to_date") - fill("savings_plan_used_commitment"), 0.0,
      fill("reservation_effective_cost"),
-     fill("reservation_unused_amortized_upfront_fee_for_billing_period") + fill("reservation_unused_recurring_fee"), 0.0],
+     fill("reservation_unused_amortized_upfront_fee_for_billing_period")
+     + fill("reservation_unused_recurring_fee"), 0.0],
     cost)
-team = df["resource_tags"].map(lambda kv: next((v.strip().lower() for k, v in (kv or []) if k.lower() in ("team", "user_team", "user:team")), None))
+keys = ("team", "user_team", "user:team")
+team = df["resource_tags"].map(
+    lambda kv: next((v.strip().lower() for k, v in (kv or []) if k.lower() in keys), None))
 out = pd.Series(amortized).groupby(team.values, dropna=False).sum()
 print(len(out), float(out.sum()))
 """
@@ -126,7 +140,8 @@ print(con.execute('''
       WHEN 'SavingsPlanRecurringFee' THEN savings_plan_total_commitment_to_date - savings_plan_used_commitment
       WHEN 'SavingsPlanNegation' THEN 0 WHEN 'SavingsPlanUpfrontFee' THEN 0
       WHEN 'DiscountedUsage' THEN reservation_effective_cost
-      WHEN 'RIFee' THEN reservation_unused_amortized_upfront_fee_for_billing_period + reservation_unused_recurring_fee
+      WHEN 'RIFee'
+        THEN reservation_unused_amortized_upfront_fee_for_billing_period + reservation_unused_recurring_fee
       WHEN 'Fee' THEN CASE WHEN reservation_reservation_a_r_n IS NULL THEN line_item_unblended_cost ELSE 0 END
       ELSE line_item_unblended_cost END) AS c
     FROM read_parquet(?) GROUP BY team)''', [sys.argv[1]]).fetchone())
@@ -166,7 +181,8 @@ def month(rows: int) -> Path:
         con.execute(GENERATE.format(rows=rows, path=tmp))
         tmp.rename(path)
         print(
-            f"generated {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.0f} s",
+            f"generated {path} ({path.stat().st_size / 2**20:.0f} MiB) "
+            f"in {time.perf_counter() - started:.0f} s",
             file=sys.stderr,
         )
     return path
@@ -227,7 +243,8 @@ def main() -> int:
         "Machine: 2 vCPU x86_64, no GPU, shared with other jobs "
         f"(load average {load[0]:.1f} before, {load_after[0]:.1f} after). Each tool in its own process; "
         f"time is the median of {opts.runs} runs ({opts.pandas_runs} for pandas), peak RSS the worst run's; "
-        "CPU is user + system seconds, which the other jobs on the machine do not inflate as much as wall time.",
+        "CPU is user + system seconds, which the other jobs on the machine do not inflate as much as wall "
+        "time.",
         "",
         "| tool | time (s) | CPU (s) | peak RSS (GiB) | vs ours (time) | target |",
         "|---|---:|---:|---:|---:|---|",
@@ -251,8 +268,9 @@ def main() -> int:
     ]
     if opts.rows == 10_000_000:  # the issue's figure is for this size only
         lines += [
-            f"For scale: issue 4 measured the bare DuckDB query at ~{QUIET_BARE_S} s on this machine when quiet; "
-            f"here it took {bare[0]:.1f} s ({bare[0] / QUIET_BARE_S:.1f}x slower), so the load alone would put the "
+            f"For scale: issue 4 measured the bare DuckDB query at ~{QUIET_BARE_S} s on this machine when "
+            f"quiet; here it took {bare[0]:.1f} s ({bare[0] / QUIET_BARE_S:.1f}x slower), so the load alone "
+            "would put the "
             f"ingest at ~{ours[0] * QUIET_BARE_S / bare[0]:.0f} s on the quiet machine (an estimate, not a "
             "measurement).",
             "",
@@ -263,21 +281,22 @@ def main() -> int:
     return 0
 
 
-# Measured on the way to the current design (2026-11-27, the 2M-row month, one process per variant). The shared
-# machine's load made single runs vary by +-20 % in CPU seconds, so only large effects are claimed.
-FINDINGS = """Where the time goes (2M-row month, CPU seconds, single runs varying +-20 % with the machine's load):
-a SELECT of the ingest's full projection (read, cast, amortize; no write) ~0.6-1.0; the same INSERT into an
-in-memory database ~1.9-2.3; into the warehouse file ~4.8-6.2. So ~60 % of the ingest is DuckDB's storage layer
-compressing and writing the rows (`perf`: dict_fsst string compression ~20 % of samples, string append and rescan
-~11 %, page faults ~6 %). Written alone: the 8 text columns ~1.6-2.2, the `tags` map ~1.0-1.5, the two
-DECIMAL(38,10) columns ~0.3. No gain beyond the noise from: `preserve_insertion_order` on or off, `threads = 1`,
-disabling or forcing dict_fsst, zstd or dictionary compression (without dict_fsst the file is 6x larger), an
-older storage version (slower), `enable_optimistic_write = false` (slower), a larger write buffer, CREATE TABLE
-AS instead of INSERT, not casting the map, a literal billing period, no NULLIF on Parquet strings. Money as
-DOUBLE and no tags map together saved ~25 % CPU, but SPEC §5 and docs/deploy.md's Athena layout (tests/helm)
-fix DECIMAL(38,10) and MAP, and `--tag-key` needs the whole map, so that is a contract change, not made here. The
-ingest's CPU is within ~20 % of the raw write floor above (the rest is casting and amortizing, ~0.6 s per 2M
-rows), so its wall time follows the machine's load: 25.7 s at load ~4, 20.0 s at load ~2.7, same code."""
+# Measured on the way to the current design (2026-11-27, the 2M-row month, one process per variant). The
+# shared machine's load made single runs vary by +-20 % in CPU seconds, so only large effects are claimed.
+FINDINGS = """Where the time goes (2M-row month, CPU seconds, single runs varying +-20 % with the machine's
+load): a SELECT of the ingest's full projection (read, cast, amortize; no write) ~0.6-1.0; the same INSERT
+into an in-memory database ~1.9-2.3; into the warehouse file ~4.8-6.2. So ~60 % of the ingest is DuckDB's
+storage layer compressing and writing the rows (`perf`: dict_fsst string compression ~20 % of samples, string
+append and rescan ~11 %, page faults ~6 %). Written alone: the 8 text columns ~1.6-2.2, the `tags` map
+~1.0-1.5, the two DECIMAL(38,10) columns ~0.3. No gain beyond the noise from: `preserve_insertion_order` on or
+off, `threads = 1`, disabling or forcing dict_fsst, zstd or dictionary compression (without dict_fsst the file
+is 6x larger), an older storage version (slower), `enable_optimistic_write = false` (slower), a larger write
+buffer, CREATE TABLE AS instead of INSERT, not casting the map, a literal billing period, no NULLIF on Parquet
+strings. Money as DOUBLE and no tags map together saved ~25 % CPU, but docs/design.md §5 and docs/deploy.md's
+Athena layout (tests/helm) fix DECIMAL(38,10) and MAP, and `--tag-key` needs the whole map, so that is a
+contract change, not made here. The ingest's CPU is within ~20 % of the raw write floor above (the rest is
+casting and amortizing, ~0.6 s per 2M rows), so its wall time follows the machine's load: 25.7 s at load ~4,
+20.0 s at load ~2.7, same code."""
 
 
 def _row(tool: str, m: tuple[float, float, float], ours: tuple[float, float, float], target: str = "") -> str:

@@ -83,7 +83,8 @@ def main() -> None:
         f"median of {RUNS} runs.\n\n"
         "Before the bulk load the whole command took 18.4 s here.\n\n| what | seconds |\n|---|---|\n"
         f"| `ingest_runs` (parse, detector, bulk insert) | {a:.2f} |\n"
-        f"| the same rows inserted one at a time (`executemany`, the code before), insert only, 1 run | {b:.2f} |\n"
+        "| the same rows inserted one at a time (`executemany`, the code before), insert only, 1 run "
+        f"| {b:.2f} |\n"
         f"| ratio | {b / a:.1f}x |\n"
     )
     out = Path(__file__).parent / "results" / "ingest_runs.md"

@@ -44,22 +44,26 @@ def populate(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
         {"n": INSTANCES, "teams": TEAMS},
     )
     con.execute("""
-        INSERT INTO cost_line_items
-        SELECT '2026-11', '111122223333', h.hour, h.hour + INTERVAL 1 HOUR, '111122223333', 'Usage', 'AmazonEC2',
-               'BoxUsage:p4d.24xlarge', i.rid, 'p4d.24xlarge', 1, 32.7726, 32.7726, 'USD', i.tags, 'cur2 bench',
-               now()::TIMESTAMP
+        INSERT INTO cost_line_items (billing_period, payer_account_id, usage_start, usage_end, account_id,
+            line_item_type, product_code, usage_type, resource_id, instance_type, usage_amount,
+            unblended_cost, amortized_cost, currency, tags, source, ingested_at)
+        SELECT '2026-11', '111122223333', h.hour, h.hour + INTERVAL 1 HOUR, '111122223333', 'Usage',
+               'AmazonEC2', 'BoxUsage:p4d.24xlarge', i.rid, 'p4d.24xlarge', 1, 32.7726, 32.7726, 'USD',
+               i.tags, 'cur2 bench', now()::TIMESTAMP
           FROM hours h, inst i
         UNION ALL
         SELECT '2026-11', '111122223333', h.hour, h.hour + INTERVAL 1 HOUR, '111122223333', 'Usage', kind.p,
                kind.u, kind.r, NULL, 1, kind.c, kind.c, 'USD', kind.t, 'cur2 bench', now()::TIMESTAMP
-          FROM hours h, (VALUES ('AmazonFSx', 'Storage', 'fs-train', 4.25, MAP {'user_cluster': 'train'}),
-                                ('AmazonEC2', 'EBS:VolumeUsage', 'vol-lost', 0.35, MAP {})) kind(p, u, r, c, t)
+          FROM hours h,
+               (VALUES ('AmazonFSx', 'Storage', 'fs-train', 4.25, MAP {'user_cluster': 'train'}),
+                       ('AmazonEC2', 'EBS:VolumeUsage', 'vol-lost', 0.35, MAP {})) kind(p, u, r, c, t)
     """)
     con.execute(
         """
         INSERT INTO gpu_usage_hourly
         SELECT h.hour, printf('node-%05d', i.i), i.rid, 'train', g.g, printf('GPU-%05d-%d', i.i, g.g),
-               'A100-SXM4-40GB', printf('job-%05d-%d', i.i, (g.g // 4)), printf('team-%02d', (i.i + g.g) % $teams),
+               'A100-SXM4-40GB', printf('job-%05d-%d', i.i, (g.g // 4)),
+               printf('team-%02d', (i.i + g.g) % $teams),
                3600, 0.05 + 0.9 * ((hash(i.i, g.g) % 100) / 100.0), NULL
           FROM hours h, inst i, range(8) g(g)
          WHERE hash(h.hour, i.i, g.g) % 4 <> 0
@@ -80,7 +84,8 @@ def populate(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
         {"runs": RUNS},
     )
     con.execute(
-        "INSERT INTO deliveries VALUES ('2026-11', '111122223333', 'cur2', ['bench.parquet'], "
+        "INSERT INTO deliveries (billing_period, payer_account_id, source_format, files, line_items, "
+        "ingested_at) VALUES ('2026-11', '111122223333', 'cur2', ['bench.parquet'], "
         "(SELECT count(*) FROM cost_line_items), now()::TIMESTAMP)"
     )
     lines = con.execute("SELECT count(*) FROM cost_line_items").fetchone()[0]  # type: ignore[index]

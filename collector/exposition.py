@@ -4,20 +4,26 @@
 the sampler's published `Snapshot` and a copy of the trainer aggregates, and never calls the
 backend. The HTTP server negotiates OpenMetrics from the Accept header, renders with
 `render.render` (same formats as prometheus_client, faster), and answers:
-  GET  /metrics                       the families of SPEC §3
+  GET  /metrics                       the families of docs/design.md §3
   GET  /healthz                       200 "ok" while the sampler is fresh, 503 if it stalled
-  POST /profiling/pause?seconds=N     stop reading profiling fields for N s (default 600)
+  POST /profiling/pause?seconds=N     stop reading profiling fields for N s (default 600, at most a day)
   POST /profiling/resume              read them again
+The POST endpoints change state: with an admin token they need `Authorization: Bearer <token>`,
+without one they answer loopback clients only (403 to anyone else), so a scrape port on 0.0.0.0
+cannot be used to switch profiling off.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
+import math
 import threading
 import urllib.parse
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -26,10 +32,12 @@ from prometheus_client.samples import Sample
 from gpulens import __version__
 from gpulens import metrics as M
 from gpulens.collector.backends.base import GpuReading
+from gpulens.collector.histogram import Histogram
 from gpulens.collector.render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
-from gpulens.collector.sampler import COUNTED, INTEGRATED, SAMPLE_BUCKETS, Sampler, Snapshot
-from gpulens.collector.trainstats import STEP_BUCKETS, RankStats, TrainKey, TrainStats
+from gpulens.collector.sampler import COUNTED, HELD, INTEGRATED, XID, Sampler, Snapshot
+from gpulens.collector.trainstats import RankStats, TrainKey, TrainStats
 from gpulens.collector.xid import classify
+from gpulens.httpserver import GpulensHTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +57,12 @@ GAUGES = (
 INTEGRAL_SPECS = dict(
     zip(
         INTEGRATED,
-        (M.GPU_SM_ACTIVE_SECONDS, M.GPU_TENSOR_ACTIVE_SECONDS, M.GPU_DRAM_ACTIVE_SECONDS),
+        (
+            M.GPU_UTILIZATION_SECONDS,
+            M.GPU_SM_ACTIVE_SECONDS,
+            M.GPU_TENSOR_ACTIVE_SECONDS,
+            M.GPU_DRAM_ACTIVE_SECONDS,
+        ),
         strict=True,
     )
 )
@@ -60,7 +73,10 @@ TRAIN_SPECS = (
     M.TRAIN_MFU,
     M.TRAIN_LAST_STEP,
     M.TRAIN_STEP_SECONDS,
+    M.TRAIN_ATTEMPT,
+    M.TRAIN_PHASE_SECONDS,
 )
+MAX_PAUSE_SECONDS = 86_400.0
 COUNTER_SPECS = {
     "energy_joules": (M.GPU_ENERGY, {}),
     "ecc_corrected": (M.GPU_ECC_ERRORS, {"type": "corrected"}),
@@ -78,6 +94,7 @@ class AgentIdentity:
     instance_id: str = ""
     instance_type: str = ""
     cluster: str = ""
+    trust: str = "off"  # how trainer datagrams are tied to GPUs: pid, uid or off (collector/trust.py)
 
 
 def family(spec: M.MetricSpec) -> Metric:
@@ -118,7 +135,7 @@ class AgentCollector(Collector):
         with self._lock:
             cached_snap, fams = self._gpu_cache
             if snap is not cached_snap:
-                base = {r.identity.index: self._gpu_labels(r) for r in snap.readings}
+                base = {r.identity.uuid: self._gpu_labels(r) for r in snap.readings}
                 fams = [
                     *self._agent_families(snap),
                     *self._gauge_families(snap, base),
@@ -131,7 +148,10 @@ class AgentCollector(Collector):
 
     def _gpu_labels(self, r: GpuReading) -> dict[str, str]:
         d = r.identity
-        return {"node": self.identity.node, "gpu": str(d.index), "uuid": d.uuid, "model": d.model}
+        labels = {"node": self.identity.node, "gpu": str(d.index), "uuid": d.uuid, "model": d.model}
+        if d.mig:
+            labels["mig"] = d.mig
+        return labels
 
     def _agent_families(self, snap: Snapshot) -> Iterator[Metric]:
         ident = self.identity
@@ -144,6 +164,7 @@ class AgentCollector(Collector):
                 "node": ident.node,
                 "capabilities": ",".join(ident.capabilities),
                 "profiling": "paused" if snap.profiling_paused else "on",
+                "trust": ident.trust,
             },
             1.0,
         )
@@ -159,22 +180,14 @@ class AgentCollector(Collector):
             1.0,
         )
         hist = family(M.AGENT_SAMPLE_SECONDS)
-        _histogram(
-            hist,
-            M.AGENT_SAMPLE_SECONDS.name,
-            {"node": ident.node},
-            SAMPLE_BUCKETS,
-            snap.sample_buckets,
-            snap.sample_sum,
-            snap.sample_count,
-        )
+        _histogram(hist, M.AGENT_SAMPLE_SECONDS.name, {"node": ident.node}, snap.samples)
         yield from (info, node, hist)
 
-    def _gauge_families(self, snap: Snapshot, base: dict[int, dict[str, str]]) -> Iterator[Metric]:
+    def _gauge_families(self, snap: Snapshot, base: dict[str, dict[str, str]]) -> Iterator[Metric]:
         up = family(M.GPU_UP)
         fams = [(spec, attr, family(spec)) for spec, attr in GAUGES]
         for r in snap.readings:
-            labels = {**base[r.identity.index], **_job_labels(r.job_id, r.team)}
+            labels = {**base[r.identity.uuid], **_job_labels(r.job_id, r.team)}
             up.add_sample(M.GPU_UP.name, labels, 1.0 if r.up else 0.0)
             for spec, attr, fam in fams:
                 value = getattr(r, attr)
@@ -183,7 +196,7 @@ class AgentCollector(Collector):
         yield up
         yield from (fam for _spec, _attr, fam in fams if fam.samples)
 
-    def _counter_families(self, snap: Snapshot, base: dict[int, dict[str, str]]) -> Iterator[Metric]:
+    def _counter_families(self, snap: Snapshot, base: dict[str, dict[str, str]]) -> Iterator[Metric]:
         fams: dict[str, Metric] = {}
 
         def add(spec: M.MetricSpec, labels: dict[str, str], value: float) -> None:
@@ -192,19 +205,21 @@ class AgentCollector(Collector):
                 fam = fams[spec.name] = family(spec)
             fam.add_sample(spec.name, labels, value)
 
-        for (gpu, job_id, team, what), value in sorted(snap.counters.items(), key=_counter_order):
-            if gpu not in base:
+        order = {r.identity.uuid: n for n, r in enumerate(snap.readings)}  # devices in reading order
+        for key, value in sorted(snap.counters.items(), key=lambda kv: (order.get(kv[0].device, -1), kv[0])):
+            if key.device not in base:
                 continue
-            labels = {**base[gpu], **_job_labels(job_id, team)}
-            if what == "held":
+            labels = {**base[key.device], **_job_labels(key.job_id, key.team)}
+            what = key.what
+            if what == HELD:
                 add(M.GPU_HELD_SECONDS, labels, value)
             elif what in INTEGRAL_SPECS:
-                add(INTEGRAL_SPECS[str(what)], labels, value)
+                add(INTEGRAL_SPECS[what], labels, value)
             elif what in COUNTED:
-                spec, extra = COUNTER_SPECS[str(what)]
+                spec, extra = COUNTER_SPECS[what]
                 add(spec, {**labels, **extra}, value)
-            elif isinstance(what, tuple):
-                xid = classify(int(what[1]))
+            elif what == XID:
+                xid = classify(key.xid)
                 add(
                     M.GPU_XID_ERRORS,
                     {
@@ -222,20 +237,24 @@ class AgentCollector(Collector):
         job_id, team, rank, gpu = key
         labels = {"node": self.identity.node, "job_id": job_id, "team": team, "rank": rank, "gpu": gpu}
         out: dict[str, list[Sample]] = {spec.name: [] for spec in TRAIN_SPECS}
+        stepped = s.steps > 0  # a rank seen only through run/phase records has no step series
         for spec, value in (
-            (M.TRAIN_STEPS, s.steps),
-            (M.TRAIN_TOKENS, s.tokens),
+            (M.TRAIN_STEPS, s.steps if stepped else None),
+            (M.TRAIN_TOKENS, s.tokens if stepped else None),
             (M.TRAIN_LOSS, s.loss),
             (M.TRAIN_MFU, s.mfu),
             (M.TRAIN_LAST_STEP, s.last_ts),
+            (M.TRAIN_ATTEMPT, s.attempt),
         ):
             if value is not None:
                 out[spec.name].append(Sample(spec.name, labels, value))
-        hist = family(M.TRAIN_STEP_SECONDS)
-        _histogram(
-            hist, M.TRAIN_STEP_SECONDS.name, labels, STEP_BUCKETS, s.cumulative(), s.step_sum, s.step_count
-        )
-        out[M.TRAIN_STEP_SECONDS.name] = hist.samples
+        if stepped:
+            hist = family(M.TRAIN_STEP_SECONDS)
+            _histogram(hist, M.TRAIN_STEP_SECONDS.name, labels, s.step)
+            out[M.TRAIN_STEP_SECONDS.name] = hist.samples
+        phases = out[M.TRAIN_PHASE_SECONDS.name]
+        for phase, seconds in sorted(s.phases.items()):
+            phases.append(Sample(M.TRAIN_PHASE_SECONDS.name, {**labels, "phase": phase}, seconds))
         return out
 
     def _train_families(self) -> Iterator[Metric]:
@@ -270,25 +289,12 @@ class AgentCollector(Collector):
         yield dgrams
 
 
-def _counter_order(item: tuple[tuple[int, str, str, object], float]) -> tuple[int, str, str, str]:
-    (gpu, job_id, team, what), _value = item
-    return gpu, job_id, team, str(what)
-
-
-def _histogram(
-    fam: Metric,
-    name: str,
-    labels: dict[str, str],
-    bounds: tuple[float, ...],
-    cumulative: tuple[int, ...] | list[int],
-    total: float,
-    count: int,
-) -> None:
-    for bound, n in zip((*bounds, float("inf")), cumulative, strict=True):
-        le = "+Inf" if bound == float("inf") else repr(bound)
+def _histogram(fam: Metric, name: str, labels: dict[str, str], hist: Histogram) -> None:
+    for bound, n in zip((*hist.bounds, math.inf), hist.cumulative(), strict=True):
+        le = "+Inf" if bound == math.inf else repr(bound)
         fam.add_sample(f"{name}_bucket", {**labels, "le": le}, float(n))
-    fam.add_sample(f"{name}_count", labels, float(count))
-    fam.add_sample(f"{name}_sum", labels, total)
+    fam.add_sample(f"{name}_count", labels, float(hist.count))
+    fam.add_sample(f"{name}_sum", labels, hist.total)
 
 
 def build_registry(collector: AgentCollector) -> CollectorRegistry:
@@ -297,7 +303,8 @@ def build_registry(collector: AgentCollector) -> CollectorRegistry:
     return registry
 
 
-class AgentHTTPServer(ThreadingHTTPServer):
+class AgentHTTPServer(GpulensHTTPServer):
+    # Backlog, connection timeout, connection cap, quiet hang-ups: gpulens/httpserver.py.
     daemon_threads = True
     allow_reuse_address = True
 
@@ -330,7 +337,22 @@ class MetricsPage:
 
 def agent_generation(sampler: Sampler, train: TrainStats) -> Callable[[], Hashable]:
     """What a /metrics body depends on: the snapshot (tick time and count) and the datagrams seen."""
-    return lambda: (sampler.snapshot.t, sampler.snapshot.sample_count, train.generation)
+    return lambda: (sampler.snapshot.t, sampler.snapshot.samples.count, train.generation)
+
+
+def pause_seconds(query: dict[str, list[str]]) -> float:
+    """The `seconds` of a pause request: finite, above 0 and at most a day; ValueError otherwise."""
+    seconds = float(query.get("seconds", ["600"])[0])
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_PAUSE_SECONDS):
+        raise ValueError(seconds)
+    return seconds
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.removeprefix("::ffff:")).is_loopback
+    except ValueError:
+        return False
 
 
 def make_server(
@@ -340,14 +362,19 @@ def make_server(
     sampler: Sampler,
     stale_after: float,
     generation: Callable[[], Hashable] | None = None,
+    admin_token: str | None = None,
 ) -> AgentHTTPServer:
-    """The HTTP server (not started); `stale_after` seconds without a tick makes /healthz 503."""
+    """The HTTP server (not started); `stale_after` seconds without a tick makes /healthz 503.
+
+    `admin_token`: the bearer token the POST endpoints need; None lets loopback clients only.
+    """
     page = MetricsPage(registry, generation)
+    expected = f"Bearer {admin_token}".encode() if admin_token else None
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: object) -> None:
             log.debug("%s " + format, self.address_string(), *args)
 
         def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
@@ -358,7 +385,7 @@ def make_server(
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             path = urllib.parse.urlsplit(self.path).path
             if path == "/metrics":
                 om = wants_openmetrics(self.headers.get("Accept", ""))
@@ -371,24 +398,33 @@ def make_server(
             else:
                 self._send(404, b"not found: try /metrics or /healthz\n")
 
-        do_HEAD = do_GET  # noqa: N815
+        do_HEAD = do_GET
 
-        def do_POST(self) -> None:  # noqa: N802
+        def _allowed(self) -> bool:
+            if expected is None:
+                return _loopback(str(self.client_address[0]))
+            given = self.headers.get("Authorization", "").encode()
+            return hmac.compare_digest(given, expected)
+
+        def do_POST(self) -> None:
             url = urllib.parse.urlsplit(self.path)
             query = urllib.parse.parse_qs(url.query)
-            if url.path == "/profiling/pause":
+            if url.path not in ("/profiling/pause", "/profiling/resume"):
+                self._send(404, b"not found\n")
+            elif not self._allowed():
+                log.warning("refused %s from %s: no valid admin token", url.path, self.address_string())
+                self._send(403, b"forbidden: needs the agent's admin token (or a loopback client)\n")
+            elif url.path == "/profiling/pause":
                 try:
-                    seconds = float(query.get("seconds", ["600"])[0])
+                    seconds = pause_seconds(query)
                 except ValueError:
-                    self._send(400, b"seconds must be a number\n")
+                    self._send(400, b"seconds must be a number above 0 and at most 86400\n")
                     return
                 sampler.pause_profiling(seconds)
                 self._send(200, f"profiling paused for {seconds:g}s\n".encode())
-            elif url.path == "/profiling/resume":
+            else:
                 sampler.resume_profiling()
                 self._send(200, b"profiling resumed\n")
-            else:
-                self._send(404, b"not found\n")
 
     return AgentHTTPServer((host, port), Handler)
 

@@ -4,7 +4,10 @@ frozen `Snapshot` that scrapes read (a scrape never calls the backend).
 Per tick: XIDs are drained and counted (classified by NVIDIA's catalog); every device is read inside
 its own guard (`DeviceLost` -> `gpulens_gpu_up 0`, other devices keep reporting); mappers add
 job_id/team; ratio integrals, held seconds and hardware-counter deltas accumulate per
-(gpu, job_id, team) so that every counter series covers exactly the time its labels were true.
+`CounterKey` (device, job_id, team, what) so that every counter series covers exactly the time its
+labels were true. A device is keyed by its UUID: a MIG instance is a device of its own, and its time
+counts as its `share` of the whole GPU. A job's counters are dropped `job_ttl` seconds after the job
+last held a device (docs/agent.md, series lifecycle).
 """
 
 from __future__ import annotations
@@ -14,26 +17,36 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from gpulens.collector.backends.base import DeviceLost, GpuBackend, GpuIdentity, GpuReading, XidEvent
+from gpulens.collector.histogram import Histogram
 from gpulens.collector.integrator import Integrator
 from gpulens.collector.xid import loses_device
 
 log = logging.getLogger(__name__)
 
 SAMPLE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-INTEGRATED = ("sm_active", "tensor_active", "dram_active")  # ratios exported as _seconds_total
+# Ratios exported as _seconds_total (GpuReading attribute `<name>_ratio`).
+INTEGRATED = ("utilization", "sm_active", "tensor_active", "dram_active")
 COUNTED = ("energy_joules", "ecc_corrected", "ecc_uncorrected")  # hardware counters, as deltas
+HELD = "held"
+XID = "xid"
+JOB_TTL = 600.0  # seconds a job's series outlive its last mapping
 
 
 class Mapper(Protocol):
     def annotate(self, readings: Sequence[GpuReading]) -> list[GpuReading]: ...
 
 
-# Keys of the accumulated counters: (gpu index, job_id, team, what); `what` is a name from
-# INTEGRATED/COUNTED, "held", or ("xid", code).
-CounterKey = tuple[int, str, str, object]
+class CounterKey(NamedTuple):
+    """One accumulated counter: `what` is HELD, a name of INTEGRATED or COUNTED, or XID (with `xid`)."""
+
+    device: str  # the device's UUID (a MIG instance's own)
+    job_id: str
+    team: str
+    what: str
+    xid: int = 0
 
 
 @dataclass(frozen=True)
@@ -43,9 +56,7 @@ class Snapshot:
     t: float
     readings: tuple[GpuReading, ...]
     counters: dict[CounterKey, float]
-    sample_buckets: tuple[int, ...]  # cumulative counts per SAMPLE_BUCKETS bound, then +Inf
-    sample_sum: float
-    sample_count: int
+    samples: Histogram  # seconds per tick (a copy)
     profiling_paused: bool
 
 
@@ -59,25 +70,29 @@ class Sampler:
         interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         perf: Callable[[], float] = time.perf_counter,
+        job_ttl: float = JOB_TTL,
     ) -> None:
         self.backend = backend
         self.mappers = tuple(mappers)
         self.interval = interval
+        self.job_ttl = job_ttl
         self._clock = clock
         self._perf = perf
         self.devices: tuple[GpuIdentity, ...] = tuple(backend.devices())
+        self._by_index: dict[int, GpuIdentity] = {}
+        for d in self.devices:  # an XID names the parent GPU: count it on its first device
+            self._by_index.setdefault(d.index, d)
         self._integrals = Integrator()
-        self._hw_last: dict[tuple[int, str], float] = {}
-        self._last_job: dict[int, tuple[str | None, str | None]] = {}
+        self._hw_last: dict[tuple[str, str], float] = {}
+        self._last_job: dict[str, tuple[str | None, str | None]] = {}
+        self._job_seen: dict[tuple[str, str], float] = {}
         self._t_prev = clock()
-        self._buckets = [0] * (len(SAMPLE_BUCKETS) + 1)
-        self._sample_sum = 0.0
-        self._sample_count = 0
+        self._samples = Histogram(SAMPLE_BUCKETS)
         self._paused_until: float | None = None
-        self._logged: set[tuple[int, str]] = set()
+        self._logged: set[tuple[str, str]] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.snapshot = Snapshot(self._t_prev, (), {}, tuple(self._buckets), 0.0, 0, False)
+        self.snapshot = Snapshot(self._t_prev, (), {}, self._samples.copy(), False)
 
     # -- profiling lock ------------------------------------------------------------------------
     def pause_profiling(self, seconds: float | None) -> None:
@@ -99,41 +114,62 @@ class Sampler:
         try:
             return self.backend.read(device)
         except DeviceLost as exc:
-            self._log_once(device.index, f"lost: {exc}")
+            self._log_once(device, f"lost: {exc}")
         except Exception as exc:  # noqa: BLE001 - the per-device guard (STYLE §12): one device, not the agent
-            self._log_once(device.index, f"{type(exc).__name__}: {exc}")
-        job, team = self._last_job.get(device.index, (None, None))
+            self._log_once(device, f"{type(exc).__name__}: {exc}")
+        job, team = self._last_job.get(device.uuid, (None, None))
         return GpuReading(identity=device, up=False, job_id=job, team=team)
 
-    def _log_once(self, gpu: int, message: str) -> None:
-        if (gpu, message) not in self._logged:
-            self._logged.add((gpu, message))
-            log.warning("%s backend, GPU %d: %s", self.backend.name, gpu, message)
+    def _log_once(self, device: GpuIdentity, message: str) -> None:
+        if (device.uuid, message) not in self._logged:
+            self._logged.add((device.uuid, message))
+            where = f"GPU {device.index}" + (f" MIG {device.mig}" if device.mig else "")
+            log.warning("%s backend, %s: %s", self.backend.name, where, message)
 
     def _count_xids(self, events: Sequence[XidEvent]) -> None:
         for ev in events:
-            job, team = self._last_job.get(ev.gpu, (None, None))
-            self._integrals.add((ev.gpu, job or "", team or "", ("xid", ev.xid)), 1.0, 1.0)
+            device = self._by_index.get(ev.gpu)
+            if device is None:
+                continue
+            job, team = self._last_job.get(device.uuid, (None, None))
+            self._integrals.add(CounterKey(device.uuid, job or "", team or "", XID, ev.xid), 1.0, 1.0)
             log.warning(
                 "XID %d on GPU %d%s", ev.xid, ev.gpu, " (device lost)" if loses_device(ev.xid) else ""
             )
 
     def _accumulate(self, r: GpuReading, dt: float) -> None:
-        key = (r.identity.index, r.job_id or "", r.team or "")
-        if r.job_id or r.team:
-            self._integrals.add((*key, "held"), 1.0, dt)
+        uuid, share = r.identity.uuid, r.identity.share
+        job, team = r.job_id or "", r.team or ""
+        if r.up and (job or team):  # a lost GPU holds nothing: its job stops paying for it
+            self._integrals.add(CounterKey(uuid, job, team, HELD), share, dt)
         for name in INTEGRATED:
             value = getattr(r, f"{name}_ratio")
             if value is not None:
-                self._integrals.add((*key, name), value, dt)
+                self._integrals.add(CounterKey(uuid, job, team, name), value * share, dt)
         for name in COUNTED:
             value = getattr(r, name)
             if value is None:
                 continue
-            last = self._hw_last.get((r.identity.index, name), value)
-            self._hw_last[(r.identity.index, name)] = value
+            last = self._hw_last.get((uuid, name), value)
+            self._hw_last[(uuid, name)] = value
             # A counter that went backwards was reset (driver reload): count from the new value.
-            self._integrals.add((*key, name), value - last if value >= last else value, 1.0)
+            self._integrals.add(
+                CounterKey(uuid, job, team, name), value - last if value >= last else value, 1.0
+            )
+
+    def _expire_jobs(self, readings: Sequence[GpuReading], now: float) -> None:
+        """Drop the counters of jobs that held no device for `job_ttl` seconds."""
+        for r in readings:
+            if r.job_id or r.team:
+                self._job_seen[(r.job_id or "", r.team or "")] = now
+        gone = {job for job, seen in self._job_seen.items() if now - seen > self.job_ttl}
+        if not gone:
+            return
+        for job in gone:
+            del self._job_seen[job]
+        totals = self._integrals.totals
+        for key in [k for k in totals if (k.job_id, k.team) in gone]:  # type: ignore[attr-defined]
+            del totals[key]
 
     def tick(self) -> Snapshot:
         """Read every device once and publish the snapshot."""
@@ -146,27 +182,18 @@ class Sampler:
         now = self._clock()
         dt, self._t_prev = now - self._t_prev, now
         for r in readings:
-            self._last_job[r.identity.index] = (r.job_id, r.team)
+            self._last_job[r.identity.uuid] = (r.job_id, r.team)
             self._accumulate(r, dt)
-        self._observe(self._perf() - started)
+        self._expire_jobs(readings, now)
+        self._samples.observe(self._perf() - started)
         self.snapshot = Snapshot(
             now,
             tuple(readings),
             self._integrals.snapshot(),  # type: ignore[arg-type]
-            tuple(self._buckets),
-            self._sample_sum,
-            self._sample_count,
+            self._samples.copy(),
             paused,
         )
         return self.snapshot
-
-    def _observe(self, seconds: float) -> None:
-        for i, bound in enumerate(SAMPLE_BUCKETS):
-            if seconds <= bound:
-                self._buckets[i] += 1
-        self._buckets[-1] += 1
-        self._sample_sum += seconds
-        self._sample_count += 1
 
     # -- the thread ----------------------------------------------------------------------------
     def start(self) -> None:

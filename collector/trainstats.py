@@ -1,25 +1,32 @@
-"""Trainer records (SPEC §4) -> the gpulens_train_* families, aggregated per (job, team, rank, gpu).
+"""Trainer records (docs/design.md §4) -> the gpulens_train_* families, per (job, team, rank, gpu).
 
-Parsing is strict about what it uses and ignores unknown keys; anything else is `malformed`.
-The socket thread calls `ingest`; scrapes call `copy` (one short lock each).
+Parsing is strict about what it uses and ignores unknown keys; anything else is `malformed`. A
+record whose sender may not speak for the GPU it names (`collector/trust.py`) is `rejected`; a record
+of a new job beyond `max_jobs` job label sets is `over_limit`; neither is applied. A job's series
+disappear `job_ttl` seconds after its last record. The socket thread calls `ingest_many`; scrapes
+call `copy` (one short lock each).
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from gpulens.wire import ANOMALY_KINDS, DECODE_ERRORS, MAX_DATAGRAM, VERSION
+from gpulens.collector.histogram import Histogram
+from gpulens.wire import ANOMALY_KINDS, DECODE_ERRORS, MAX_DATAGRAM, OTHER_PHASE, PHASES, VERSION
 from gpulens.wire import loads as _loads
 
 STEP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+MAX_JOBS = 64  # job label sets (job_id, team) exported per node
+JOB_TTL = 600.0  # seconds a job's series outlive its last record
+RESULTS = ("ok", "malformed", "rejected", "over_limit")
 
 TrainKey = tuple[str, str, str, str]  # job_id, team, rank, gpu (label values)
+AnomalyKey = tuple[str, str, str, str, str]  # TrainKey + kind
 
 
 @dataclass
@@ -28,16 +35,15 @@ class RankStats:
 
     steps: float = 0.0
     tokens: float = 0.0
-    loss: float | None = None
+    loss: float | None = None  # NaN after a non-finite loss (the record carries null)
     mfu: float | None = None
     last_ts: float | None = None
-    step_sum: float = 0.0
-    step_count: int = 0
-    # Per-bucket (not cumulative) counts, index = bisect_left(STEP_BUCKETS, seconds); the last is +Inf.
-    step_hits: list[int] = field(default_factory=lambda: [0] * (len(STEP_BUCKETS) + 1))
+    step: Histogram = field(default_factory=lambda: Histogram(STEP_BUCKETS))
+    attempt: float | None = None  # the latest attempt a record of this rank carried
+    phases: dict[str, float] = field(default_factory=dict)  # phase bucket -> seconds
     version: int = 0  # bumped on every update: exposition re-renders a rank only when it changed
     mapped_at: float = -1e18  # monotonic time the trainer mapping was last refreshed from this rank
-    mapped_to: tuple[object, object] = (None, None)  # (gpu, pid) last reported
+    mapped_to: tuple[object, object] = (None, None)  # (device, pid) last reported
 
     def copy(self) -> RankStats:
         return RankStats(
@@ -46,22 +52,29 @@ class RankStats:
             self.loss,
             self.mfu,
             self.last_ts,
-            self.step_sum,
-            self.step_count,
-            list(self.step_hits),
+            self.step.copy(),
+            self.attempt,
+            dict(self.phases),
             self.version,
         )
 
-    def cumulative(self) -> list[int]:
-        """Cumulative bucket counts, as exposition wants them (le=bound ... le=+Inf)."""
-        out, total = [], 0
-        for n in self.step_hits:
-            total += n
-            out.append(total)
-        return out
+
+class Verifier(Protocol):
+    """Decides whether a datagram's sender may speak for the GPU it names (`collector/trust.py`)."""
+
+    def device(self, cred: bytes | None, gpu: object, gpu_uuid: object) -> str | None:
+        """The UUID of the device the record maps ("" for none), or None when the sender is rejected."""
+        ...
+
+    def pid(self, cred: bytes | None) -> int:
+        """The sender's pid as the agent sees it (0 when unknown)."""
+        ...
 
 
 _NUMBER = (int, float)  # exact types: bool is not a number here
+_PHASES = frozenset(PHASES)
+_NAN = float("nan")
+_ABSENT = object()
 
 
 def _label(value: object) -> str:
@@ -71,10 +84,12 @@ def _label(value: object) -> str:
 
 
 class Malformed(ValueError):
-    """A datagram that is not a v1 step or anomaly record."""
+    """A datagram that is not a v1 step, anomaly, run or phase record."""
 
 
-# ("step", key, step_seconds, tokens, loss, mfu, ts, (gpu, pid)) or ("anomaly", key, kind, ...)
+# (kind, key, where, ...) where `where` = (gpu, gpu_uuid, pid) as sent; the rest depends on the kind:
+# ("step", key, where, step_seconds, tokens, loss, mfu, ts, attempt)
+# ("anomaly", key, where, kind) ("run", key, where, attempt) ("phase", key, where, phase, seconds, attempt)
 Parsed = tuple[Any, ...]
 
 
@@ -91,8 +106,12 @@ def _key(job: str, team: object, rank: object, gpu: object) -> TrainKey:
     return key
 
 
+def _attempt(value: object) -> float | None:
+    return float(value) if type(value) is int and value > 0 else None  # type: ignore[arg-type]
+
+
 def _parse(data: bytes) -> Parsed:
-    """One datagram -> a parsed record; raises on anything that is not a v1 step or anomaly.
+    """One datagram -> a parsed record; raises on anything that is not a v1 record of a known kind.
 
     The hot path of the trainer socket (50k records/s): few calls, no intermediate objects.
     """
@@ -106,93 +125,190 @@ def _parse(data: bytes) -> Parsed:
     if type(job) is not str or not job:
         raise Malformed("job_id")
     key = _key(job, get("team"), get("rank"), gpu)
+    where = (gpu, get("gpu_uuid"), get("pid"))
     kind = get("kind")
     if kind == "step":
         seconds: Any
-        seconds, tokens, loss, mfu, ts = (
+        seconds, tokens, loss, mfu, ts, attempt = (
             get("step_seconds"),
             get("tokens"),
-            get("loss"),
+            get("loss", _ABSENT),
             get("mfu"),
             get("ts"),
+            get("attempt"),
         )
         if type(seconds) not in _NUMBER:
             seconds = None
         elif not (seconds >= 0 and math.isfinite(seconds)):
             raise Malformed("step_seconds")
+        if loss is None:  # the trainer sends a non-finite loss as null: export NaN, as its /metrics does
+            loss = _NAN
+        elif type(loss) not in _NUMBER:  # absent (the sentinel) or not a number: keep the last loss
+            loss = None
         return (
             "step",
             key,
+            where,
             seconds,
             tokens if type(tokens) in _NUMBER else None,
-            loss if type(loss) in _NUMBER else None,
+            loss,
             mfu if type(mfu) in _NUMBER else None,
             ts if type(ts) in _NUMBER else None,
-            (gpu, get("pid")),
+            attempt if type(attempt) is int and attempt > 0 else None,
         )
     if kind == "anomaly" and get("anomaly") in ANOMALY_KINDS:
-        return ("anomaly", key, get("anomaly"))
+        return ("anomaly", key, where, get("anomaly"))
+    if kind == "phase":
+        start: Any
+        end: Any
+        start, end, name = get("start"), get("end"), get("phase")
+        if type(start) not in _NUMBER or type(end) not in _NUMBER or not 0 <= end - start < math.inf:
+            raise Malformed("phase start/end")
+        return (
+            "phase",
+            key,
+            where,
+            name if name in _PHASES else OTHER_PHASE,
+            end - start,
+            _attempt(get("attempt")),
+        )
+    if kind == "run":
+        return ("run", key, where, _attempt(get("attempt")))
     raise Malformed(f"unknown kind {kind!r}")
 
 
 class TrainStats:
-    """Aggregates; `on_step(gpu, pid, job_id, team)` feeds the trainer job mapping."""
+    """Aggregates; `on_step(device, pid, job_id, team)` feeds the trainer job mapping.
+
+    `device` is the UUID the verifier resolved, or (without a verifier) the record's `gpu` index.
+    """
 
     def __init__(
         self,
-        on_step: Callable[[int, int, str, str], None] | None = None,
+        on_step: Callable[[object, int, str, str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         map_every: float = 1.0,
+        verifier: Verifier | None = None,
+        max_jobs: int = MAX_JOBS,
+        job_ttl: float = JOB_TTL,
     ) -> None:
         self._clock = clock
         self._map_every = map_every  # seconds between mapping refreshes per rank (the mapping lives 60 s)
         self._lock = threading.Lock()
         self.ranks: dict[TrainKey, RankStats] = {}
-        self.anomalies: dict[tuple[str, str, str, str, str], float] = {}
-        self.results: dict[str, float] = {"ok": 0.0, "malformed": 0.0}
+        self.anomalies: dict[AnomalyKey, float] = {}
+        self.results: dict[str, float] = dict.fromkeys(RESULTS, 0.0)
         self.generation = 0  # bumped by every batch: a scrape re-renders only after a change
         self._on_step = on_step
+        self._verifier = verifier
+        self.max_jobs = max_jobs
+        self.job_ttl = job_ttl
+        self._jobs: dict[tuple[str, str], float] = {}  # admitted (job_id, team) -> last record
+        self._swept = clock()
 
-    def ingest(self, data: bytes) -> bool:
-        """Parse and apply one datagram; False (and counted) when malformed."""
-        return self.ingest_many((data,)) == 1
+    def ingest(self, data: bytes, cred: bytes | None = None) -> bool:
+        """Parse and apply one datagram; False (and counted) when malformed, rejected or over the limit."""
+        return self.ingest_many((data,), None if cred is None else (cred,)) == 1
 
-    def ingest_many(self, datagrams: Iterable[bytes]) -> int:
+    def ingest_many(self, datagrams: Iterable[bytes], creds: Sequence[bytes] | None = None) -> int:
         """Parse a batch, then apply it under one lock (the socket thread drains the queue in batches).
 
-        Returns how many were well-formed; the others are counted as malformed.
+        `creds` are the senders' SCM_CREDENTIALS, one per datagram (None: an in-process caller).
+        Returns how many were applied; the others are counted by result.
         """
-        parsed = []
-        bad = 0
-        for data in datagrams:
+        verify = self._verifier.device if self._verifier is not None else None
+        kept: list[tuple[Parsed, object, bytes | None]] = []  # (record, device it maps, credentials)
+        bad = rejected = 0
+        for n, data in enumerate(datagrams):
             try:
-                parsed.append(_parse(data))
+                item = _parse(data)
             except (Malformed, *DECODE_ERRORS, TypeError, KeyError):
                 bad += 1
+                continue
+            cred = creds[n] if creds is not None else None
+            where = item[2]
+            if verify is None:
+                kept.append((item, where[0], cred))
+                continue
+            device = verify(cred, where[0], where[1])
+            if device is None:
+                rejected += 1
+            else:
+                kept.append((item, device or None, cred))
         mapped = []
+        applied = 0
         with self._lock:
             self.generation += 1
-            self.results["malformed"] += bad
-            self.results["ok"] += len(parsed)
+            results = self.results
+            results["malformed"] += bad
+            results["rejected"] += rejected
             now = self._clock()
-            for item in parsed:
-                if item[0] == "anomaly":
-                    akey = (*item[1], item[2])
+            if now - self._swept >= 1.0:
+                self._expire(now)
+            for entry in kept:
+                item = entry[0]
+                if not self._admit(item[1], now):
+                    results["over_limit"] += 1
+                    continue
+                applied += 1
+                kind = item[0]
+                if kind == "step":
+                    if self._step(item, entry[1], now):
+                        mapped.append(entry)
+                elif kind == "anomaly":
+                    akey = (*item[1], item[3])
                     self.anomalies[akey] = self.anomalies.get(akey, 0.0) + 1
-                elif self._step(item, now):
-                    mapped.append(item)
+                else:
+                    self._other(item)
+            results["ok"] += applied
         if self._on_step is not None:
-            for _kind, key, _seconds, _tokens, _loss, _mfu, _ts, (gpu, pid) in mapped:
-                if type(gpu) is int and type(pid) is int:
-                    self._on_step(gpu, pid, key[0], key[1])
-        return len(parsed)
+            self._map(mapped)
+        return applied
 
-    def _step(self, item: Parsed, now: float) -> bool:
-        """Apply one step record (lock held); True when the trainer mapping should be refreshed."""
-        _kind, key, seconds, tokens, loss, mfu, ts, where = item
+    def _map(self, mapped: list[tuple[Parsed, object, bytes | None]]) -> None:
+        """Refresh the trainer mapping (at most once a second per rank): the sender's pid where known."""
+        on_step, verifier = self._on_step, self._verifier
+        if on_step is None:
+            return
+        for item, device, cred in mapped:
+            pid = item[2][2]
+            if verifier is not None and cred is not None:
+                pid = verifier.pid(cred) or pid
+            if (type(device) is int or type(device) is str) and type(pid) is int:
+                key = item[1]
+                on_step(device, pid, key[0], key[1])
+
+    def _admit(self, key: TrainKey, now: float) -> bool:
+        """True when the record's job label set is exported (known, or admitted under `max_jobs`)."""
+        job = (key[0], key[1])
+        if job not in self._jobs and len(self._jobs) >= self.max_jobs:
+            return False
+        self._jobs[job] = now
+        return True
+
+    def _expire(self, now: float) -> None:
+        """Drop every series of jobs without a record for `job_ttl` seconds (lock held)."""
+        self._swept = now
+        gone = {job for job, seen in self._jobs.items() if now - seen > self.job_ttl}
+        if not gone:
+            return
+        for job in gone:
+            del self._jobs[job]
+        for key in [k for k in self.ranks if (k[0], k[1]) in gone]:
+            del self.ranks[key]
+        for akey in [k for k in self.anomalies if (k[0], k[1]) in gone]:
+            del self.anomalies[akey]
+
+    def _rank(self, key: TrainKey) -> RankStats:
         s = self.ranks.get(key)
         if s is None:
             s = self.ranks[key] = RankStats()
+        return s
+
+    def _step(self, item: Parsed, device: object, now: float) -> bool:
+        """Apply one step record (lock held); True when the trainer mapping should be refreshed."""
+        _kind, key, where, seconds, tokens, loss, mfu, ts, attempt = item
+        s = self._rank(key)
         s.steps += 1
         if tokens is not None and tokens >= 0:
             s.tokens += tokens
@@ -203,22 +319,36 @@ class TrainStats:
         if ts is not None:
             s.last_ts = ts
         if seconds is not None:
-            s.step_sum += seconds
-            s.step_count += 1
-            s.step_hits[bisect.bisect_left(STEP_BUCKETS, seconds)] += 1
+            s.step.observe(seconds)
+        if attempt is not None:
+            s.attempt = attempt
         s.version += 1
-        if where != s.mapped_to or now - s.mapped_at >= self._map_every:
-            s.mapped_at, s.mapped_to = now, where
+        to = (device, where[2])
+        if to != s.mapped_to or now - s.mapped_at >= self._map_every:
+            s.mapped_at, s.mapped_to = now, to
             return True
         return False
 
+    def _other(self, item: Parsed) -> None:
+        """Apply a run or phase record (lock held)."""
+        s = self._rank(item[1])
+        if item[0] == "phase":
+            phase, seconds, attempt = item[3], item[4], item[5]
+            s.phases[phase] = s.phases.get(phase, 0.0) + seconds
+        else:
+            attempt = item[3]
+        if attempt is not None:
+            s.attempt = attempt
+        s.version += 1
+
     def copy(
         self, known: Mapping[TrainKey, int] | None = None
-    ) -> tuple[
-        dict[TrainKey, RankStats | int], dict[tuple[str, str, str, str, str], float], dict[str, float]
-    ]:
-        """A consistent copy for one scrape; a rank whose version is in `known` unchanged is its version only."""
+    ) -> tuple[dict[TrainKey, RankStats | int], dict[AnomalyKey, float], dict[str, float]]:
+        """A consistent copy for one scrape; a rank unchanged since the version in `known` is that version."""
         known = known or {}
         with self._lock:
+            now = self._clock()
+            if now - self._swept >= 1.0:
+                self._expire(now)
             ranks = {k: v.version if known.get(k) == v.version else v.copy() for k, v in self.ranks.items()}
             return ranks, dict(self.anomalies), dict(self.results)

@@ -1,6 +1,8 @@
 """The `gpulens` command: flags -> environment -> defaults; errors -> exit codes (SPEC §2).
 
 Exit codes: 0 success, 1 a handled error (one line on stderr), 2 bad usage (argparse), 130 Ctrl-C.
+A package that a command's extra would install, missing, is a handled error naming the extra; any
+other ImportError is a bug in gpulens and keeps its traceback (gpulens/extras.py draws the line).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Sequence
 
 from gpulens import __version__, commands
 from gpulens.errors import GpulensError
+from gpulens.extras import install_hint, missing_extra
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,17 +32,22 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         try:
             module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        except ImportError as exc:  # an optional extra is not installed: the other commands still work
-            _register_unavailable(sub, info.name, exc)
+        except ImportError as exc:  # an extra not installed: the other commands still work
+            extra = missing_extra(info.name, exc)
+            if extra is None:
+                raise
+            _register_unavailable(sub, info.name, _missing_message(exc, extra))
             continue
         module.register(sub)
     return parser
 
 
-def _register_unavailable(sub: argparse._SubParsersAction, name: str, exc: ImportError) -> None:
-    """A command whose optional dependency is missing answers with what to install, not a traceback."""
-    missing = exc.name or str(exc)
-    message = f"needs the Python module {missing!r}, which is not installed: pip install 'gpulens[all]'"
+def _missing_message(exc: ImportError, extra: str) -> str:
+    return f"needs the Python package {exc.name!r}, which is not installed: {install_hint(extra)}"
+
+
+def _register_unavailable(sub: argparse._SubParsersAction, name: str, message: str) -> None:
+    """A command whose extra is missing answers with what to install, not a traceback."""
     parser = sub.add_parser(name, help=f"(unavailable: {message})", add_help=False)
     parser.add_argument("rest", nargs=argparse.REMAINDER)
 
@@ -58,12 +66,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        return int(args.handler(args) or 0)
+        return _run(args)
     except GpulensError as exc:
         print(f"gpulens {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The handler; a package of the command's extra found missing on the way is a GpulensError."""
+    try:
+        return int(args.handler(args) or 0)
+    except ModuleNotFoundError as exc:
+        extra = missing_extra(args.command, exc)
+        if extra is None:
+            raise  # a gpulens module or an undeclared package: a bug, shown with its traceback
+        raise GpulensError(_missing_message(exc, extra)) from None
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ from typing import Literal
 
 MetricType = Literal["gauge", "counter", "histogram", "info"]
 
+# A MIG instance's series also carry `mig` (profile/GPU-instance id, e.g. "3g.40gb/1"), and `uuid` is
+# the instance's own MIG-... UUID (docs/agent.md, MIG).
 GPU_LABELS: tuple[str, ...] = ("node", "gpu", "uuid", "model")
+MIG_LABEL = "mig"
 JOB_LABELS: tuple[str, ...] = ("job_id", "team")
 TRAIN_LABELS: tuple[str, ...] = ("node", "job_id", "team", "rank", "gpu")
 
@@ -53,6 +56,10 @@ GPU_SM_ACTIVE = _gpu(
     "Mean fraction of SMs with at least one warp resident over the window.",
     "DCGM_FI_PROF_SM_ACTIVE (1002) / GPM NVML_GPM_METRIC_SM_UTIL",
 )
+# A (GPU, job) pair whose mean SM activity over its held time stays below this is underutilized
+# (docs/design.md §7): the one default behind `flags`, the report, the explorer, the alert rules
+# and the fleet dashboard's threshold variable.
+SM_THRESHOLD_DEFAULT = 0.25
 GPU_SM_OCCUPANCY = _gpu(
     "gpulens_gpu_sm_occupancy_ratio",
     "gauge",
@@ -111,6 +118,14 @@ GPU_SM_CLOCK = _gpu(
     "hertz",
     "SM clock (NVML reports MHz).",
     "nvmlDeviceGetClockInfo(NVML_CLOCK_SM)",
+)
+GPU_UTILIZATION_SECONDS = _gpu(
+    "gpulens_gpu_utilization_seconds_total",
+    "counter",
+    "seconds",
+    "Integral of utilization over time: rate() over any window is its exact mean (the fallback where "
+    "no profiling ratio exists, e.g. an A100 without DCGM).",
+    "integral of gpulens_gpu_utilization_ratio (NVML utilization samples over each window)",
 )
 GPU_SM_ACTIVE_SECONDS = _gpu(
     "gpulens_gpu_sm_active_seconds_total",
@@ -191,6 +206,22 @@ TRAIN_LAST_STEP = MetricSpec(
     "Unix time of the latest step.",
     "trainer datagram ts",
 )
+TRAIN_ATTEMPT = MetricSpec(
+    "gpulens_train_attempt",
+    "gauge",
+    "",
+    TRAIN_LABELS,
+    "The latest attempt (1 = first start, then one more per restart) a record of this rank carried.",
+    "trainer datagram attempt (step, phase, run records)",
+)
+TRAIN_PHASE_SECONDS = MetricSpec(
+    "gpulens_train_phase_seconds_total",
+    "counter",
+    "seconds",
+    TRAIN_LABELS + ("phase",),
+    "Seconds spent in non-training phases (init, checkpoint_load, checkpoint_save, data_wait, eval, other).",
+    "trainer phase datagrams (end - start)",
+)
 TRAIN_ANOMALIES = MetricSpec(
     "gpulens_train_loss_anomalies_total",
     "counter",
@@ -204,8 +235,9 @@ AGENT_INFO = MetricSpec(
     "gpulens_agent_info",
     "info",
     "",
-    ("version", "backend", "node", "capabilities", "profiling"),
-    'The agent\'s version, backend (backend="sim" is a simulated fleet, not hardware), probed capabilities and profiler-lock state.',
+    ("version", "backend", "node", "capabilities", "profiling", "trust"),
+    'The agent\'s version, backend (backend="sim" is a simulated fleet, not hardware), probed capabilities, '
+    "profiler-lock state and how trainer datagrams are verified (trust: pid, uid or off).",
     "agent",
 )
 NODE_INFO = MetricSpec(
@@ -229,7 +261,8 @@ AGENT_DATAGRAMS = MetricSpec(
     "counter",
     "",
     ("result",),
-    "Trainer datagrams received, by result (ok, malformed).",
+    "Trainer datagrams received, by result (ok, malformed, rejected: the sender may not speak for the GPU, "
+    "over_limit: beyond the job label sets exported per node).",
     "agent socket",
 )
 
@@ -246,6 +279,7 @@ METRICS: tuple[MetricSpec, ...] = (
     GPU_ENERGY,
     GPU_TEMPERATURE,
     GPU_SM_CLOCK,
+    GPU_UTILIZATION_SECONDS,
     GPU_SM_ACTIVE_SECONDS,
     GPU_TENSOR_ACTIVE_SECONDS,
     GPU_DRAM_ACTIVE_SECONDS,
@@ -259,6 +293,8 @@ METRICS: tuple[MetricSpec, ...] = (
     TRAIN_MFU,
     TRAIN_LAST_STEP,
     TRAIN_ANOMALIES,
+    TRAIN_ATTEMPT,
+    TRAIN_PHASE_SECONDS,
     AGENT_INFO,
     NODE_INFO,
     AGENT_SAMPLE_SECONDS,

@@ -41,13 +41,32 @@ class AuditLog:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Opened once: a log that cannot be written must stop the server at start, not mid-alert.
             self._file = path.open("a", encoding="utf-8")
+            self._end_torn_line()
         except OSError as exc:
             raise GpulensError(f"cannot open the audit log for appending: {exc.strerror}", path=path) from exc
 
+    def _end_torn_line(self) -> None:
+        """A crash mid-write leaves a last line without its newline; end it, or the next record joins it."""
+        with self.path.open("rb") as raw:
+            if raw.seek(0, os.SEEK_END) == 0:
+                return
+            raw.seek(-1, os.SEEK_END)
+            if raw.read(1) == b"\n":
+                return
+        self._file.write("\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
     def append(self, record: AuditRecord) -> None:
-        line = json.dumps(dataclasses.asdict(record), separators=(",", ":"))
+        self.append_all([record])
+
+    def append_all(self, records: list[AuditRecord]) -> None:
+        """Write every record, then one fsync: a batch's decisions are durable together before any acts."""
+        if not records:
+            return
+        text = "".join(json.dumps(dataclasses.asdict(r), separators=(",", ":")) + "\n" for r in records)
         with self._lock:
-            self._file.write(line + "\n")
+            self._file.write(text)
             self._file.flush()
             os.fsync(self._file.fileno())
 

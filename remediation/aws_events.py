@@ -4,7 +4,8 @@ Understood: CloudWatch alarm notifications delivered by SNS (`AlarmName`, `NewSt
 `Trigger.Dimensions`), EventBridge "CloudWatch Alarm State Change" events, and an Alertmanager
 payload (or a single Alertmanager alert object) published to SNS as JSON. An alarm's metric
 dimensions become labels (`node`, `gpu`, `xid`, ...); its `alertname` is the `alertname` dimension
-when there is one, else the alarm's name (the engine adds the `action` class of an `xid` label). `ALARM` is firing, `OK` resolved, `INSUFFICIENT_DATA` ignored.
+when there is one, else the alarm's name (the engine adds the `action` class of an `xid` label). `ALARM` is
+firing, `OK` resolved, `INSUFFICIENT_DATA` ignored.
 Events that gpulens itself emitted (source `gpulens.remediation`) are ignored, so a catch-all
 EventBridge rule cannot make the handler feed itself.
 """

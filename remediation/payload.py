@@ -22,11 +22,17 @@ class PayloadError(GpulensError):
     """The request body is not an Alertmanager version-4 webhook payload; `field` says where."""
 
 
-def parse_payload(body: bytes) -> list[Alert]:
+class TooManyAlerts(PayloadError):
+    """More alerts in one payload than the receiver accepts (HTTP 413)."""
+
+
+def parse_payload(body: bytes, max_alerts: int | None = None) -> list[Alert]:
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayloadError(f"not JSON: {exc}") from None
+    except RecursionError:  # e.g. 100,000 nested brackets: malformed, not a crash
+        raise PayloadError("not JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise PayloadError("the payload must be a JSON object")
     version = doc.get("version", "4")
@@ -37,6 +43,12 @@ def parse_payload(body: bytes) -> list[Alert]:
     alerts = doc.get("alerts")
     if not isinstance(alerts, list):
         raise PayloadError("`alerts` must be a list", field="alerts")
+    if max_alerts is not None and len(alerts) > max_alerts:
+        raise TooManyAlerts(
+            f"{len(alerts)} alerts in one payload; at most {max_alerts} are accepted "
+            "(set max_alerts in Alertmanager's webhook_config)",
+            field="alerts",
+        )
     return [parse_alert(raw, f"alerts[{i}]") for i, raw in enumerate(alerts)]
 
 

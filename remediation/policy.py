@@ -23,7 +23,7 @@ from typing import Any
 from gpulens.remediation.actions import ACTIONS
 from gpulens.remediation.located_yaml import Located, PolicyError, load_located
 from gpulens.remediation.model import ActionStep, Alert
-from gpulens.remediation.safety import BlastRadiusLimit
+from gpulens.remediation.safety import BlastRadiusLimit, HookLimitSettings
 
 STEP_KEYS = {"action": str, "timeout_seconds": float, "retries": int, "backoff_seconds": float}
 
@@ -47,10 +47,12 @@ class Rule:
 
 @dataclass(frozen=True)
 class Settings:
-    """`dedup_window` seconds; `blast_radius` the drain limit; `escalate` runs instead of a refused drain."""
+    """`dedup_window` seconds; `blast_radius` the drain limit; `hooks` the limit on `command` runs;
+    `escalate` runs instead of a refused drain."""
 
     dedup_window: float = 3600.0
     blast_radius: BlastRadiusLimit = field(default_factory=BlastRadiusLimit)
+    hooks: HookLimitSettings = field(default_factory=HookLimitSettings)
     escalate: tuple[ActionStep, ...] = ()
 
 
@@ -97,7 +99,7 @@ def parse_policy(text: str, source: str) -> Policy:
 
 def _settings(reader: _Reader, node: Any, line: int) -> Settings:
     node = reader.mapping(node, line, "settings")
-    reader.only(node, {"dedup_window_seconds", "blast_radius", "escalate"})
+    reader.only(node, {"dedup_window_seconds", "blast_radius", "hooks", "escalate"})
     blast = reader.mapping(
         node.get("blast_radius", Located(node.line)), node.line_of("blast_radius"), "blast_radius"
     )
@@ -109,6 +111,7 @@ def _settings(reader: _Reader, node: Any, line: int) -> Settings:
         ),
         fleet_size=reader.number(blast, "fleet_size", int, BlastRadiusLimit.fleet_size),
     )
+    hooks = _hook_limit(reader, node.get("hooks", Located(node.line)), node.line_of("hooks"))
     escalate = tuple(
         _step(reader, step, node.line_of("escalate"))
         for step in reader.sequence(node.get("escalate", []), node.line_of("escalate"), "escalate")
@@ -119,7 +122,21 @@ def _settings(reader: _Reader, node: Any, line: int) -> Settings:
     return Settings(
         dedup_window=reader.number(node, "dedup_window_seconds", float, Settings.dedup_window),
         blast_radius=limit,
+        hooks=hooks,
         escalate=escalate,
+    )
+
+
+def _hook_limit(reader: _Reader, node: Any, line: int) -> HookLimitSettings:
+    node = reader.mapping(node, line, "hooks")
+    reader.only(node, {"max_per_job_per_hour", "max_per_hour", "job_label"})
+    job_label = node.get("job_label", HookLimitSettings.job_label)
+    if not isinstance(job_label, str) or not job_label:
+        raise reader.error(node.line_of("job_label"), f"job_label must be a label name, not {job_label!r}")
+    return HookLimitSettings(
+        max_per_job=reader.number(node, "max_per_job_per_hour", int, HookLimitSettings.max_per_job),
+        max_total=reader.number(node, "max_per_hour", int, HookLimitSettings.max_total),
+        job_label=job_label,
     )
 
 

@@ -1,7 +1,10 @@
 """The HTTP receiver: `POST /alerts` (Alertmanager webhook), `GET /healthz`, `GET /metrics`.
 
 Bearer-token auth on `/alerts` when a token is configured (401 otherwise); a body that is not a
-version-4 payload is a 400 and the server keeps serving; the engine decides and audits. `/metrics`
+version-4 payload is a 400 and the server keeps serving; more than `max_alerts` alerts in one payload
+is a 413 naming the cap. The engine decides and audits at once and acts on its worker pool; the reply
+waits at most `reply_wait` seconds for the outcomes (a decision still running reads `pending`), so a
+drain blocked by a PodDisruptionBudget never holds the webhook, let alone other webhooks. `/metrics`
 exposes `gpulens_remediation_actions_total{action,result}` on a private registry.
 """
 
@@ -12,25 +15,35 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
+from gpulens.httpserver import GpulensHTTPServer
+from gpulens.remediation.actions.base import printable
 from gpulens.remediation.engine import Engine
 from gpulens.remediation.model import AuditRecord
-from gpulens.remediation.payload import PayloadError, parse_payload
+from gpulens.remediation.payload import PayloadError, TooManyAlerts, parse_payload
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # Alertmanager groups are small; refuse anything that is not
+MAX_ALERTS = 1000  # per payload: Alertmanager's webhook_config max_alerts keeps groups under it
 
 
 @dataclass(frozen=True)
 class ServerConfig:
+    """`token` is required as `Authorization: Bearer TOKEN` on /alerts when set; `connection_timeout`
+    seconds of silence close a connection; `reply_wait` seconds is the longest a webhook reply waits
+    for its actions' outcomes."""
+
     host: str = "127.0.0.1"
     port: int = 9095
-    token: str | None = None  # required as `Authorization: Bearer TOKEN` on /alerts when set
+    token: str | None = None
+    max_alerts: int = MAX_ALERTS
+    reply_wait: float = 5.0
+    connection_timeout: float = 10.0
 
 
 class Metrics:
@@ -56,6 +69,15 @@ class Metrics:
             registry=self.registry,
         )
         mode.set(1 if execute else 0)
+        self.queued = Gauge(
+            "gpulens_remediation_actions_queued",
+            "Actions decided and waiting for a free worker (a storm, or workers held by slow drains).",
+            registry=self.registry,
+        )
+
+    def watch(self, engine: Engine) -> None:
+        pool = engine.pool
+        self.queued.set_function(lambda: float(pool.queued()) if pool is not None else 0.0)
 
     def observe(self, record: AuditRecord) -> None:
         self.actions.labels(action=record.action, result=record.result).inc()
@@ -65,9 +87,10 @@ class RemediationServer:
     """A threading HTTP server around one engine; `serve_forever()` until `shutdown()`."""
 
     def __init__(self, engine: Engine, metrics: Metrics, config: ServerConfig) -> None:
-        handler = type("Handler", (_Handler,), {"engine": engine, "metrics": metrics, "token": config.token})
-        self.httpd = ThreadingHTTPServer((config.host, config.port), handler)
-        self.httpd.daemon_threads = True
+        metrics.watch(engine)
+        handler = type("Handler", (_Handler,), {"engine": engine, "metrics": metrics, "config": config})
+        server = type("Server", (GpulensHTTPServer,), {"connection_timeout": config.connection_timeout})
+        self.httpd = server((config.host, config.port), handler)
 
     @property
     def port(self) -> int:
@@ -89,10 +112,10 @@ class RemediationServer:
 class _Handler(BaseHTTPRequestHandler):
     engine: Engine
     metrics: Metrics
-    token: str | None
+    config: ServerConfig
     server_version = "gpulens-remediate"
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         if self.path == "/healthz":
             self._reply(200, b"ok\n", "text/plain; charset=utf-8")
         elif self.path == "/metrics":
@@ -100,7 +123,17 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": "not found"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
+        try:
+            self._post()
+        except (ConnectionError, TimeoutError):
+            raise  # the client went away: the server logs one debug line
+        except Exception:
+            logger.exception("POST %s failed", self.path[:100])
+            self.metrics.webhooks.labels(result="error").inc()
+            self._json(500, {"error": "internal error; see the receiver's log"})
+
+    def _post(self) -> None:
         if self.path != "/alerts":
             self._json(404, {"error": "not found"})
             return
@@ -112,13 +145,13 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             return
         try:
-            alerts = parse_payload(body)
+            alerts = parse_payload(body, max_alerts=self.config.max_alerts)
         except PayloadError as exc:
             self.metrics.webhooks.labels(result="malformed").inc()
-            self._json(400, {"error": str(exc)})
+            self._json(413 if isinstance(exc, TooManyAlerts) else 400, {"error": str(exc)})
             return
         try:
-            records = self.engine.handle(alerts)
+            records = self.engine.submit(alerts).wait(self.config.reply_wait)
         except OSError as exc:  # the audit log could not be written: act on nothing, let Alertmanager retry
             logger.error("audit log write failed: %s", exc)
             self.metrics.webhooks.labels(result="error").inc()
@@ -128,14 +161,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, {"alerts": len(alerts), "decisions": [r.result for r in records]})
 
     def _authorized(self) -> bool:
-        if not self.token:
+        token = self.config.token
+        if not token:
             return True
         given = self.headers.get("Authorization", "")
         scheme, _, credential = given.partition(" ")
         # Constant-time comparison: the token must not leak through response timing.
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            credential.strip().encode(), self.token.encode()
-        )
+        return scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(), token.encode())
 
     def _body(self) -> bytes | None:
         try:
@@ -164,6 +196,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+    def log_message(self, format: str, *args: Any) -> None:
         # The request line only: never headers, so a bearer token cannot reach the log.
-        logger.debug("%s %s", self.address_string(), format % args)
+        logger.debug("%s %s", self.address_string(), printable(format % args))

@@ -10,11 +10,15 @@ from __future__ import annotations
 from gpulens.collector.xid import classify
 from gpulens.remediation.model import Alert
 
+MAX_XID_DIGITS = 6
+
 
 def with_xid_action(alert: Alert) -> Alert:
     """`alert` with `action` (and `recoverable`) labels from the XID catalog when it has only `xid`."""
     xid = alert.labels.get("xid", "")
-    if not xid.isdigit() or "action" in alert.labels:
+    # XIDs are small numbers; a label of thousands of digits is not one (and `int()` refuses past
+    # 4,300 digits), so such an alert keeps its labels and matches no XID rule.
+    if not (xid.isascii() and xid.isdigit() and len(xid) <= MAX_XID_DIGITS) or "action" in alert.labels:
         return alert
     known = classify(int(xid))
     labels = {**alert.labels, "action": known.action}

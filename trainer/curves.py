@@ -1,10 +1,13 @@
-"""Loss curves from files, for the offline detector (`gpulens runs check`, SPEC §2 and §7).
+"""Loss curves from files, for the offline detector (`gpulens runs check`, docs/design.md §2 and §7).
 
-Two formats: a CSV with a header holding at least `step` and `loss` (other columns, such as
-`job_id,team,ts`, are ignored), or the trainer's JSONL (SPEC §4 records; the `step` records that carry
-a `loss` key, where `null` is a non-finite loss). An empty loss cell is a step without a loss (a skipped
-iteration) and is left out; `nan`/`inf` are non-finite losses. Bad input raises GpulensError naming the
-file, row and column.
+Every format `gpulens.runlogs` detects (docs/trainer.md, "Accepted log formats"): gpulens' CSV with a
+header holding at least `step` and `loss` (other columns, such as `job_id,team,ts`, are ignored), the
+trainer's JSONL (docs/design.md §4 records; the `step` records that carry a `loss` key, where `null`
+is a non-finite loss), and the logs researchers already have: llm.c and modded-nanogpt text logs,
+Hugging Face `trainer_state.json`, Lightning `metrics.csv`, W&B CSV exports and TensorBoard event
+files. An empty loss cell is a step without a loss (a skipped iteration) and is left out; `nan`/`inf`
+are non-finite losses. Bad input raises GpulensError naming the file, row and column; a file in no
+accepted format gets one line listing them.
 """
 
 from __future__ import annotations
@@ -15,27 +18,25 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from gpulens import runlogs
 from gpulens.errors import GpulensError
-from gpulens.wire import STEP, looks_like_jsonl, read_records
+from gpulens.wire import STEP, read_records
 
 Curve = list[tuple[int, float]]
 
 
 def read_curve(path: Path) -> Curve:
     """The (step, loss) points of one run, in file order."""
-    if not path.is_file():
-        raise GpulensError(
-            "no such file; give a CSV with step,loss columns or a trainer JSONL file", path=path
-        )
-    try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            if looks_like_jsonl(path):
-                return _jsonl(path)
-            return _csv(path, handle)
-    except UnicodeDecodeError:
-        raise GpulensError(
-            "not UTF-8 text; give a CSV with step,loss columns or a trainer JSONL file", path=path
-        ) from None
+    fmt = runlogs.detect_format(path)
+    if fmt == runlogs.JSONL:
+        return _jsonl(path)
+    if fmt == runlogs.CSV:
+        try:
+            with path.open(encoding="utf-8", newline="") as handle:
+                return _csv(path, handle)
+        except UnicodeDecodeError:
+            raise runlogs.refuse(path, "not UTF-8 text") from None
+    return [(p.step, p.loss) for p in runlogs.read_log(path, fmt).points if p.loss is not None]
 
 
 def _number(path: Path, row: int, column: str, text: Any, kind: type) -> float:

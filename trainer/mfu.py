@@ -11,7 +11,8 @@ Sources (FLOP/s per GPU, dense):
 - H100 SXM5 and H100 PCIe: NVIDIA H100 Tensor Core GPU datasheet,
   https://resources.nvidia.com/en-us-tensor-core/nvidia-tensor-core-gpu-datasheet
   (SXM: FP32 67 T, TF32 494.7 T, BF16/FP16 989.4 T, FP8 1978.9 T;
-   PCIe: FP32 51 T, TF32 378 T, BF16/FP16 756.5 T, FP8 1513 T; the datasheet's 989/1979 ... are "with sparsity" x2).
+   PCIe: FP32 51 T, TF32 378 T, BF16/FP16 756.5 T, FP8 1513 T; the datasheet's 989/1979 ... are "with
+   sparsity" x2).
 - H200 SXM: NVIDIA H200 datasheet, https://nvdam.widen.net/s/nb5zzzsjdf/hpc-datasheet-sc23-h200-datasheet-3002446
   (the same Hopper die and clocks as H100 SXM: BF16/FP16 989.4 T dense, FP8 1978.9 T dense).
 - L4: NVIDIA L4 datasheet, https://resources.nvidia.com/en-us-data-center-overview/l4-gpu-datasheet
@@ -87,7 +88,8 @@ def gpu_model_key(device_name: str) -> str | None:
 
 
 def peak_flops(model: str, precision: Precision = "bf16") -> float:
-    """Dense peak FLOP/s of one GPU; `model` is a table key or a device name. Raises GpulensError if unknown."""
+    """Dense peak FLOP/s of one GPU; `model` is a table key or a device name. Raises GpulensError if
+    unknown."""
     key = model if model in PEAK_FLOPS else gpu_model_key(model)
     if key is None:
         raise GpulensError(

@@ -1,11 +1,13 @@
-"""The reporting half of StepMonitor: finished steps in, SPEC §4 records and SPEC §7 anomalies out.
+"""The reporting half of StepMonitor: finished steps in, records (docs/design.md §4) and anomalies (§7) out.
 
-A finished step is appended to `pending` (`submit`, ~1 µs). At most every `interval` seconds, at a
-step's end, `drain` judges every pending step whose end boundary is ready, in order: it builds the
-record, feeds the sinks (all non-blocking) and runs the detector. Batching keeps the common step at a
-deque append and the work warm in the CPU's caches when it runs; it stays on the training thread, so
-there is no lock, no second thread competing for the interpreter lock, and anomalies reach the user's
-callback (`fired`) on the training thread. `interval=0` judges at every step end (deterministic tests).
+A finished step is appended to `pending` (`submit`, ~1 µs); so are the monitor's `run` and `phase`
+records (`enqueue`), which are ready at once, so a log keeps the order in which things happened. At
+most every `interval` seconds, at a step's end, `drain` judges every pending step whose end boundary
+is ready, in order: it builds the record, feeds the sinks (all non-blocking) and runs the detector.
+Batching keeps the common step at a deque append and the work warm in the CPU's caches when it runs;
+it stays on the training thread, so there is no lock, no second thread competing for the interpreter
+lock, and anomalies reach the user's callback (`fired`) on the training thread. `interval=0` judges at
+every step end (deterministic tests).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from gpulens.wire import encode, step_encoder
 log = logging.getLogger("gpulens.trainer")
 
 MAX_PENDING = 4096  # steps whose end has not completed; beyond this the oldest is dropped and counted
-Finished = tuple[Any, Any, float]  # (Step, end boundary, wall-clock ts)
+# (Step, the boundary after which its figures are ready, wall-clock ts), or (record, None, 0.0)
+Finished = tuple[Any, Any, float]
 
 
 class Reporter:
@@ -39,6 +42,7 @@ class Reporter:
         reports_loss: bool,
         mfu: Callable[[int, float], float | None],
         interval: float = 0.05,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.sinks = sinks
         self.identity = identity
@@ -47,6 +51,7 @@ class Reporter:
         self.reports_loss = reports_loss
         self.mfu = mfu
         self.interval = interval
+        self.clock = clock
         self.anomalies: list[Anomaly] = []
         self.fired: deque[Anomaly] = deque()  # for the user callback
         self.late_dropped = 0
@@ -55,10 +60,16 @@ class Reporter:
         self._next_drain = 0.0
         self._encode = step_encoder(identity)  # the fields every step record shares, encoded once if it helps
 
-    def submit(self, step: Any, end: Any, ts: float) -> None:
+    def enqueue(self, record: dict[str, Any]) -> None:
+        """A record that needs no device (run, phase): written after the steps before it, now if none wait."""
+        self._pending.append((record, None, 0.0))
+        if len(self._pending) == 1:
+            self.drain()
+
+    def submit(self, step: Any, ready: Any, ts: float) -> None:
         """Called at each step's end; judges what is ready once per `interval`. Never waits on the device."""
         pending = self._pending
-        pending.append((step, end, ts))
+        pending.append((step, ready, ts))
         if len(pending) > MAX_PENDING:
             pending.popleft()
             self.late_dropped += 1
@@ -69,12 +80,17 @@ class Reporter:
 
     def drain(self) -> bool:
         """Judge every step that is ready, in order; True when nothing is left waiting."""
-        pending, ready = self._pending, self.timing.ready
+        pending, is_ready = self._pending, self.timing.ready
         judged = 0
-        while pending and ready(
-            pending[0][1]
-        ):  # one event query per step judged, plus one that says "not yet"
-            self._judge(*pending.popleft())
+        while pending:  # one event query per step judged, plus one that says "not yet"
+            item, ready, ts = pending[0]
+            if ready is None:
+                self._write(item)
+            elif is_ready(ready):
+                self._judge(item, ready, ts)
+            else:
+                break
+            pending.popleft()
             judged += 1
         if judged:  # one write per batch: a process killed without close() loses at most one interval
             for sink in self.sinks:
@@ -93,8 +109,26 @@ class Reporter:
         for sink in self.sinks:
             sink.close()
 
-    def _judge(self, step: Any, end: Any, ts: float) -> None:
-        fields = self._fields(step, self.timing.seconds(step.start, end), ts)
+    def _write(self, record: dict[str, Any]) -> None:
+        try:
+            line = encode(record)
+        except (TypeError, ValueError):  # e.g. a phase name no encoder takes: lose the record, not the run
+            self.unencodable += 1
+            return
+        for sink in self.sinks:
+            sink.emit(record, line)
+
+    def _judge(self, step: Any, ready: Any, ts: float) -> None:
+        timing = self.timing
+        seconds = timing.seconds(step.start, step.end)
+        # Every boundary before `ready` has completed: give back those no later step needs. The end
+        # stays: the next step starts at it, or names it as its orphan.
+        timing.release(step.start)
+        if step.orphan is not None:
+            timing.release(step.orphan)
+        if ready is not step.end:
+            timing.release(ready)
+        fields = self._fields(step, seconds, ts)
         record = {**self.identity, **fields}
         try:
             line = self._encode(record, fields)
@@ -120,7 +154,7 @@ class Reporter:
                 record["mfu"] = mfu
         if step.samples is not None:
             record["samples"] = step.samples
-        for key, value in step.values.items():
+        for key, value in self.timing.figures(step.captured).items():
             if key == "loss" and not self.reports_loss:
                 continue
             try:
@@ -138,7 +172,7 @@ class Reporter:
             "step": anomaly.step,
             "anomaly": anomaly.kind,
             "loss": anomaly.loss if math.isfinite(anomaly.loss) else None,
-            "ts": time.time(),
+            "ts": self.clock(),
         }
         line = encode(record)
         for sink in self.sinks:

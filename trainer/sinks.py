@@ -16,7 +16,7 @@ from typing import IO, Any, Protocol
 
 from gpulens import metrics as M
 from gpulens.errors import GpulensError
-from gpulens.wire import ANOMALY, MAX_DATAGRAM, STEP, Record, encode, step_encoder
+from gpulens.wire import ANOMALY, MAX_DATAGRAM, PHASE, STEP, Record, encode, phase_bucket, step_encoder
 
 __all__ = ["JsonlSink", "PrometheusSink", "Record", "Sink", "SocketSink", "encode", "step_encoder"]
 
@@ -27,7 +27,7 @@ NO_AGENT_RETRY = 1.0  # seconds without a send attempt after "no agent": a faile
 
 
 class Sink(Protocol):
-    """`emit` gets each record twice over: as a dict, and already encoded (`encode`: UTF-8 JSON, no newline)."""
+    """`emit` gets each record twice: as a dict, and already encoded (`encode`: UTF-8 JSON, no newline)."""
 
     dropped: int
 
@@ -44,7 +44,10 @@ class SocketSink:
     Every datagram waiting in the agent's queue is charged to this socket's send buffer, so the
     default (net.core.wmem_default, 208 KiB: ~330 records) would drop a burst the agent's queue
     could take; it asks for `SEND_BUFFER` (best effort, capped by net.core.wmem_max). After "no
-    agent" (ENOENT, ECONNREFUSED) it drops without trying for `NO_AGENT_RETRY` seconds.
+    agent" (ENOENT, ECONNREFUSED) it drops without trying for `NO_AGENT_RETRY` seconds. The socket is
+    connected to the agent's path: `send` costs about half a `sendto`, which looks the path up every
+    time; an agent that restarts (a new socket at the same path) refuses the old connection, and the
+    next attempt, after the retry delay, connects to the new one.
     """
 
     def __init__(self, path: str | Path, send_buffer: int = SEND_BUFFER) -> None:
@@ -52,6 +55,7 @@ class SocketSink:
         self.sent = 0
         self.dropped = 0
         self._retry_at = 0.0  # monotonic time before which there is known to be no agent
+        self._connected = False
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
         try:
@@ -67,12 +71,14 @@ class SocketSink:
             self.dropped += 1
             return
         try:
-            self._sock.sendto(line, self.path)
-        except (
-            OSError
-        ) as exc:  # no agent (ENOENT, ECONNREFUSED), full buffer (EAGAIN): SPEC §4 says drop and count
+            if not self._connected:
+                self._sock.connect(self.path)  # a datagram connect only names the peer: it never waits
+                self._connected = True
+            self._sock.send(line)
+        except OSError as exc:  # no agent (ENOENT, ECONNREFUSED), full buffer (EAGAIN): drop and count
             self.dropped += 1
-            if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
+            if exc.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTCONN):
+                self._connected = False
                 self._retry_at = time.monotonic() + NO_AGENT_RETRY
         else:
             self.sent += 1
@@ -86,7 +92,8 @@ class SocketSink:
 
 
 class JsonlSink:
-    """One record per line, appended; buffered, flushed on anomalies and at close (`gpulens ingest runs` reads it)."""
+    """One record per line, appended; buffered, flushed after each reporting batch, on anomalies and at
+    close (`gpulens ingest runs` reads it)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -151,6 +158,9 @@ class PrometheusSink:
         self._mfu = family(M.TRAIN_MFU)
         self._last = family(M.TRAIN_LAST_STEP)
         self._anomalies = family(M.TRAIN_ANOMALIES)
+        self._attempt = family(M.TRAIN_ATTEMPT)
+        self._phase_seconds = family(M.TRAIN_PHASE_SECONDS)
+        self._gpu = ""  # a phase or run record names no GPU: the one of this process's steps
         try:
             self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
@@ -161,16 +171,17 @@ class PrometheusSink:
         self.port = port
 
     def emit(self, record: Record, line: bytes) -> None:
-        labels = (
-            self.node,
-            str(record["job_id"]),
-            str(record["team"]),
-            str(record["rank"]),
-            str(record.get("gpu", "")),
-        )
+        if "gpu" in record:
+            self._gpu = str(record["gpu"])
+        labels = (self.node, str(record["job_id"]), str(record["team"]), str(record["rank"]), self._gpu)
         kind = record["kind"]
+        if "attempt" in record:
+            self._attempt.labels(*labels).set(record["attempt"])
         if kind == ANOMALY:
             self._anomalies.labels(*labels, str(record["anomaly"])).inc()
+        if kind == PHASE:
+            seconds = float(record["end"]) - float(record["start"])
+            self._phase_seconds.labels(*labels, phase_bucket(record["phase"])).inc(max(seconds, 0.0))
         if kind != STEP:
             return
         self._steps.labels(*labels).inc()

@@ -50,6 +50,9 @@ def fields(columns: dict[str, str]) -> list[Field]:
         field(c, "unblended_cost", "line_item_unblended_cost", "money", _ALL),
         field(c, "currency", "line_item_currency_code", "text", _ALL),
         field(c, "reservation_reservation_a_r_n", "reservation_reservation_a_r_n", "text"),
+        # Added by the export's INCLUDE CAPACITY RESERVATION DATA (Capacity Blocks, ODCRs).
+        field(c, "capacity_reservation_arn", "capacity_reservation_capacity_reservation_arn", "text"),
+        field(c, "capacity_reservation_status", "capacity_reservation_capacity_reservation_status", "text"),
     ]
     out += [field(c, name, name, "money", types) for name, types in CUR_AMORTIZATION_INPUTS.items()]
     return out
@@ -61,15 +64,38 @@ def tags_sql(columns: dict[str, str]) -> str:
     if kind is not None and kind.startswith("MAP"):
         return "CAST(resource_tags AS MAP(VARCHAR, VARCHAR))"
     if kind is not None:
-        return "CAST(TRY_CAST(NULLIF(trim(resource_tags), '') AS JSON) AS MAP(VARCHAR, VARCHAR))"
+        return json_tags_sql("resource_tags")
     flat = {
         name.removeprefix("resource_tags_"): name for name in columns if name.startswith("resource_tags_")
     }
     return flat_tags_sql(flat)
 
 
+def json_tags_column(columns: dict[str, str]) -> str | None:
+    """The column holding tags as a JSON string, if this file has one (checked row by row on error)."""
+    kind = columns.get("resource_tags")
+    return "resource_tags" if kind is not None and not kind.startswith("MAP") else None
+
+
+def json_tags_sql(column: str) -> str:
+    """Tags from a JSON object string; anything else fails the load (and is then named by row)."""
+    return f"CAST(CAST({_cell(column)} AS JSON) AS MAP(VARCHAR, VARCHAR))"
+
+
+def _cell(column: str) -> str:
+    """The trimmed cell; empty, `NULL` and `null` (Parquet strings keep them as text) are null."""
+    return f"CASE WHEN upper(trim({quote(column)})) IN ('', 'NULL') THEN NULL ELSE trim({quote(column)}) END"
+
+
+def bad_json_tags_sql(column: str) -> str:
+    """True on a cell that is not a JSON object of tags."""
+    cell = _cell(column)
+    return f"{cell} IS NOT NULL AND TRY_CAST(TRY_CAST({cell} AS JSON) AS MAP(VARCHAR, VARCHAR)) IS NULL"
+
+
 def flat_tags_sql(flat: dict[str, str]) -> str:
-    """Tags spread over one column per key (legacy `resourceTags/user:team`, Athena `resource_tags_user_team`)."""
+    """Tags spread over one column per key (legacy `resourceTags/user:team`, Athena
+    `resource_tags_user_team`)."""
     if not flat:
         return "CAST(NULL AS MAP(VARCHAR, VARCHAR))"
     entries = ", ".join(

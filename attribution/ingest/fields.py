@@ -39,6 +39,8 @@ class Field:
     kind: Kind
     source_type: str = "VARCHAR"
     required_for: tuple[str, ...] = ()
+    # The column's name in this export's spelling, kept when the file lacks it, for messages.
+    wanted: str | None = None
 
     def cast(self, *, safe: bool = False, trim: bool = True) -> str:
         """SQL producing the typed value; `safe` uses TRY_CAST (NULL instead of an error); `trim` strips
@@ -72,4 +74,4 @@ def field(
     columns: dict[str, str], name: str, source: str, kind: Kind, required_for: tuple[str, ...] = ()
 ) -> Field:
     src, typ = present(columns, source)
-    return Field(name, src, kind, typ, required_for)
+    return Field(name, src, kind, typ, required_for, wanted=source)

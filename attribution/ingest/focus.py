@@ -8,6 +8,7 @@ charge description (`... g5.4xlarge ...`) for the GPU-count table (SPEC §6).
 from __future__ import annotations
 
 from gpulens.attribution.amortize import FOCUS_AMORTIZED
+from gpulens.attribution.ingest.cur2 import json_tags_sql
 from gpulens.attribution.ingest.fields import Field, field, quote
 
 NAME = "focus"
@@ -53,6 +54,8 @@ def fields(columns: dict[str, str]) -> list[Field]:
         field(c, "unblended_cost", "BilledCost", "money", _ALL),
         field(c, "effective_cost", "EffectiveCost", "money", _ALL),
         field(c, "currency", "BillingCurrency", "text", _ALL),
+        field(c, "capacity_reservation_arn", "CapacityReservationId", "text"),
+        field(c, "capacity_reservation_status", "CapacityReservationStatus", "text"),
     ]
 
 
@@ -66,4 +69,9 @@ def tags_sql(columns: dict[str, str]) -> str:
     tags = quote("Tags")
     if columns["Tags"].startswith("MAP"):
         return f"CAST({tags} AS MAP(VARCHAR, VARCHAR))"
-    return f"CAST(TRY_CAST(NULLIF(trim({tags}), '') AS JSON) AS MAP(VARCHAR, VARCHAR))"
+    return json_tags_sql("Tags")
+
+
+def json_tags_column(columns: dict[str, str]) -> str | None:
+    kind = columns.get("Tags")
+    return "Tags" if kind is not None and not kind.startswith("MAP") else None

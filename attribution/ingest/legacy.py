@@ -51,15 +51,42 @@ def missing(columns: dict[str, str]) -> list[str]:
     return [h for h in _LEGACY_REQUIRED if snake(h) not in names]
 
 
+# Legacy spellings of the CUR 2.0 columns that amortization and the period need, to name a column a
+# file lacks in the export's own spelling.
+LEGACY_HEADERS = {
+    "bill_billing_period_start_date": "bill/BillingPeriodStartDate",
+    "savings_plan_savings_plan_effective_cost": "savingsPlan/SavingsPlanEffectiveCost",
+    "savings_plan_total_commitment_to_date": "savingsPlan/TotalCommitmentToDate",
+    "savings_plan_used_commitment": "savingsPlan/UsedCommitment",
+    "reservation_effective_cost": "reservation/EffectiveCost",
+    "reservation_unused_amortized_upfront_fee_for_billing_period": (
+        "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod"
+    ),
+    "reservation_unused_recurring_fee": "reservation/UnusedRecurringFee",
+    "reservation_reservation_a_r_n": "reservation/ReservationARN",
+}
+
+
 def fields(columns: dict[str, str]) -> list[Field]:
     names = renamed(columns)
     as_cur2 = {snake_name: columns[header] for snake_name, header in names.items()}
-    return [
-        Field(f.name, names[f.source], f.kind, f.source_type, f.required_for) if f.source else f
-        for f in cur2.fields(as_cur2)
-    ]
+    out = []
+    for f in cur2.fields(as_cur2):
+        source = names[f.source] if f.source else None
+        wanted = source or LEGACY_HEADERS.get(f.wanted or "", f.wanted)
+        out.append(Field(f.name, source, f.kind, f.source_type, f.required_for, wanted=wanted))
+    return out
+
+
+# A header that differs from an earlier one only in case is read under an alias `<header>#<n>`
+# (delivery.open_raw); its tag key is the header as written.
+_ALIAS = re.compile(r"#\d+$")
+
+
+def json_tags_column(columns: dict[str, str]) -> str | None:
+    return None  # legacy CUR spreads tags over one column per key
 
 
 def tags_sql(columns: dict[str, str]) -> str:
-    flat = {h.removeprefix(TAG_PREFIX): h for h in columns if h.startswith(TAG_PREFIX)}
+    flat = {_ALIAS.sub("", h.removeprefix(TAG_PREFIX)): h for h in columns if h.startswith(TAG_PREFIX)}
     return cur2.flat_tags_sql(flat)

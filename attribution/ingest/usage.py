@@ -34,11 +34,22 @@ RANGES = (
     ("gpu_seconds", "gpu_seconds < 0 OR gpu_seconds > 3600", "is outside 0..3600 seconds of an hour"),
     ("sm_active", "sm_active < 0 OR sm_active > 1", "is outside the ratio range 0..1"),
     ("utilization", "utilization < 0 OR utilization > 1", "is outside the ratio range 0..1"),
+    (
+        "hour",
+        "hour <> date_trunc('hour', hour)",
+        "is not on the hour (a rollup row is one UTC hour, HH:00:00)",
+    ),
 )
+# A rollup row is keyed by (hour, GPU, job) (docs/design.md §5); the GPU is its host's GPU index
+# (else its UUID).
+HOST = "coalesce(instance_id, node)"
+GPU = "coalesce(CAST(gpu AS VARCHAR), gpu_uuid)"
+KEY = f"hour, {HOST}, {GPU}, job_id"
 STAGE = "_gpulens_usage_stage"
 ROW_SCHEMA = pa.schema([
-    ("hour", pa.timestamp("us")), ("node", pa.string()), ("instance_id", pa.string()), ("cluster", pa.string()),
-    ("gpu", pa.int32()), ("gpu_uuid", pa.string()), ("model", pa.string()), ("job_id", pa.string()),
+    ("hour", pa.timestamp("us")), ("node", pa.string()), ("instance_id", pa.string()),
+    ("cluster", pa.string()), ("gpu", pa.int32()), ("gpu_uuid", pa.string()), ("model", pa.string()),
+    ("job_id", pa.string()),
     ("team", pa.string()), ("gpu_seconds", pa.float64()), ("sm_active", pa.float64()),
     ("utilization", pa.float64()),
 ])  # fmt: skip
@@ -83,7 +94,8 @@ def _stage_file(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     fields = _fields(columns)
     numbered = f"SELECT row_number() OVER () AS _row, * FROM {read_sql(str(path))}"
     if is_parquet(path):
-        numbered = f"SELECT file_row_number + 1 AS _row, * EXCLUDE (file_row_number) FROM {read_sql(str(path), row_numbers=True)}"
+        reader = read_sql(str(path), row_numbers=True)
+        numbered = f"SELECT file_row_number + 1 AS _row, * EXCLUDE (file_row_number) FROM {reader}"
     typed = ", ".join(f"{f.cast(safe=True)} AS {quote(f.name)}" for f in fields)
     con.execute("SET threads = 1")  # row_number() in file order for error messages
     try:
@@ -109,7 +121,30 @@ def _stage_file(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         ).fetchone()
         if hit:
             raise GpulensError(f"{hit[1]!r} {problem}", path=path, row=int(hit[0]), field=name)
+    _refuse_duplicate_keys(con, path)
     con.execute(f"INSERT INTO {STAGE} SELECT * EXCLUDE (_row) FROM _gpulens_usage_typed")
+
+
+def _refuse_duplicate_keys(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """A second row for one (hour, GPU, job) in a load would double that job's GPU-seconds and charge."""
+    hit = con.execute(f"""
+        WITH t AS (SELECT _row, hour, {HOST} AS host, {GPU} AS gpu_key, job_id,
+                          row_number() OVER (PARTITION BY {KEY} ORDER BY _row) AS nth
+                   FROM _gpulens_usage_typed)
+        SELECT min(_row) FROM t
+        WHERE nth > 1 OR EXISTS (
+            SELECT 1 FROM {STAGE} s
+            WHERE s.hour = t.hour AND coalesce(s.instance_id, s.node) IS NOT DISTINCT FROM t.host
+              AND coalesce(CAST(s.gpu AS VARCHAR), s.gpu_uuid) IS NOT DISTINCT FROM t.gpu_key
+              AND s.job_id IS NOT DISTINCT FROM t.job_id)""").fetchone()
+    if hit and hit[0] is not None:
+        raise GpulensError(
+            "repeats the hour, GPU and job of an earlier row of this load (its GPU-seconds would count "
+            "twice); "
+            "remove the duplicate or load the files separately",
+            path=path,
+            row=int(hit[0]),
+        )
 
 
 def _new_stage(con: duckdb.DuckDBPyConnection) -> None:
@@ -117,13 +152,15 @@ def _new_stage(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _commit_stage(con: duckdb.DuckDBPyConnection) -> int:
-    """Replaces the staged (hour, node/instance) keys in gpu_usage_hourly, in one transaction."""
+    """Replaces, in one transaction, the rows of the (hour, GPU) pairs the stage carries: a later
+    load of a host-hour's other GPUs keeps the first load's."""
     con.begin()
     try:
         con.execute(f"""
-            DELETE FROM gpu_usage_hourly g USING (SELECT DISTINCT hour, coalesce(instance_id, node) AS host
+            DELETE FROM gpu_usage_hourly g USING (SELECT DISTINCT hour, {HOST} AS host, {GPU} AS gpu_key
                                                  FROM {STAGE}) k
-            WHERE g.hour = k.hour AND coalesce(g.instance_id, g.node) IS NOT DISTINCT FROM k.host""")
+            WHERE g.hour = k.hour AND coalesce(g.instance_id, g.node) IS NOT DISTINCT FROM k.host
+              AND coalesce(CAST(g.gpu AS VARCHAR), g.gpu_uuid) IS NOT DISTINCT FROM k.gpu_key""")
         con.execute(f"INSERT INTO gpu_usage_hourly BY NAME SELECT * FROM {STAGE}")
         count = con.execute(f"SELECT count(*) FROM {STAGE}").fetchone()
         con.commit()
@@ -170,7 +207,7 @@ def query_range(
     )
     url = f"{base_url.rstrip('/')}/api/v1/query_range?{params}"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - the user's URL
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             body = json.load(response)
     except (urllib.error.URLError, OSError, json.JSONDecodeError) as exc:
         raise GpulensError(f"Prometheus query failed: {exc}", path=base_url) from exc
@@ -189,6 +226,15 @@ def _by_gpu_hour(result: list[dict]) -> dict[tuple[str, str, datetime], float]:
     return out
 
 
+def _by_job_hour(result: list[dict]) -> dict[tuple[str, str, str, datetime], float]:
+    out = {}
+    for series in result:
+        job = series["metric"].get("job_id", "")
+        for (node, gpu, hour), value in _by_gpu_hour([series]).items():
+            out[(node, gpu, job, hour)] = value
+    return out
+
+
 def usage_from_prometheus(base_url: str, start: datetime, end: datetime) -> list[UsageRow]:
     """Rollups for the hours in [start, end) from the agent's counters (PromQL in `promql.py`):
     each evaluation at T covers (T - 1h, T] and is stamped T - 1h; nodes join `gpulens_node_info`
@@ -197,6 +243,10 @@ def usage_from_prometheus(base_url: str, start: datetime, end: datetime) -> list
     held = query_range(base_url, promql.HELD_SECONDS_PER_HOUR, first, last)
     sm = _by_gpu_hour(query_range(base_url, promql.SM_ACTIVE_MEAN_PER_HOUR, first, last))
     util = _by_gpu_hour(query_range(base_url, promql.UTILIZATION_MEAN_PER_HOUR, first, last))
+    # The job's own mean over its held seconds (docs/design.md §5); the GPU's whole-hour mean only
+    # where the counters carry no job labels (an exporter that does not map jobs).
+    job_sm = _by_job_hour(query_range(base_url, promql.SM_ACTIVE_MEAN_PER_JOB_HOUR, first, last))
+    job_util = _by_job_hour(query_range(base_url, promql.UTILIZATION_MEAN_PER_JOB_HOUR, first, last))
     nodes = {
         s["metric"].get("node", ""): s["metric"] for s in query_range(base_url, promql.NODE_INFO, first, last)
     }
@@ -222,8 +272,10 @@ def usage_from_prometheus(base_url: str, start: datetime, end: datetime) -> list
                     job_id=m.get("job_id"),
                     team=m.get("team"),
                     gpu_seconds=seconds,
-                    sm_active=sm.get((node, gpu, hour)),
-                    utilization=util.get((node, gpu, hour)),
+                    sm_active=job_sm.get((node, gpu, m.get("job_id", ""), hour), sm.get((node, gpu, hour))),
+                    utilization=job_util.get(
+                        (node, gpu, m.get("job_id", ""), hour), util.get((node, gpu, hour))
+                    ),
                 )
             )
     return rows

@@ -10,7 +10,9 @@ import duckdb
 
 from gpulens.attribution import allocate as alloc
 from gpulens.attribution.allocate import allocate
-from gpulens.attribution.flags import find_flags
+from gpulens.attribution.bridge import cost_bridge
+from gpulens.attribution.flags import episode_end, find_flags
+from gpulens.attribution.goodput import goodput_window
 from gpulens.attribution.model import Allocation, DivergentRun
 from gpulens.attribution.report.model import (
     DivergentSpend,
@@ -37,6 +39,7 @@ def build_weekly_report(
     previous = week.previous()
     allocation = week_allocation(con, week, options)
     flags = find_flags(con, window=timedelta(days=7), until=week.end, sm_threshold=options.sm_threshold)
+    bridge = cost_bridge(con, week.start, week.end, label=week.label, currency=allocation.currency)
     return WeeklyReport(
         week=week,
         options=options,
@@ -48,7 +51,16 @@ def build_weekly_report(
         underutilized=flags.underutilized,
         divergent=divergent_spend(con, week, flags.divergent_runs, options),
         freshness=freshness(con, week),
+        bridge=bridge,
+        previous_freshness=freshness(con, previous),
+        lost=goodput_window(
+            con, alloc.Window(week.start, week.end), options=_alloc_options(options), label=week.label
+        ),
     )
+
+
+def _alloc_options(options: ReportOptions) -> alloc.Options:
+    return alloc.Options(options.tag_key, options.cluster_tag_key, options.idle, options.basis)
 
 
 def week_allocation(con: duckdb.DuckDBPyConnection, week: IsoWeek, options: ReportOptions) -> Allocation:
@@ -80,25 +92,47 @@ def fleet_usage(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) 
 def divergent_spend(
     con: duckdb.DuckDBPyConnection, week: IsoWeek, divergent: tuple[DivergentRun, ...], options: ReportOptions
 ) -> tuple[DivergentSpend, ...]:
-    """Divergent runs whose anomaly began before the week ended, with what their GPU time cost from
-    the hour of the onset (or the week's start, if earlier) to the end of the week."""
-    runs = [(run, _onset(con, run)) for run in divergent]
-    runs = [(run, onset) for run, onset in runs if onset is None or onset < week.end]
-    onsets = [max(_hour(onset), week.start) for _, onset in runs if onset is not None]
+    """Divergent runs whose anomaly began before the week ended and was not over before it began,
+    with what their GPU time cost from the hour of the onset (or the week's start, if earlier) to the
+    hour the episode ended (the loss recovered or the run stopped: `flags.episode_end`), else to the
+    end of the week. A recovered spike no longer burns money until the week's end."""
+    found = [(run, _onset(con, run), *episode_end(con, run)) for run in divergent]
+    runs = [
+        (run, onset, end, why)
+        for run, onset, end, why in found
+        if (onset is None or onset < week.end)
+        and (end is None or end >= week.start)
+        and _active(con, run, week)
+    ]
+    onsets = [max(_hour(onset), week.start) for _, onset, _, _ in runs if onset is not None]
     if not onsets:
-        return tuple(DivergentSpend(run, onset, None) for run, onset in runs)
-    opts = alloc.Options(options.tag_key, options.cluster_tag_key, options.idle, options.basis)
-    priced = alloc.job_gpu_cost(con, alloc.Window(min(onsets), week.end), opts)
+        return tuple(DivergentSpend(run, onset, None, end, why) for run, onset, end, why in runs)
+    priced = alloc.job_gpu_cost(con, alloc.Window(min(onsets), week.end), _alloc_options(options))
     return tuple(
         DivergentSpend(
             run,
             onset,
             None
             if onset is None
-            else alloc.job_cost_since(con, priced, run.job_id, max(_hour(onset), week.start)),
+            else alloc.job_cost_since(con, priced, run.job_id, max(_hour(onset), week.start), end),
+            end if end is not None and end < week.end else None,
+            why if end is not None and end < week.end else None,
         )
-        for run, onset in runs
+        for run, onset, end, why in runs
     )
+
+
+def _active(con: duckdb.DuckDBPyConnection, run: DivergentRun, week: IsoWeek) -> bool:
+    """The run logged a step in the week or its job held a GPU in it: a run of another month whose
+    last record said nothing about its end is not this week's news."""
+    row = con.execute(
+        """SELECT EXISTS (SELECT 1 FROM train_metrics
+                          WHERE job_id = $job AND ts >= $start AND ts < $end)
+               OR EXISTS (SELECT 1 FROM gpu_usage_hourly
+                          WHERE job_id = $job AND hour >= $start AND hour < $end)""",
+        {"job": run.job_id, "start": week.start, "end": week.end},
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _hour(t: datetime) -> datetime:
@@ -107,7 +141,8 @@ def _hour(t: datetime) -> datetime:
 
 def _onset(con: duckdb.DuckDBPyConnection, run: DivergentRun) -> datetime | None:
     row = con.execute(
-        "SELECT min(ts) FROM train_metrics WHERE job_id = ? AND step = ?", [run.job_id, run.step]
+        "SELECT min(ts) FROM train_metrics WHERE job_id = ? AND step = ? AND NOT coalesce(redone, false)",
+        [run.job_id, run.step],
     ).fetchone()
     return None if row is None else row[0]
 

@@ -11,8 +11,8 @@ from html import escape
 from reportlab.graphics.shapes import Drawing, Rect, String
 from reportlab.lib import colors
 
+from gpulens.attribution.present import format_money
 from gpulens.attribution.report.model import WeeklyReport
-from gpulens.attribution.report.tables import cents
 
 PALETTE = ("#2f6db5", "#a9c4e6", "#d98b2b", "#8a8a8a")
 LABEL_W, BAR_H, GAP, WIDTH, VALUE_W = 150.0, 14.0, 10.0, 640.0, 90.0
@@ -63,7 +63,7 @@ def composition(report: WeeklyReport) -> BarChart:
     direct = sum((t.direct for t in a.teams), Decimal(0))
     shared = sum((t.shared for t in a.teams), Decimal(0))
     return BarChart(
-        f"Where the week's {cents(a.total):,.2f} {a.currency} went",
+        f"Where the week's {format_money(a.total, a.currency)} went",
         ("direct", "shared", "idle", "unallocated"),
         (Series(report.week.label, (direct, shared, a.idle, a.unallocated)),),
         a.currency,
@@ -109,7 +109,8 @@ def to_svg(chart: BarChart) -> str:
             f'fill="{b.color}"/>'
         )
         out.append(
-            f'<text x="{LABEL_W + b.width + 4:.1f}" y="{b.y + BAR_H - 4:.1f}">{cents(b.value):,.2f}</text>'
+            f'<text x="{LABEL_W + b.width + 4:.1f}" y="{b.y + BAR_H - 4:.1f}">'
+            f"{escape(format_money(b.value, chart.currency))}</text>"
         )
     legend_y = height - 6
     for j, s in enumerate(chart.series):
@@ -144,7 +145,7 @@ def to_drawing(chart: BarChart, width: float = WIDTH) -> Drawing:
             String(
                 (LABEL_W + b.width + 4) * k,
                 (height - b.y - BAR_H + 4) * k,
-                f"{cents(b.value):,.2f}",
+                format_money(b.value, chart.currency),
                 fontSize=7,
             )
         )

@@ -8,19 +8,16 @@ from __future__ import annotations
 import csv
 import io
 
+from gpulens.attribution.present import csv_text
 from gpulens.attribution.report.model import WeeklyReport
 from gpulens.attribution.report.tables import Cell, format_cell, sections
 
-# A spreadsheet evaluates a cell that starts with one of these as a formula. Team names, job ids and
-# resource ids come from free-form tags and labels that anyone who can tag a resource controls
-# (CSV injection, OWASP); such text cells get a leading apostrophe. Numbers are never touched.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
 
 def csv_cell(cell: Cell) -> str:
-    """The cell as csv text: money to the cent without separators; text never read as a formula."""
-    text = format_cell(cell, grouping=False)
-    return "'" + text if cell.kind == "text" and text.startswith(_FORMULA_START) else text
+    """The cell as csv text: money to the cent without separators; text never read as a formula
+    (`present.csv_text`, shared with the explorer's downloads). Numbers are never touched."""
+    text = format_cell(cell)
+    return csv_text(text) if cell.kind == "text" else text
 
 
 def render_csv(report: WeeklyReport) -> str:

@@ -15,7 +15,8 @@ from gpulens.attribution.report.tables import Cell, Table, format_cell, sections
 _CSS = """
 body{font-family:Helvetica,Arial,sans-serif;color:#1d1d1d;margin:24px;max-width:960px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:16px;margin:28px 0 6px;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;font-size:12px;margin:4px 0} td,th{padding:3px 8px;border-bottom:1px solid #e4e4e4}
+table{border-collapse:collapse;font-size:12px;margin:4px 0}
+td,th{padding:3px 8px;border-bottom:1px solid #e4e4e4}
 th{background:#f3f5f8;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
 p.note{font-size:11px;color:#555;margin:2px 0 8px}
 """
@@ -23,14 +24,14 @@ _BANNER = "background:#fff3cd;border:1px solid #e0b100;padding:10px 14px;margin:
 _NUMERIC = ("money", "hours", "ratio", "change", "int")
 
 
-def _td(cell: Cell) -> str:
+def _td(cell: Cell, currency: str) -> str:
     cls = ' class="num" style="text-align:right"' if cell.kind in _NUMERIC else ""
-    return f"<td{cls}>{escape(format_cell(cell))}</td>"
+    return f"<td{cls}>{escape(format_cell(cell, currency))}</td>"
 
 
-def _table(table: Table) -> str:
+def _table(table: Table, currency: str) -> str:
     head = "".join(f"<th>{escape(c)}</th>" for c in table.columns)
-    body = "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in table.rows)
+    body = "".join("<tr>" + "".join(_td(c, currency) for c in row) + "</tr>" for row in table.rows)
     if not table.rows:
         body = f'<tr><td colspan="{len(table.columns)}">none this week</td></tr>'
     note = f'<p class="note">{escape(table.note)}</p>' if table.note else ""
@@ -59,9 +60,9 @@ def render_html(report: WeeklyReport) -> str:
         f'<p class="note">{report.week.start:%a %Y-%m-%d} to {report.week.end:%a %Y-%m-%d} 00:00 UTC, '
         f"{escape(report.currency)}, {escape(report.allocation.basis)} cost</p>",
         _banner(report),
-        _table(tables[0]),
+        _table(tables[0], report.currency),
         svgs,
-        *(_table(t) for t in tables[1:]),
+        *(_table(t, report.currency) for t in tables[1:]),
     ]
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+from gpulens.attribution.bridge import CostBridge
+from gpulens.attribution.goodput import GoodputReport
 from gpulens.attribution.model import Allocation, Basis, DivergentRun, IdleMode, UnderutilizedGpu
 from gpulens.errors import GpulensError
+from gpulens.metrics import SM_THRESHOLD_DEFAULT
 
 _WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 
@@ -76,11 +79,17 @@ class DivergentSpend:
 
     `onset` is the timestamp of the anomalous step (`train_metrics.ts`), `None` when the run logged no
     times; `spend_after_onset` is `None` when it cannot be priced (no onset time, or no usage of the job).
+    The spend runs from the onset's hour to the hour the episode ended (`ended`: the loss recovered, or
+    the run stopped), else to the end of the week.
     """
 
     run: DivergentRun
     onset: datetime | None
     spend_after_onset: Decimal | None
+    # When the spend stopped counting: the loss recovered, or the run's last step (docs/design.md §7);
+    # None: still going at the end of the week.
+    ended: datetime | None = None
+    ended_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,7 +121,7 @@ class ReportOptions:
     cluster_tag_key: str = "cluster"
     idle: IdleMode = "separate"
     basis: Basis = "amortized"
-    sm_threshold: float = 0.25
+    sm_threshold: float = SM_THRESHOLD_DEFAULT
     top: int = 20
 
 
@@ -128,6 +137,13 @@ class WeeklyReport:
     underutilized: tuple[UnderutilizedGpu, ...]
     divergent: tuple[DivergentSpend, ...]
     freshness: Freshness
+    # What lost training time cost (docs/design.md §8): goodput buckets of the week's runs in money,
+    # beside each team's GPU spend; None when built without it.
+    lost: GoodputReport | None = None
+    # The amortized-to-billed bridge of the week (attribution/bridge.py); None when built without it.
+    bridge: CostBridge | None = None
+    # The previous week's data coverage, for comparing per-day rates; None: taken as complete.
+    previous_freshness: Freshness | None = None
 
     @property
     def currency(self) -> str:
@@ -137,6 +153,17 @@ class WeeklyReport:
     def waste(self) -> Decimal:
         """Money paid for held but idle SMs this week: the teams' waste as `allocate` computed it."""
         return sum((t.waste for t in self.allocation.teams), Decimal(0))
+
+    @property
+    def is_empty(self) -> bool:
+        """No CUR usage line and no GPU usage rollup on any day of the week: nothing to report."""
+        return len(self.freshness.cur_missing_days) == 7 and len(self.freshness.usage_missing_days) == 7
+
+    @property
+    def cost_days(self) -> tuple[int, int]:
+        """Days with CUR usage lines this week and the previous week (7 where coverage is not known)."""
+        before = self.previous_freshness
+        return 7 - len(self.freshness.cur_missing_days), 7 - len(before.cur_missing_days) if before else 7
 
     @property
     def incomplete_reasons(self) -> tuple[str, ...]:

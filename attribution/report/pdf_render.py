@@ -42,13 +42,13 @@ _GRID = TableStyle(
 _NUMERIC = ("money", "hours", "ratio", "change", "int")
 
 
-def _cell(cell: Cell) -> object:
+def _cell(cell: Cell, currency: str) -> object:
     """Numbers stay plain strings (one text run each, right-aligned); text wraps as a Paragraph."""
-    text = format_cell(cell)
+    text = format_cell(cell, currency)
     return text if cell.kind in _NUMERIC else Paragraph(escape(text), _CELL)
 
 
-def _section(section: Section) -> list[Flowable]:
+def _section(section: Section, currency: str) -> list[Flowable]:
     out: list[Flowable] = [Paragraph(escape(section.title), _STYLES["Heading2"])]
     if section.note:
         out.append(Paragraph(escape(section.note), _NOTE))
@@ -56,7 +56,7 @@ def _section(section: Section) -> list[Flowable]:
         return out + [Paragraph(escape(format_cell(row[0])), _STYLES["BodyText"]) for row in section.rows]
     if not section.rows:
         return out + [Paragraph("none this week", _STYLES["BodyText"])]
-    data = [list(section.columns), *([_cell(c) for c in row] for row in section.rows)]
+    data = [list(section.columns), *([_cell(c, currency) for c in row] for row in section.rows)]
     style = TableStyle(_GRID.getCommands())
     for col, cell in enumerate(section.rows[0]):
         if cell.kind in _NUMERIC:
@@ -95,9 +95,9 @@ def render_pdf(report: WeeklyReport) -> bytes:
                 _BANNER,
             )
         )
-    story += _section(tables[0])
+    story += _section(tables[0], report.currency)
     story += [Spacer(1, 6 * mm), *(to_drawing(c, width=doc.width * 0.62) for c in charts(report))]
     for section in tables[1:]:
-        story += _section(section)
+        story += _section(section, report.currency)
     doc.build(story)
     return buf.getvalue()

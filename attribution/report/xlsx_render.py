@@ -1,7 +1,11 @@
 """The report as an xlsx workbook: one sheet per section, money as numbers in a currency format.
 
-Amounts are written at full precision (as doubles) and displayed to the cent, so a SUM over a column
-in the spreadsheet reproduces the report's total instead of the sum of rounded cents.
+Amounts are written as the report shows them where a table rounds parts together so that they add up
+to their total (`Cell.shown`, `money.round_parts`), else at full precision (as doubles), displayed
+to the cent; either way a SUM over a column reproduces the report's total to the cent. Totals and
+differences are formulas over the cells they add up (`tables.Formula`), with the computed value
+cached for readers that do not calculate. Every column is sized to its widest cell as the report
+shows it (no `####`), and each table has an autofilter on its header row.
 """
 
 from __future__ import annotations
@@ -12,10 +16,14 @@ from decimal import Decimal
 
 import xlsxwriter
 from xlsxwriter.format import Format
+from xlsxwriter.utility import xl_rowcol_to_cell
 from xlsxwriter.worksheet import Worksheet
 
 from gpulens.attribution.report.model import WeeklyReport
-from gpulens.attribution.report.tables import Cell, sections
+from gpulens.attribution.report.tables import Cell, Formula, Table, format_cell, sections
+
+HEADER_ROW = 3  # rows 0-2: title, note, incomplete-week warning
+MIN_WIDTH, MAX_WIDTH = 8, 90  # characters
 
 
 def _currency_format(currency: str) -> str:
@@ -43,19 +51,48 @@ def render_xlsx(report: WeeklyReport) -> bytes:
         sheet.write(1, 0, table.note or f"{report.currency}, week {report.week.label}")
         if report.incomplete_reasons and table.key == "headline":
             sheet.write(2, 0, "Incomplete week: " + "; ".join(report.incomplete_reasons), fmt["warn"])
-        sheet.write_row(3, 0, table.columns, fmt["head"])
-        for r, row in enumerate(table.rows, start=4):
+        sheet.write_row(HEADER_ROW, 0, table.columns, fmt["head"])
+        for r, row in enumerate(table.rows, start=HEADER_ROW + 1):
             for c, cell in enumerate(row):
                 _write(sheet, r, c, cell, fmt)
-        sheet.set_column(0, len(table.columns) - 1, 16)
-        sheet.freeze_panes(4, 0)
+        for c, width in enumerate(column_widths(table, report.currency)):
+            sheet.set_column(c, c, width)
+        sheet.autofilter(HEADER_ROW, 0, HEADER_ROW + max(len(table.rows), 1), len(table.columns) - 1)
+        sheet.freeze_panes(HEADER_ROW + 1, 0)
     book.close()
     return buf.getvalue()
 
 
+def column_widths(table: Table, currency: str) -> list[int]:
+    """Characters per column: the widest of its header and its cells as the report shows them (money
+    with symbol and thousands), plus room for the autofilter button."""
+    widths = [len(c) + 3 for c in table.columns]
+    for row in table.rows:
+        for c, cell in enumerate(row):
+            widths[c] = max(widths[c], len(format_cell(cell, currency)) + 2)
+    return [min(max(w, MIN_WIDTH), MAX_WIDTH) for w in widths]
+
+
+def formula_text(formula: Formula, c: int) -> str:
+    """The spreadsheet formula of a cell in column `c`; table rows start below the header row."""
+
+    def ref(row: int, col: int) -> str:
+        return xl_rowcol_to_cell(HEADER_ROW + 1 + row, col)
+
+    if formula.op == "sum":
+        (first, _), (last, _) = formula.cells
+        return f"=SUM({ref(first, c)}:{ref(last, c)})"
+    (a_row, a_col), (b_row, b_col) = formula.cells
+    return f"={ref(a_row, a_col)}-{ref(b_row, b_col)}"
+
+
 def _write(sheet: Worksheet, r: int, c: int, cell: Cell, fmt: dict[str, Format]) -> None:
     value = cell.value
-    if value is None:
+    if isinstance(value, Decimal) and cell.shown is not None:
+        value = cell.shown
+    if cell.formula is not None and isinstance(value, Decimal):
+        sheet.write_formula(r, c, formula_text(cell.formula, c), fmt["money"], float(value))
+    elif value is None:
         sheet.write_blank(r, c, None)
     elif isinstance(value, Decimal):
         sheet.write_number(r, c, float(value), fmt["money"])

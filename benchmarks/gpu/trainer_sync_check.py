@@ -6,8 +6,9 @@ Run once on a CUDA machine with only torch and gpulens installed
     python benchmarks/gpu/trainer_sync_check.py            # ~1 minute on an H100
 
 1. `torch.cuda.set_sync_debug_mode("error")`, then 200 steps of the reference trainer's model on the GPU,
-   instrumented with StepMonitor (loss and grad norm recorded as CUDA tensors, a NaN injected at step 150,
-   three quarters of the way):
+   instrumented with StepMonitor (loss and grad norm recorded as CUDA tensors and copied in one batch,
+   one CUDA event per step, batches through `monitor.data()`, a phase every 50 steps, a NaN injected at
+   step 150, three quarters of the way):
    any synchronizing CUDA call on the training thread raises, so finishing is the proof. The 200
    records (and the NaN, at exactly step 150) are then checked.
 2. Per-step time of four variants: the bare loop; the loop under StepMonitor (loss and grad norm
@@ -78,7 +79,7 @@ def sync_check(device: str, steps: int, log: Path) -> list[str]:
 
     work = workload(device)
     for _ in range(3):  # warm-up: cuBLAS handles, allocator pools, kernels' first launch
-        work.step()
+        work.step(work.batch())
     monitor = StepMonitor(
         "sync-check",
         "gpulens",
@@ -93,10 +94,16 @@ def sync_check(device: str, steps: int, log: Path) -> list[str]:
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")
     index = -1
+    inputs = monitor.data(work.batch() for _ in range(steps))  # data waits timed as phases: host clock only
     try:
-        for index in range(steps):
+        for index, batch in enumerate(inputs):
+            if index % 50 == 49:
+                with monitor.phase(
+                    "checkpoint_save"
+                ):  # a phase breaks the chain: the next step records a start
+                    pass
             with monitor.step(tokens=work.tokens_per_step, samples=work.config.batch, step=index) as step:
-                loss, grad_norm = work.step(skip_update=index == nan_at)
+                loss, grad_norm = work.step(batch, skip_update=index == nan_at)
                 step.record(**work.figures(loss, grad_norm))
     except RuntimeError as exc:  # set_sync_debug_mode("error") raises RuntimeError at the synchronizing call
         frames = traceback.extract_tb(exc.__traceback__)[-4:]
@@ -119,6 +126,9 @@ def check_records(
         problems.append(f"expected {steps} step records in order, got {len(step_records)}")
     if not all(r["step_seconds"] > 0 for r in step_records):
         problems.append("a step_seconds is not positive")
+    saves = [r for r in records if r["kind"] == "phase" and r["phase"] == "checkpoint_save"]
+    if len(saves) != steps // 50:
+        problems.append(f"expected {steps // 50} checkpoint_save phases, got {len(saves)}")
     if on_cuda and not all("mfu" in r for r in step_records):
         problems.append("no MFU: the GPU is not in the peak table (gpulens.trainer.mfu)")
     if (nan_at, "nan") not in anomalies:
@@ -167,14 +177,14 @@ def timed_rounds(
     naive_log: list[tuple[float, float]] = []
 
     def bare() -> float:
-        work.step()
+        work.step(work.batch())
         return 0.0
 
     def monitored() -> float:
         t0 = clock()
         step = monitor.step(tokens=work.tokens_per_step).__enter__()
         t1 = clock()
-        loss, grad_norm = work.step()
+        loss, grad_norm = work.step(work.batch())
         t2 = clock()
         step.record(loss=loss, grad_norm=grad_norm)
         step.__exit__(None, None, None)
@@ -184,14 +194,14 @@ def timed_rounds(
         t0 = clock()
         step = monitor_events.step(tokens=work.tokens_per_step).__enter__()
         t1 = clock()
-        work.step()
+        work.step(work.batch())
         t2 = clock()
         step.__exit__(None, None, None)
         return clock() - t2 + t1 - t0
 
     def naive() -> float:
         t0 = clock()
-        loss, _ = work.step()
+        loss, _ = work.step(work.batch())
         sync()
         naive_log.append((clock() - t0, loss.item()))
         return 0.0

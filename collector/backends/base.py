@@ -19,7 +19,7 @@ from gpulens.errors import GpulensError
 BLANK_THRESHOLD = 1.0e14
 
 
-class DeviceLost(Exception):  # noqa: N818 - the name says what happened, as NVML's GPU_IS_LOST does
+class DeviceLost(Exception):
     """The whole device stopped answering (fallen off the bus): the sampler exports gpulens_gpu_up 0."""
 
 
@@ -29,11 +29,19 @@ class BackendUnavailable(GpulensError):
 
 @dataclass(frozen=True)
 class GpuIdentity:
-    """A device as found at startup. `index` is NVML's index; `model` its marketing name."""
+    """A device as found at startup. `index` is NVML's index; `model` its marketing name.
+
+    A MIG instance is a device of its own: `index` is its parent GPU's index, `uuid` the instance's
+    own `MIG-...` UUID (what the kubelet and CUDA_VISIBLE_DEVICES name), `mig` its profile and
+    GPU-instance id (`3g.40gb/1`), and `share` its slices over the parent's (3/7): the GPU time it
+    holds counts as that share of the whole GPU (docs/agent.md, MIG). `uuid` is the sampler's key.
+    """
 
     index: int
     uuid: str
     model: str
+    mig: str = ""
+    share: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,7 @@ class Capabilities:
     energy: bool = False
     xid_events: bool = False
     ecc: bool = False
-    processes: bool = False
+    processes: bool = False  # readings carry the pids of the compute processes (trust, job mapping)
     extra: tuple[str, ...] = field(default=())
 
     def names(self) -> tuple[str, ...]:

@@ -5,7 +5,13 @@ talks to the host engine (nv-hostengine, or embedded) and tests pass a fake. Thi
 DCGM field ids to readings, converting units once: FB used/total MiB -> bytes (250/252), energy
 mJ -> J (156), SM clock MHz -> Hz (100), GPU_UTIL % -> 0..1 (203); profiling fields 1002-1005 are
 already 0..1 means over DCGM's own sampling window. Blank values (DCGM_*_BLANK sentinels) are absent.
-XIDs come from DCGM_FI_DEV_XID_ERRORS (230): a new timestamp on that field is a new event.
+
+A value is only as good as its timestamp: one older than `stale_after` seconds (DCGM stopped updating
+it) is absent, and a GPU with no fresh value at all is lost (`DeviceLost` -> `gpulens_gpu_up 0`, no
+held seconds, no integrals), as NVML reports GPU_IS_LOST. XIDs come from DCGM_FI_DEV_XID_ERRORS (230):
+every value recorded since the previous tick is an event (two XIDs in one interval count twice).
+DCGM readings carry no processes: where NVML answers beside DCGM, `processes` (NVML's process lists)
+fills `pids`, so the process/Slurm job mapping and the pid trust check work under DCGM too.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any, Protocol
 from gpulens.collector.backends.base import (
     BackendUnavailable,
     Capabilities,
+    DeviceLost,
     GpuIdentity,
     GpuReading,
     XidEvent,
@@ -59,6 +66,8 @@ class DcgmSession(Protocol):
 
     def latest(self) -> Mapping[int, Mapping[int, Value]]: ...  # gpu index -> field id -> value
 
+    def xids_since_last_call(self) -> Mapping[int, Sequence[Value]]: ...  # gpu -> every XID value
+
     def pause_profiling(self, paused: bool) -> None: ...
 
     def close(self) -> None: ...
@@ -74,16 +83,21 @@ class DcgmBackend:
         session: DcgmSession | None = None,
         interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        processes: Callable[[GpuIdentity], tuple[int, ...] | None] | None = None,
     ) -> None:
         self.session = session if session is not None else PydcgmSession()
         self._clock = clock
+        self._wall = wall  # DCGM timestamps are wall-clock microseconds
+        self._processes = processes
+        self.stale_after = max(5.0, 3 * interval_s)  # seconds: a value DCGM stopped updating is absent
         self._devices = tuple(self.session.gpus())
         if not self._devices:
             raise BackendUnavailable("DCGM answered but reports no GPU")
         wanted = [fid for fid, _ in FIELDS.values()] + list(PROFILING.values()) + [XID_FIELD]
         self._watched = set(self.session.watch(wanted, interval_s))
         self._latest: Mapping[int, Mapping[int, Value]] = {}
-        self._xid_seen: dict[int, int] = {}
+        self._xid_started = False
         self._profiling = True
 
     def devices(self) -> Sequence[GpuIdentity]:
@@ -96,7 +110,7 @@ class DcgmBackend:
             energy=156 in w,
             xid_events=XID_FIELD in w,
             ecc=311 in w,
-            processes=False,
+            processes=self._processes is not None,
             extra=("dcgm_profiling",) if 1002 in w else (),
         )
 
@@ -110,32 +124,39 @@ class DcgmBackend:
 
     def poll_xids(self) -> list[XidEvent]:
         self._refresh()  # poll_xids runs first in each tick: one fetch serves every read() after it
-        events = []
-        for gpu, fields in self._latest.items():
-            value, ts = fields.get(XID_FIELD, (None, 0))
-            if value is None or ts <= self._xid_seen.get(gpu, 0):
-                continue
-            first = gpu not in self._xid_seen
-            self._xid_seen[gpu] = ts
-            if not first:  # the value present at startup happened before we watched
-                events.append(XidEvent(gpu, int(value), self._clock()))
-        for d in self._devices:
-            self._xid_seen.setdefault(d.index, 0)
-        return events
+        history = self.session.xids_since_last_call()
+        if not self._xid_started:  # what DCGM kept from before the agent watched is not news
+            self._xid_started = True
+            return []
+        now = self._clock()
+        return [
+            XidEvent(gpu, int(value), now)
+            for gpu, values in sorted(history.items())
+            for value, _ts in values
+            if value is not None
+        ]
 
     def read(self, device: GpuIdentity) -> GpuReading:
         fields = self._latest.get(device.index, {})
+        oldest = int((self._wall() - self.stale_after) * 1e6)
+        fresh = {fid: v for fid, (v, ts) in fields.items() if ts >= oldest and fid != XID_FIELD}
+        if not fresh:
+            raise DeviceLost(f"DCGM has no value newer than {self.stale_after:g}s for GPU {device.index}")
         values: dict[str, float | None] = {}
         for name, (fid, scale) in FIELDS.items():
-            values[name] = clean(fields.get(fid, (None, 0))[0], scale)
+            values[name] = clean(fresh.get(fid), scale)
         values["utilization_ratio"] = ratio(values["utilization_ratio"], percent=False)
         if self._profiling:
             for name, fid in PROFILING.items():
-                values[name] = ratio(clean(fields.get(fid, (None, 0))[0]), percent=False)
-        return GpuReading(identity=device, **values)
+                values[name] = ratio(clean(fresh.get(fid)), percent=False)
+        pids = self._processes(device) if self._processes is not None else None
+        return GpuReading(identity=device, pids=pids or (), **values)
 
     def close(self) -> None:
         self.session.close()
+        close = getattr(self._processes, "close", None)
+        if close is not None:
+            close()
 
 
 class PydcgmSession:
@@ -163,6 +184,8 @@ class PydcgmSession:
             raise BackendUnavailable(f"DCGM could not start: {exc}") from None
         self._pydcgm = pydcgm
         self._field_group: Any = None
+        self._xid_group: Any = None
+        self._xids: Any = None
 
     def gpus(self) -> Sequence[GpuIdentity]:
         return [
@@ -193,6 +216,20 @@ class PydcgmSession:
                 for fid, v in fields.items()
                 if len(v)
             }
+        return out
+
+    def xids_since_last_call(self) -> Mapping[int, Sequence[Value]]:
+        """Every XID value DCGM recorded since the previous call (GetAllSinceLastCall), per GPU."""
+        if self._xid_group is None:
+            self._xid_group = self._pydcgm.DcgmFieldGroup(
+                self._handle, name="gpulens-xid", fieldIds=[XID_FIELD]
+            )
+        self._xids = self._group.samples.GetAllSinceLastCall(self._xids, self._xid_group)
+        out: dict[int, list[Value]] = {}
+        for gid, fields in self._xids.values.items():
+            for v in fields.get(XID_FIELD, []):
+                out.setdefault(int(gid), []).append((None if v.isBlank else float(v.value), int(v.ts)))
+        self._xids.EmptyValues()
         return out
 
     def pause_profiling(self, paused: bool) -> None:

@@ -8,7 +8,17 @@ again for that device and its series stays absent; NVML_ERROR_GPU_IS_LOST raises
 
 GPM (nvmlGpmSampleGet/nvmlGpmMetricsGet, Hopper and newer) gives SM activity, SM occupancy, tensor
 activity and DRAM bandwidth utilization as exact means between two samples: one sample per tick,
-so each value is the mean over the sampling window.
+so each value is the mean over the sampling window. Utilization is the mean of NVML's own
+utilization samples (nvmlDeviceGetSamples, one per 1/6-1 s) taken since the previous tick, so it
+too is a window mean; where samples are not available it falls back to nvmlDeviceGetUtilizationRates.
+
+One GPU never blinds the node: a handle that fails at start (NO_PERMISSION, GPU_IS_LOST) is listed
+and reports `gpulens_gpu_up 0`; the XID thread survives errors and registers its events again.
+
+MIG: on a GPU in MIG mode every MIG device (nvmlDeviceGetMigDeviceHandleByIndex) is a device of its
+own, with its MIG UUID, `mig` = profile/GPU-instance id and a share of the parent's slices
+(gpuInstanceSliceCount / nvmlDeviceGetMaxMigDeviceCount); board-level fields (power, energy,
+temperature, clock, ECC, utilization) and GPM are read on the parent only, so instances omit them.
 """
 
 from __future__ import annotations
@@ -41,13 +51,26 @@ GPM_FIELDS = (
     ("dram_active_ratio", "NVML_GPM_METRIC_DRAM_BW_UTIL"),
 )
 EVENT_WAIT_MS = 500
+EVENT_RETRY_S = (1.0, 30.0)  # backoff of the XID thread after an error: first, longest
+MIG_BOARD_FIELDS = frozenset(
+    {
+        "utilization",
+        "utilization_samples",
+        "power",
+        "energy",
+        "temperature",
+        "sm_clock",
+        "ecc_corrected",
+        "ecc_uncorrected",
+    }
+)
 
 
 def _import_pynvml() -> ModuleType:
     try:
         import pynvml
     except ImportError:
-        raise BackendUnavailable("nvidia-ml-py is not installed (pip install nvidia-ml-py)") from None
+        raise BackendUnavailable("nvidia-ml-py is not installed (pip install 'gpulens[agent]')") from None
     return pynvml
 
 
@@ -71,27 +94,75 @@ class NvmlBackend:
             ) from None
         try:
             count = self.nv.nvmlDeviceGetCount()
-            self._handles = [self.nv.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
-            self._devices = tuple(
-                GpuIdentity(i, _text(self.nv.nvmlDeviceGetUUID(h)), _text(self.nv.nvmlDeviceGetName(h)))
-                for i, h in enumerate(self._handles)
-            )
         except self.nv.NVMLError as exc:
             self.nv.nvmlShutdown()
             raise BackendUnavailable(f"NVML could not list GPUs: {exc}") from None
-        if not self._devices:
+        if not count:
             self.nv.nvmlShutdown()
             raise BackendUnavailable("NVML answered but found no GPU")
+        # Parallel lists, one entry per device (a GPU, or a MIG instance): handle None = unusable.
+        self._handles: list[Any] = []
+        devices: list[GpuIdentity] = []
+        self._parents: list[Any] = []  # the GPUs' own handles, for XID events
+        for i in range(count):
+            for device, handle in self._open(i):
+                devices.append(device)
+                self._handles.append(handle)
+        self._devices = tuple(devices)
+        self._slot = {d.uuid: n for n, d in enumerate(devices)}
         self._unsupported: set[tuple[int, str]] = set()
         self._logged: set[tuple[int, str, object]] = set()
-        self._gpm = {i for i, h in enumerate(self._handles) if self._gpm_supported(h)}
+        self._gpm = {
+            n
+            for n, (d, h) in enumerate(zip(devices, self._handles, strict=True))
+            if not d.mig and h is not None
+        }
+        self._gpm = {n for n in self._gpm if self._gpm_supported(self._handles[n])}
         self._gpm_prev: dict[int, Any] = {}
+        self._util_ts: dict[int, int] = {}  # newest utilization sample seen per device (µs)
         self._profiling = True
         self._xids: list[XidEvent] = []
         self._xid_lock = threading.Lock()
         self._stop = threading.Event()
         self._events = self._start_events()
         self._caps = self._probe()
+
+    # -- devices, found once ----------------------------------------------------------------------
+    def _open(self, i: int) -> list[tuple[GpuIdentity, Any]]:
+        """GPU `i` as devices: itself, its MIG instances, or an unusable placeholder (up 0)."""
+        nv = self.nv
+        try:
+            h = nv.nvmlDeviceGetHandleByIndex(i)
+            uuid, name = _text(nv.nvmlDeviceGetUUID(h)), _text(nv.nvmlDeviceGetName(h))
+        except nv.NVMLError as exc:
+            log.warning("nvml: GPU %d cannot be opened (%s): reported as gpulens_gpu_up 0", i, exc)
+            return [(GpuIdentity(i, f"GPU-unavailable-{i}", "unknown"), None)]
+        self._parents.append(h)
+        instances = self._mig_instances(i, h, name)
+        return instances or [(GpuIdentity(i, uuid, name), h)]
+
+    def _mig_instances(self, i: int, h: Any, name: str) -> list[tuple[GpuIdentity, Any]]:
+        """The MIG devices of GPU `i` when it is in MIG mode, else []."""
+        nv = self.nv
+        try:
+            current, _pending = nv.nvmlDeviceGetMigMode(h)
+            if current != nv.NVML_DEVICE_MIG_ENABLE:
+                return []
+            slots = int(nv.nvmlDeviceGetMaxMigDeviceCount(h))
+        except (nv.NVMLError, AttributeError):
+            return []  # no MIG on this GPU or these bindings
+        out = []
+        for j in range(slots):
+            try:
+                mh = nv.nvmlDeviceGetMigDeviceHandleByIndex(h, j)
+                uuid = _text(nv.nvmlDeviceGetUUID(mh))
+                gi = int(nv.nvmlDeviceGetGpuInstanceId(mh))
+                slices = int(nv.nvmlDeviceGetAttributes(mh).gpuInstanceSliceCount)
+                profile = _text(nv.nvmlDeviceGetName(mh)).rsplit(" ", 1)[-1]  # "... MIG 3g.40gb"
+            except nv.NVMLError:
+                continue  # an empty MIG slot (NOT_FOUND)
+            out.append((GpuIdentity(i, uuid, name, f"{profile}/{gi}", slices / max(slots, 1)), mh))
+        return out
 
     # -- capabilities, probed once -------------------------------------------------------------
     def _gpm_supported(self, handle: Any) -> bool:
@@ -101,10 +172,12 @@ class NvmlBackend:
             return False
 
     def _probe(self) -> Capabilities:
-        h = self._handles[0]
+        h = next((h for h in self._parents), None)
         nv = self.nv
 
         def works(fn: Callable[..., Any], *args: Any) -> bool:
+            if h is None:
+                return False
             try:
                 fn(h, *args)
                 return True
@@ -134,20 +207,31 @@ class NvmlBackend:
             self._free_gpm_samples()
 
     # -- XID events ----------------------------------------------------------------------------
-    def _start_events(self) -> threading.Thread | None:
+    def _register(self, quiet: bool = False) -> int:
+        """A fresh event set with XID events of every GPU that accepts them; how many did."""
         nv = self.nv
-        try:
-            self._event_set = nv.nvmlEventSetCreate()
-        except nv.NVMLError as exc:
-            log.warning("NVML events unavailable (%s): XIDs will not be counted", exc)
-            return None
+        old, self._event_set = getattr(self, "_event_set", None), nv.nvmlEventSetCreate()
+        if old is not None:
+            try:
+                nv.nvmlEventSetFree(old)
+            except nv.NVMLError:
+                pass
         registered = 0
-        for i, h in enumerate(self._handles):
+        for h in self._parents:
             try:
                 nv.nvmlDeviceRegisterEvents(h, nv.nvmlEventTypeXidCriticalError, self._event_set)
                 registered += 1
             except nv.NVMLError as exc:
-                log.warning("GPU %d: XID events not available: %s", i, exc)
+                if not quiet:
+                    log.warning("nvml: a GPU's XID events are not available: %s", exc)
+        return registered
+
+    def _start_events(self) -> threading.Thread | None:
+        try:
+            registered = self._register()
+        except self.nv.NVMLError as exc:
+            log.warning("NVML events unavailable (%s): XIDs will not be counted", exc)
+            return None
         if not registered:
             return None
         thread = threading.Thread(target=self._event_loop, name="gpulens-nvml-events", daemon=True)
@@ -155,15 +239,26 @@ class NvmlBackend:
         return thread
 
     def _event_loop(self) -> None:
+        """Waits for XIDs until closed; an error (a GPU lost after XID 79) never ends it."""
         nv = self.nv
+        backoff = EVENT_RETRY_S[0]
         while not self._stop.is_set():
             try:
                 data = nv.nvmlEventSetWait(self._event_set, EVENT_WAIT_MS)
             except nv.NVMLError as exc:
                 if getattr(exc, "value", None) == nv.NVML_ERROR_TIMEOUT:
+                    backoff = EVENT_RETRY_S[0]
                     continue
-                log.warning("NVML event wait failed: %s; XID events stop", exc)
-                return
+                log.warning("NVML event wait failed: %s; registering XID events again in %.0fs", exc, backoff)
+                if self._stop.wait(backoff):
+                    return
+                backoff = min(backoff * 2, EVENT_RETRY_S[1])
+                try:
+                    self._register(quiet=True)
+                except nv.NVMLError as again:
+                    log.warning("NVML events could not be registered again: %s", again)
+                continue
+            backoff = EVENT_RETRY_S[0]
             if data.eventType & nv.nvmlEventTypeXidCriticalError:
                 self._record_xid(data)
 
@@ -194,20 +289,26 @@ class NvmlBackend:
                 raise DeviceLost(f"GPU {i}: {exc}") from None
             if code in (nv.NVML_ERROR_NOT_SUPPORTED, nv.NVML_ERROR_FUNCTION_NOT_FOUND):
                 self._unsupported.add((i, key))
+            if code == nv.NVML_ERROR_NOT_FOUND:
+                return None  # e.g. no utilization sample since the last one: not worth a log line
             if (i, key, code) not in self._logged:
                 self._logged.add((i, key, code))
                 log.info("nvml: GPU %d %s: %s (series omitted)", i, key, exc)
             return None
 
     def read(self, device: GpuIdentity) -> GpuReading:
-        i, nv = device.index, self.nv
-        util = self._call(i, "utilization", nv.nvmlDeviceGetUtilizationRates)
+        i, nv = self._slot[device.uuid], self.nv
+        if self._handles[i] is None:
+            raise DeviceLost(f"GPU {device.index} could not be opened at start")
+        if device.mig:
+            for key in MIG_BOARD_FIELDS:  # the parent's: asked once would only fail
+                self._unsupported.add((i, key))
         mem = self._call(i, "memory", nv.nvmlDeviceGetMemoryInfo)
         procs = self._call(i, "processes", nv.nvmlDeviceGetComputeRunningProcesses) or ()
         gpm = self._gpm_read(i) if i in self._gpm and self._profiling else {}
         return GpuReading(
             identity=device,
-            utilization_ratio=ratio(clean(util.gpu)) if util is not None else None,
+            utilization_ratio=self._utilization(i),
             memory_used_bytes=clean(mem.used) if mem is not None else None,
             memory_total_bytes=clean(mem.total) if mem is not None else None,
             power_watts=clean(self._call(i, "power", nv.nvmlDeviceGetPowerUsage), 1e-3),
@@ -238,11 +339,34 @@ class NvmlBackend:
             **gpm,
         )
 
+    def _utilization(self, i: int) -> float | None:
+        """Mean of NVML's utilization samples since the previous tick; the latest rate where none."""
+        nv = self.nv
+        last = self._util_ts.get(i, 0)
+        got = self._call(
+            i, "utilization_samples", nv.nvmlDeviceGetSamples, nv.NVML_GPU_UTILIZATION_SAMPLES, last
+        )
+        fresh = [s for s in got[1] if s.timeStamp > last] if got is not None else []
+        if fresh:
+            self._util_ts[i] = max(s.timeStamp for s in fresh)
+            if last:  # the first call returns NVML's whole buffer: older than this agent's window
+                return ratio(sum(float(s.sampleValue.uiVal) for s in fresh) / len(fresh))
+        rates = self._call(i, "utilization", nv.nvmlDeviceGetUtilizationRates)
+        return ratio(clean(rates.gpu)) if rates is not None else None
+
     def _gpm_read(self, i: int) -> dict[str, float | None]:
         """GPM ratios over the window since the previous tick's sample ({} on the first tick)."""
         nv = self.nv
         sample = self._call(i, "gpm_alloc", lambda _h: nv.nvmlGpmSampleAlloc())
-        if sample is None or self._call(i, "gpm_sample", nv.nvmlGpmSampleGet, sample) is None:
+        if sample is None:
+            return {}
+        try:
+            taken = self._call(i, "gpm_sample", nv.nvmlGpmSampleGet, sample)
+        except DeviceLost:
+            self._call(i, "gpm_free", lambda _h: nv.nvmlGpmSampleFree(sample))
+            raise
+        if taken is None:  # a failed sample is freed here, or one leaks every tick
+            self._call(i, "gpm_free", lambda _h: nv.nvmlGpmSampleFree(sample))
             return {}
         prev, self._gpm_prev[i] = self._gpm_prev.get(i), sample
         if prev is None:
@@ -277,6 +401,54 @@ class NvmlBackend:
             except self.nv.NVMLError:
                 pass
         self._free_gpm_samples()
+        try:
+            self.nv.nvmlShutdown()
+        except self.nv.NVMLError:
+            pass
+
+
+class NvmlProcesses:
+    """NVML's compute processes per device UUID, for a backend whose readings carry none (DCGM)."""
+
+    def __init__(self, nvml: ModuleType | None = None) -> None:
+        self.nv = nvml if nvml is not None else _import_pynvml()
+        try:
+            self.nv.nvmlInit()
+        except self.nv.NVMLError as exc:
+            raise BackendUnavailable(f"NVML could not start: {exc}") from None
+        self._handles: dict[str, Any] = {}
+        try:
+            for i in range(self.nv.nvmlDeviceGetCount()):
+                self._add(i)
+        except self.nv.NVMLError as exc:
+            self.nv.nvmlShutdown()
+            raise BackendUnavailable(f"NVML could not list GPUs: {exc}") from None
+
+    def _add(self, i: int) -> None:
+        nv = self.nv
+        try:
+            h = nv.nvmlDeviceGetHandleByIndex(i)
+            self._handles[_text(nv.nvmlDeviceGetUUID(h))] = h
+            if nv.nvmlDeviceGetMigMode(h)[0] == nv.NVML_DEVICE_MIG_ENABLE:
+                for j in range(int(nv.nvmlDeviceGetMaxMigDeviceCount(h))):
+                    try:
+                        mh = nv.nvmlDeviceGetMigDeviceHandleByIndex(h, j)
+                    except nv.NVMLError:
+                        continue
+                    self._handles[_text(nv.nvmlDeviceGetUUID(mh))] = mh
+        except (nv.NVMLError, AttributeError) as exc:
+            log.info("nvml: processes of GPU %d not available: %s", i, exc)
+
+    def __call__(self, device: GpuIdentity) -> tuple[int, ...] | None:
+        handle = self._handles.get(device.uuid)
+        if handle is None:
+            return None
+        try:
+            return tuple(int(p.pid) for p in self.nv.nvmlDeviceGetComputeRunningProcesses(handle))
+        except self.nv.NVMLError:
+            return None
+
+    def close(self) -> None:
         try:
             self.nv.nvmlShutdown()
         except self.nv.NVMLError:

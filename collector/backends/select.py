@@ -19,9 +19,23 @@ def open_nvml() -> GpuBackend:
 
 
 def open_dcgm() -> GpuBackend:
-    from gpulens.collector.backends.dcgm import DcgmBackend
+    """DCGM for the fields, with NVML's process lists beside it when NVML answers (job mapping, trust)."""
+    from gpulens.collector.backends.dcgm import DcgmBackend, PydcgmSession
+    from gpulens.collector.backends.nvml import NvmlProcesses
 
-    return DcgmBackend()
+    session = PydcgmSession()  # first: without DCGM nothing below is needed
+    try:
+        processes: NvmlProcesses | None = NvmlProcesses()
+    except BackendUnavailable as exc:
+        log.warning("DCGM without NVML processes (%s): no process mapping, trainer datagrams unverified", exc)
+        processes = None
+    try:
+        return DcgmBackend(session, processes=processes)
+    except BackendUnavailable:
+        session.close()
+        if processes is not None:
+            processes.close()
+        raise
 
 
 def open_backend(

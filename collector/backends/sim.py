@@ -4,6 +4,10 @@ It is a real backend (the demo, CI and newcomers run the same sampler, mappers a
 production); readings are window means of a piecewise-constant signal (0.25 s steps) whose noise
 is a pure hash of (seed, gpu, step, field), so a seed and a time give one answer. It is marked
 `backend="sim"` in gpulens_agent_info so nobody mistakes it for hardware.
+
+`--sim-mig 7:3g.40gb,2g.20gb,1g.10gb` splits GPU 7 into MIG instances, each a device of its own (as
+NVML lists them): a `MIG-...` UUID, `mig` = profile/GPU-instance id, a share of the GPU's 7 slices,
+and a small inference job of its own; like NVML, instances report no power, clock or temperature.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ IDLE = Profile("allocated_idle", 0.0, 0.0, 0.0, 0.0, 0.31, "sim-notebook", "sear
 MEMBOUND = Profile("memory_bound", 0.62, 0.31, 0.06, 0.84, 0.71, "sim-embeddings", "recsys")
 STARVED = Profile("input_starved", 0.83, 0.40, 0.52, 0.35, 0.64, "sim-vision", "vision", duty=0.3)
 FREE = Profile("free", 0.0, 0.0, 0.0, 0.0, 0.0)
+MIG_JOB = Profile("mig_inference", 0.55, 0.3, 0.35, 0.3, 0.5, "sim-mig", "inference")
 
 SCENARIOS: dict[str, tuple[Profile, ...]] = {
     # A realistic 8-GPU node: one 4-GPU training job, one idle notebook, a memory-bound job,
@@ -71,6 +76,36 @@ SCENARIOS: dict[str, tuple[Profile, ...]] = {
     "input-starved": (STARVED,),
     "free": (FREE,),
 }
+
+
+MIG_SLICES = 7  # compute slices of an A100/H100 (nvmlDeviceGetMaxMigDeviceCount)
+
+
+@dataclass(frozen=True)
+class SimMig:
+    """GPU `gpu` split into MIG instances of `profiles` (e.g. 3g.40gb: 3 slices, 40 GB)."""
+
+    gpu: int
+    profiles: tuple[str, ...]
+
+
+def _slices(profile: str) -> int:
+    head = profile.split("g.", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+def parse_mig(text: str) -> SimMig:
+    """`GPU:PROFILE,PROFILE...`, e.g. `7:3g.40gb,2g.20gb,1g.10gb,1g.10gb` (at most 7 slices in all)."""
+    gpu, sep, rest = text.partition(":")
+    profiles = tuple(p.strip() for p in rest.split(",") if p.strip())
+    slices = [_slices(p) for p in profiles]
+    if not sep or not gpu.isdigit() or not profiles or 0 in slices or sum(slices) > MIG_SLICES:
+        raise GpulensError(
+            f"--sim-mig {text!r}: expected GPU:PROFILE,... with at most {MIG_SLICES} slices in all, "
+            "e.g. 7:3g.40gb,2g.20gb,1g.10gb,1g.10gb",
+            field="--sim-mig",
+        )
+    return SimMig(int(gpu), profiles)
 
 
 @dataclass(frozen=True)
@@ -119,6 +154,7 @@ class SimBackend:
         scenario: str = "mixed",
         faults: Sequence[SimFault] = (),
         clock: Callable[[], float] = time.monotonic,
+        mig: Sequence[SimMig] = (),
     ) -> None:
         if model not in MODELS:
             raise GpulensError(
@@ -137,8 +173,23 @@ class SimBackend:
         self._last: dict[int, float] = {}
         self._energy: dict[int, float] = {}
         pattern = SCENARIOS[scenario]
-        self._profiles = tuple(pattern[i % len(pattern)] for i in range(gpus))
-        self._devices = tuple(GpuIdentity(i, self._uuid(i), self.model.name) for i in range(gpus))
+        split = {m.gpu: m.profiles for m in mig if m.gpu < gpus}
+        devices: list[GpuIdentity] = []
+        profiles: list[Profile] = []
+        for i in range(gpus):
+            if i not in split:
+                devices.append(GpuIdentity(i, self._uuid(i), self.model.name))
+                profiles.append(pattern[i % len(pattern)])
+                continue
+            for gi, name in enumerate(split[i], start=1):
+                uuid = "MIG" + self._uuid(1000 * (i + 1) + gi)[3:]
+                devices.append(
+                    GpuIdentity(i, uuid, self.model.name, f"{name}/{gi}", _slices(name) / MIG_SLICES)
+                )
+                profiles.append(replace(MIG_JOB, job_id=f"sim-mig-{i}-{gi}"))
+        self._devices = tuple(devices)
+        self._slot = {d.uuid: n for n, d in enumerate(devices)}  # noise coordinate and per-device state
+        self._profiles = tuple(profiles)
         self._faults = sorted(faults, key=lambda f: f.after)
         self._fired: set[int] = set()
         self._lost: set[int] = set()
@@ -179,7 +230,7 @@ class SimBackend:
 
     def _window_mean(self, gpu: int, base: float, field: int, t0: float, t1: float) -> float:
         """Mean of the simulated signal over [t0, t1): base x activity x (1 +- 5% noise), clamped."""
-        profile = self._profiles[gpu]
+        profile = self._profiles[gpu]  # `gpu` is the device's slot (its position among the devices)
         if base <= 0.0:
             return 0.0
         first, last = (
@@ -193,9 +244,9 @@ class SimBackend:
         return total / (last - first)
 
     def read(self, device: GpuIdentity) -> GpuReading:
-        i = device.index
-        if i in self._lost:
-            raise DeviceLost(f"sim GPU {i} has fallen off the bus")
+        if device.index in self._lost:
+            raise DeviceLost(f"sim GPU {device.index} has fallen off the bus")
+        i = self._slot[device.uuid]
         now = self._clock() - self._start
         t0 = self._last.get(i, max(0.0, now - 1.0))
         self._last[i] = now
@@ -220,6 +271,20 @@ class SimBackend:
             job_id=p.job_id,
             team=p.team,
         )
+        if device.mig:  # as NVML: board-level fields belong to the parent GPU, not to an instance
+            memory = float(int(self.model.memory_bytes * device.share))
+            reading = replace(
+                reading,
+                utilization_ratio=None,
+                memory_used_bytes=float(int(memory * p.memory_fraction)),
+                memory_total_bytes=memory,
+                power_watts=None,
+                energy_joules=None,
+                temperature_celsius=None,
+                sm_clock_hertz=None,
+                ecc_corrected=None,
+                ecc_uncorrected=None,
+            )
         if not self._profiling:
             return reading
         return replace(

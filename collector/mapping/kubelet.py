@@ -158,6 +158,7 @@ class KubeletMapper:
         self._refresh()
         out = []
         for r in readings:
-            job = self._by_device.get(r.identity.uuid) or self._by_device.get(str(r.identity.index))
+            d = r.identity  # a MIG instance is named by its MIG-... UUID only
+            job = self._by_device.get(d.uuid) or (None if d.mig else self._by_device.get(str(d.index)))
             out.append(replace(r, job_id=job[0], team=job[1]) if job else r)
         return out

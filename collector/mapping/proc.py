@@ -23,6 +23,13 @@ class ProcReader:
     def alive(self, pid: int) -> bool:
         return (self.proc / str(pid)).is_dir()
 
+    def cgroup(self, pid: int) -> str | None:
+        """The text of /proc/<pid>/cgroup (which pod or Slurm job it runs in), or None."""
+        try:
+            return (self.proc / str(pid) / "cgroup").read_text(errors="replace")
+        except OSError:
+            return None
+
     def environ(self, pid: int) -> dict[str, str] | None:
         """The process's environment, or None if it exited or is not ours to read."""
         try:

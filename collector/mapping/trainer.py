@@ -1,8 +1,10 @@
-"""GPU -> job from trainer datagrams (SPEC §4 `pid`, `gpu`, `job_id`, `team`).
+"""GPU -> job from trainer datagrams (docs/design.md §4 `pid`, `gpu`, `gpu_uuid`, `job_id`, `team`).
 
-A mapping ends when its process exits, or when no record has arrived for `timeout` seconds. A pid
-the agent cannot see at all (the trainer runs in another pid namespace, e.g. a container without
-hostPID) is never declared dead: only the timeout ends its mapping.
+Only records whose sender may speak for the device reach it (`collector/trust.py`): the device is
+the UUID the verifier resolved (a MIG instance's own), or a bare `gpu` index where no verifier
+runs (tests, embedding). A mapping ends when its process exits, or when no record has arrived for
+`timeout` seconds. A pid the agent cannot see at all (the trainer runs in another pid namespace,
+e.g. a container without hostPID) is never declared dead: only the timeout ends its mapping.
 """
 
 from __future__ import annotations
@@ -28,17 +30,17 @@ class TrainerMapper:
         self._alive = alive
         self._clock = clock
         self._lock = threading.Lock()
-        # gpu -> (pid, job, team, last seen, pid visible to us when last seen)
-        self._by_gpu: dict[int, tuple[int, str, str, float, bool]] = {}
+        # device (UUID, or index) -> (pid, job, team, last seen, pid visible to us when last seen)
+        self._by_gpu: dict[object, tuple[int, str, str, float, bool]] = {}
 
-    def observe(self, gpu: int, pid: int, job_id: str, team: str) -> None:
+    def observe(self, gpu: object, pid: int, job_id: str, team: str) -> None:
         """Called from the socket thread (at most once a second per rank) for records naming a pid and GPU."""
         visible = self._alive is not None and pid > 0 and self._alive(pid)
         with self._lock:
             self._by_gpu[gpu] = (pid, job_id, team, self._clock(), visible)
 
-    def current(self) -> dict[int, tuple[str, str]]:
-        """GPU index -> (job_id, team) for mappings still alive; expired ones are dropped."""
+    def current(self) -> dict[object, tuple[str, str]]:
+        """Device (UUID or index) -> (job_id, team) for mappings still alive; expired ones are dropped."""
         now = self._clock()
         with self._lock:
             for gpu, (pid, _job, _team, seen, visible) in list(self._by_gpu.items()):
@@ -49,9 +51,9 @@ class TrainerMapper:
 
     def annotate(self, readings: Sequence[GpuReading]) -> list[GpuReading]:
         jobs = self.current()
-        return [
-            replace(r, job_id=jobs[r.identity.index][0], team=jobs[r.identity.index][1])
-            if r.identity.index in jobs
-            else r
-            for r in readings
-        ]
+        out = []
+        for r in readings:
+            d = r.identity
+            job = jobs.get(d.uuid) or (None if d.mig else jobs.get(d.index))
+            out.append(replace(r, job_id=job[0], team=job[1]) if job else r)
+        return out

@@ -85,7 +85,16 @@ def shell() -> html.Div:
                     html.Div(id=ids.FRESHNESS, className="freshness"),
                 ],
             ),
-            html.Main(id=ids.PAGE, className="page"),
+            html.Main(
+                className="page",
+                children=dcc.Loading(
+                    html.Div(id=ids.PAGE),
+                    id=ids.PAGE_LOADING,
+                    type="default",
+                    show_initially=True,  # a spinner, not a blank page, while the first view computes
+                    target_components={ids.PAGE: "children"},  # type: ignore[arg-type]
+                ),
+            ),
         ],
     )
 
@@ -161,7 +170,7 @@ class ExplorerServer:
     def _prewarm(self) -> None:
         try:
             self.queries.prewarm()
-        except Exception:  # noqa: BLE001 - a cold cache is slower, never fatal; the pages report errors
+        except Exception:
             if not self._stopping:
                 log.warning("could not prewarm the explorer's cache", exc_info=True)
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 URL = "url"
 PAGE = "page"
+PAGE_LOADING = "page-loading"
 FRESHNESS = "freshness"
 
 # /cost
@@ -20,6 +21,10 @@ COST_TABLE_TITLE = "cost-table-title"
 COST_CSV_BUTTON = "cost-csv-button"
 COST_CSV = "cost-csv"
 COST_EMPTY = "cost-empty"
+COST_NOTE = "cost-note"
+COST_BILLED_NOTE = "cost-billed-note"
+COST_LOADING = "cost-loading"
+COST_URL_NOTE = "cost-url-note"
 
 # /utilization
 UTIL_WINDOW = "util-window"
@@ -32,6 +37,8 @@ UTIL_TABLE = "util-table"
 UTIL_HEATMAP = "util-heatmap"
 UTIL_LIVE = "util-live"
 UTIL_EMPTY = "util-empty"
+UTIL_URL_NOTE = "util-url-note"
+UTIL_LOADING = "util-loading"
 
 # /training
 TRAIN_TEAMS = "train-teams"
@@ -40,3 +47,12 @@ TRAIN_TABLE = "train-table"
 TRAIN_LOSS = "train-loss"
 TRAIN_PERF = "train-perf"
 TRAIN_EMPTY = "train-empty"
+TRAIN_COMPARE = "train-compare"
+TRAIN_XAXIS = "train-xaxis"
+TRAIN_YSCALE = "train-yscale"
+TRAIN_SMOOTH = "train-smooth"
+TRAIN_OPTIMIZER = "train-optimizer"
+TRAIN_LOADING = "train-loading"
+TRAIN_URL_NOTE = "train-url-note"
+TRAIN_GOODPUT = "train-goodput"
+TRAIN_BADPUT = "train-badput"

@@ -14,9 +14,10 @@ import threading
 import urllib.parse
 import urllib.request
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ import pandas as pd
 
 from gpulens.attribution.model import Flags
 from gpulens.dashboards.explorer.readonly import ReadOnlyWarehouse
+from gpulens.metrics import SM_THRESHOLD_DEFAULT
 
 T = TypeVar("T")
 
@@ -38,6 +40,12 @@ CATEGORY_GROUP = {
 GROUP_ORDER = ("direct", "shared", "idle", "unallocated")
 _GROUP_SQL = (
     "CASE category WHEN 'shared_gpu' THEN 'shared' WHEN 'shared_other' THEN 'shared' ELSE category END"
+)
+# instance id -> the node name its agent reports; resource id -> the EC2/SageMaker instance type billed.
+_NODES = "SELECT instance_id, any_value(node) AS node FROM gpu_usage_hourly GROUP BY instance_id"
+_INSTANCE_TYPES = (
+    "SELECT resource_id, any_value(instance_type) AS instance_type FROM cost_line_items "
+    "WHERE instance_type IS NOT NULL AND instance_type <> '' GROUP BY resource_id"
 )
 
 
@@ -66,7 +74,7 @@ class DataRange:
 @dataclass(frozen=True)
 class UtilFilter:
     window_hours: int = 24
-    sm_threshold: float = 0.25
+    sm_threshold: float = SM_THRESHOLD_DEFAULT
     model: str = "all"  # all | a100 | h100
     teams: tuple[str, ...] = ()
 
@@ -175,8 +183,8 @@ class Queries:
         def compute() -> dict[str, float]:
             where, params = self._cost_where(f)
             df = self._frame(
-                f"SELECT {_GROUP_SQL} AS grp, CAST(sum(cost) AS DOUBLE) AS cost, CAST(sum(waste) AS DOUBLE) AS waste "
-                f"FROM allocations WHERE {where} GROUP BY ALL",
+                f"SELECT {_GROUP_SQL} AS grp, CAST(sum(cost) AS DOUBLE) AS cost, "
+                f"CAST(sum(waste) AS DOUBLE) AS waste FROM allocations WHERE {where} GROUP BY ALL",
                 params,
             )
             out = {g: float(df.loc[df.grp == g, "cost"].sum()) for g in GROUP_ORDER}
@@ -187,6 +195,25 @@ class Queries:
             return out
 
         return self._cached(("cost_totals", f), compute)
+
+    def cost_parts(self, f: CostFilter) -> dict[str, Decimal]:
+        """Exact totals per group (direct, shared, idle, unallocated) and `total`, as Decimals: the cards
+        round them together (`round_parts`) so the parts shown add up to the total shown."""
+
+        def compute() -> dict[str, Decimal]:
+            where, params = self._cost_where(f)
+            with self.warehouse.cursor() as con:
+                found = con.execute(
+                    f"SELECT {_GROUP_SQL} AS grp, sum(cost) FROM allocations WHERE {where} GROUP BY ALL",
+                    params,
+                ).fetchall()
+            out = {g: Decimal(0) for g in GROUP_ORDER}
+            for group, cost in found:
+                out[group] += Decimal(cost)
+            out["total"] = sum((out[g] for g in GROUP_ORDER), Decimal(0))
+            return out
+
+        return self._cached(("cost_parts", f), compute)
 
     def team_table(self, f: CostFilter) -> pd.DataFrame:
         """Per team: direct, shared, total, GPU hours, waste; idle and unallocated as their own rows."""
@@ -204,7 +231,8 @@ class Queries:
                     FROM allocations WHERE {where} GROUP BY label, team)
                 SELECT label AS team, round(CAST(coalesce(direct, 0) AS DOUBLE), 2) AS direct,
                        round(CAST(coalesce(shared, 0) AS DOUBLE), 2) AS shared,
-                       round(CAST(total AS DOUBLE), 2) AS total, round(coalesce(u.gpu_hours, 0), 1) AS gpu_hours,
+                       round(CAST(total AS DOUBLE), 2) AS total,
+                       round(coalesce(u.gpu_hours, 0), 1) AS gpu_hours,
                        round(CAST(waste AS DOUBLE), 2) AS waste
                 FROM a LEFT JOIN ({usage}) u ON u.team = a.team
                 ORDER BY starts_with(label, '('), total DESC""",
@@ -214,7 +242,9 @@ class Queries:
         return self._cached(("team_table", f), compute)
 
     def team_jobs(self, f: CostFilter) -> pd.DataFrame:
-        """Drill-down: per team, job and instance (resource id): category, cost, GPU hours, waste."""
+        """Drill-down: per team, job and instance (resource id): node, instance type, category, cost,
+        GPU hours, waste. A row without a job is a whole tagged resource (direct) or a cluster's share of
+        an untagged one (shared): `job_id` says which, so 0 GPU hours there is not a mystery."""
 
         def compute() -> pd.DataFrame:
             where, params = self._cost_where(f)
@@ -223,31 +253,67 @@ class Queries:
                 f"""
                 WITH a AS (
                     SELECT team, job_id, resource_id, {_GROUP_SQL} AS category, sum(cost) AS cost,
-                           sum(waste) AS waste
-                    FROM allocations WHERE {where} AND team IS NOT NULL GROUP BY ALL)
-                SELECT team, coalesce(a.job_id, '-') AS job_id, coalesce(resource_id, '-') AS resource_id, category,
+                           sum(waste) AS waste, any_value(product_code) AS product_code
+                    FROM allocations WHERE {where} AND team IS NOT NULL GROUP BY team, job_id, resource_id, 4)
+                SELECT team,
+                       coalesce(a.job_id, CASE WHEN category = 'direct' THEN '(tagged resource, no job)'
+                                               ELSE '(cluster share, no job)' END) AS job_id,
+                       coalesce(n.node, '') AS node,
+                       coalesce(it.instance_type, a.product_code, '') AS instance_type,
+                       coalesce(a.resource_id, '(no resource id)') AS resource_id, category,
                        round(CAST(cost AS DOUBLE), 2) AS cost,
-                       round(CASE WHEN category IN ('direct', 'shared') THEN coalesce(u.gpu_hours, 0) ELSE 0 END, 1)
-                           AS gpu_hours,
+                       round(CASE WHEN category IN ('direct', 'shared') THEN coalesce(u.gpu_hours, 0)
+                                  ELSE 0 END, 1) AS gpu_hours,
                        round(CAST(waste AS DOUBLE), 2) AS waste
                 FROM a LEFT JOIN ({usage}) u ON u.job_id = a.job_id AND u.instance_id = a.resource_id
+                LEFT JOIN ({_NODES}) n ON n.instance_id = a.resource_id
+                LEFT JOIN ({_INSTANCE_TYPES}) it ON it.resource_id = a.resource_id
                 ORDER BY cost DESC, job_id, resource_id""",
                 params + usage_params,
             )
 
         return self._cached(("team_jobs", f), compute)
 
-    def unallocated(self, f: CostFilter) -> pd.DataFrame:
-        """Unallocated spend by resource id, largest first: the tags to fix."""
+    def idle(self, f: CostFilter) -> pd.DataFrame:
+        """Idle drilled down per instance and day: GPU time paid for on shared nodes that no job held.
+        Idle belongs to no team, so the team filter does not apply."""
 
         def compute() -> pd.DataFrame:
-            where, params = self._cost_where(f.__class__(f.start, f.end, (), f.basis))
+            where, params = self._cost_where(CostFilter(f.start, f.end, (), f.basis))
             return self._frame(
-                "SELECT coalesce(resource_id, '(no resource id)') AS resource_id, "
-                "round(CAST(sum(cost) AS DOUBLE), 2) AS cost, count(DISTINCT day) AS days "
-                f"FROM allocations WHERE {where} AND category = 'unallocated' GROUP BY 1 ORDER BY cost DESC",
+                f"""
+                SELECT strftime(a.day, '%Y-%m-%d') AS day,
+                       coalesce(a.resource_id, '(no resource id)') AS resource_id,
+                       coalesce(n.node, '') AS node, coalesce(it.instance_type, '') AS instance_type,
+                       round(CAST(sum(a.cost) AS DOUBLE), 2) AS cost
+                FROM allocations a
+                LEFT JOIN ({_NODES}) n ON n.instance_id = a.resource_id
+                LEFT JOIN ({_INSTANCE_TYPES}) it ON it.resource_id = a.resource_id
+                WHERE {where} AND category = 'idle'
+                GROUP BY ALL ORDER BY 1, cost DESC, resource_id""",
                 params,
             )
+
+        return self._cached(("idle", f), compute)
+
+    def unallocated(self, f: CostFilter) -> pd.DataFrame:
+        """Unallocated spend by resource id, line type and service, largest first, with what to do
+        about each row: a tag moves untagged usage; nothing moves a commitment fee, a tax or a credit."""
+
+        def compute() -> pd.DataFrame:
+            where, params = self._cost_where(CostFilter(f.start, f.end, (), f.basis))
+            df = self._frame(
+                "SELECT coalesce(resource_id, '(no resource id)') AS resource_id, "
+                "coalesce(line_item_type, '') AS line_item_type, coalesce(product_code, '') AS service, "
+                "round(CAST(sum(cost) AS DOUBLE), 2) AS cost, count(DISTINCT day) AS days "
+                f"FROM allocations WHERE {where} AND category = 'unallocated' GROUP BY 1, 2, 3 "
+                "ORDER BY abs(sum(cost)) DESC, 1, 2",
+                params,
+            )
+            df["action"] = [
+                unallocated_action(t, r) for t, r in zip(df.line_item_type, df.resource_id, strict=True)
+            ]
+            return df
 
         return self._cached(("unallocated", f), compute)
 
@@ -274,7 +340,7 @@ class Queries:
         self.data_range()
         self.counts()
         for hours in windows:
-            self.flags(hours, 0.25)
+            self.flags(hours, SM_THRESHOLD_DEFAULT)
 
     def underutilized(self, f: UtilFilter) -> pd.DataFrame:
         """The flagged (GPU, job) pairs as a table, filtered by model and team."""
@@ -291,7 +357,7 @@ class Queries:
                 "hours": round(u.hours, 1),
                 "sm_active": round(u.sm_active, 3),
                 "measure": u.measure,
-                "waste": round(float(u.waste), 2),
+                "waste": u.waste,  # exact Decimal: the page rounds parts and total together
             }
             for u in flags.underutilized
         ]
@@ -376,7 +442,7 @@ class Queries:
         return self._cached(("coarse", window_hours), compute)
 
     def live_sm(self) -> pd.DataFrame:
-        """Current SM activity per GPU from Prometheus (`--prometheus`), falling back to coarse utilization."""
+        """Current SM activity per GPU from Prometheus (`--prometheus`), else coarse utilization."""
         columns = ["node", "gpu", "job_id", "team", "value", "measure"]
         if not self.prometheus:
             return pd.DataFrame(columns=columns)
@@ -417,9 +483,11 @@ class Queries:
             df = self._frame(
                 f"""
                 SELECT job_id, any_value(team) AS team, max(step) AS steps,
-                       arg_max(coalesce(loss, 'NaN'::DOUBLE), step) AS last_loss, avg(step_seconds) AS step_seconds,
+                       arg_max(coalesce(loss, 'NaN'::DOUBLE), step) AS last_loss,
+                       avg(step_seconds) AS step_seconds,
                        avg(mfu) AS mfu, min(ts) AS started, max(ts) AS last_seen
-                FROM train_metrics {where} GROUP BY job_id ORDER BY job_id""",
+                FROM (SELECT * FROM train_metrics WHERE NOT coalesce(redone, false)) {where}
+                GROUP BY job_id ORDER BY job_id""",
                 params,
             )
             return self._with_anomalies(df)
@@ -427,13 +495,13 @@ class Queries:
         return self._cached(("runs", teams), compute)
 
     def _with_anomalies(self, runs: pd.DataFrame) -> pd.DataFrame:
-        flags = self.flags(24, 0.25)
+        flags = self.flags(24, SM_THRESHOLD_DEFAULT)
         kinds: dict[str, list[str]] = {}
         first_step: dict[str, int] = {}
         for d in flags.divergent_runs:
             kinds.setdefault(d.job_id, []).append(d.kind)
             first_step[d.job_id] = min(first_step.get(d.job_id, d.step), d.step)
-        after = self.cost_after(first_step)
+        after = self.cost_after(first_step, self._episode_ends(flags, first_step))
         runs["anomalies"] = [", ".join(sorted(kinds.get(j, []))) for j in runs.job_id]
         runs["onset_step"] = [first_step.get(j) for j in runs.job_id]
         runs["cost_after_onset"] = [after.get(j) for j in runs.job_id]
@@ -442,38 +510,62 @@ class Queries:
             ["flagged", "cost_after_onset", "job_id"], ascending=[False, False, True], na_position="last"
         ).reset_index(drop=True)
 
-    def cost_after(self, onset_steps: dict[str, int]) -> dict[str, float]:
-        """Money allocated to each job from the UTC day of its onset step on, read from `allocations`
-        (amortized; the table `gpulens attribute` writes is daily, so the onset day counts whole)."""
+    def _episode_ends(self, flags: Flags, first_step: dict[str, int]) -> dict[str, date | None]:
+        """When each job's first anomaly stopped costing money: it recovered or the run ended
+        (`flags.episode_end`, as the weekly report reads it)."""
+        from gpulens.attribution.flags import episode_end
+
+        ends: dict[str, date | None] = {}
+        with self.warehouse.cursor() as con:
+            for run in flags.divergent_runs:
+                if first_step.get(run.job_id) == run.step and run.job_id not in ends:
+                    end = episode_end(con, run)[0]
+                    ends[run.job_id] = end.date() if end is not None else None
+        return ends
+
+    def cost_after(
+        self, onset_steps: dict[str, int], until: Mapping[str, date | None] | None = None
+    ) -> dict[str, float]:
+        """Money allocated to each job from the UTC day of its onset step on, up to the day its episode
+        ended (`until`, where given), read from `allocations` (amortized; the table `gpulens attribute`
+        writes is daily, so the onset and end days count whole)."""
         if not onset_steps:
             return {}
+        ends = [None if until is None else until.get(j) for j in onset_steps]
         df = self._frame(
             """
-            WITH onset AS (
-                SELECT o.job_id, min(m.ts)::DATE AS day
-                FROM (SELECT unnest(?::VARCHAR[]) AS job_id, unnest(?::BIGINT[]) AS step) o
-                JOIN train_metrics m ON m.job_id = o.job_id AND m.step >= o.step GROUP BY o.job_id)
+            WITH o AS (SELECT unnest(?::VARCHAR[]) AS job_id, unnest(?::BIGINT[]) AS step,
+                              unnest(?::DATE[]) AS until),
+            onset AS (
+                SELECT o.job_id, any_value(o.until) AS until, min(m.ts)::DATE AS day
+                FROM o JOIN train_metrics m
+                  ON m.job_id = o.job_id AND m.step >= o.step AND NOT coalesce(m.redone, false)
+                GROUP BY o.job_id)
             SELECT onset.job_id, CAST(coalesce(sum(a.cost), 0) AS DOUBLE) AS cost
             FROM onset LEFT JOIN allocations a
               ON a.job_id = onset.job_id AND a.day >= onset.day AND a.basis = 'amortized'
+                 AND (onset.until IS NULL OR a.day <= onset.until)
             GROUP BY onset.job_id""",
-            [list(onset_steps), list(onset_steps.values())],
+            [list(onset_steps), list(onset_steps.values()), ends],
         )
         return {j: round(float(c), 2) for j, c in zip(df.job_id, df.cost, strict=True)}
 
     def curve(self, job_id: str, points: int = 600) -> pd.DataFrame:
-        """step, loss, step_seconds, mfu of one run (rank 0), bucketed in DuckDB to at most `points`."""
+        """step, ts, loss, step_seconds, mfu, grad_norm, lr of one run (rank 0), bucketed in DuckDB to at
+        most `points` (grad_norm and lr are NULL where the trainer did not send them)."""
 
         def compute() -> pd.DataFrame:
             return self._frame(
                 f"""
-                WITH r AS (SELECT step, loss, step_seconds, mfu FROM train_metrics
-                           WHERE job_id = ? AND coalesce(rank, 0) = 0),
+                WITH r AS (SELECT step, ts, loss, step_seconds, mfu, grad_norm, lr FROM train_metrics
+                           WHERE job_id = ? AND coalesce(rank, 0) = 0 AND NOT coalesce(redone, false)),
                      b AS (SELECT greatest(1, ceil(count(*) / {int(points)}))::BIGINT AS k FROM r),
                      n AS (SELECT *, (row_number() OVER (ORDER BY step) - 1) // (SELECT k FROM b) AS g FROM r)
-                SELECT max(step) AS step,
-                       CASE WHEN bool_or(isnan(loss) OR isinf(loss)) THEN 'NaN'::DOUBLE ELSE avg(loss) END AS loss,
-                       avg(step_seconds) AS step_seconds, avg(mfu) AS mfu
+                SELECT max(step) AS step, max(ts) AS ts,
+                       CASE WHEN bool_or(isnan(loss) OR isinf(loss)) THEN 'NaN'::DOUBLE ELSE avg(loss) END
+                           AS loss,
+                       avg(step_seconds) AS step_seconds, avg(mfu) AS mfu, avg(grad_norm) AS grad_norm,
+                       avg(lr) AS lr
                 FROM n GROUP BY g ORDER BY step""",
                 [job_id],
             )
@@ -481,10 +573,104 @@ class Queries:
         return self._cached(("curve", job_id, points), compute)
 
     def anomalies(self, job_id: str) -> pd.DataFrame:
-        """The flagged anomalies of one run, with the loss at their step (what `gpulens flags` reports)."""
-        flags = self.flags(24, 0.25)
-        rows = [{"step": d.step, "kind": d.kind} for d in flags.divergent_runs if d.job_id == job_id]
-        return pd.DataFrame(rows, columns=["step", "kind"])
+        """The flagged anomalies of one run (what `gpulens flags` reports) at their detection step and
+        time, with the last good step before each: the lowest finite loss at or before detection (rank
+        0, unbucketed), which is where a researcher rolls back to."""
+        flags = self.flags(24, SM_THRESHOLD_DEFAULT)
+        found = [(d.step, d.kind) for d in flags.divergent_runs if d.job_id == job_id]
+        columns = ["step", "kind", "ts", "last_good_step", "last_good_loss", "last_good_ts"]
+        if not found:
+            return pd.DataFrame(columns=columns)
+
+        def compute() -> pd.DataFrame:
+            return self._frame(
+                """
+                WITH a AS (SELECT unnest(?::BIGINT[]) AS step, unnest(?::VARCHAR[]) AS kind),
+                     r AS (SELECT step, ts, loss FROM train_metrics
+                           WHERE job_id = ? AND coalesce(rank, 0) = 0 AND NOT coalesce(redone, false))
+                SELECT a.step, a.kind,
+                       (SELECT min(ts) FROM r WHERE r.step >= a.step) AS ts,
+                       arg_min(r.step, r.loss) AS last_good_step, min(r.loss) AS last_good_loss,
+                       arg_min(r.ts, r.loss) AS last_good_ts
+                FROM a LEFT JOIN r ON r.step <= a.step AND isfinite(r.loss)
+                GROUP BY a.step, a.kind ORDER BY a.step""",
+                [[st for st, _ in found], [k for _, k in found], job_id],
+            )
+
+        return self._cached(("anomalies", job_id, tuple(found)), compute)
+
+    # -- /training: goodput (docs/design.md §8) --------------------------------------------------
+    def goodput(self, teams: tuple[str, ...] = ()) -> pd.DataFrame:
+        """One row per run over the warehouse's usage hours: attempts, wall seconds, goodput, seconds
+        and money per bucket (`<bucket>_s`, `<bucket>_cost`), step MFU and effective MFU (useful FLOPs
+        over wall time: the step-time-weighted MFU of the kept steps x goodput)."""
+        from gpulens.attribution import allocate as alloc
+        from gpulens.attribution.goodput import BUCKETS, goodput_window
+
+        def compute() -> pd.DataFrame:
+            columns = ["job_id", "team", "attempts", "wall_seconds", "goodput", "step_mfu", "effective_mfu"]
+            columns += [f"{b}_s" for b in BUCKETS] + [f"{b}_cost" for b in BUCKETS]
+            with self.warehouse.cursor() as con:
+                # Every hour that holds usage or a run: a run's buckets are priced by its usage there.
+                span = con.execute(
+                    """SELECT min(t), max(t) FROM (
+                           SELECT hour AS t FROM gpu_usage_hourly UNION ALL
+                           SELECT hour + INTERVAL 1 HOUR FROM gpu_usage_hourly UNION ALL
+                           SELECT ts FROM train_metrics UNION ALL
+                           SELECT started FROM train_runs UNION ALL SELECT ended FROM train_runs)"""
+                ).fetchone()
+                if not span or span[0] is None or span[1] <= span[0]:
+                    return pd.DataFrame(columns=columns)
+                report = goodput_window(con, alloc.Window(span[0], span[1]))
+                # Step MFU weighted by step time over the kept steps: x goodput it is useful FLOPs over
+                # wall time, whether the trainer logged every step or every k-th.
+                mfu = dict(
+                    con.execute(
+                        """SELECT job_id, sum(mfu * step_seconds) / nullif(sum(step_seconds), 0)
+                           FROM train_metrics WHERE coalesce(rank, 0) = 0 AND NOT coalesce(redone, false)
+                           GROUP BY job_id"""
+                    ).fetchall()
+                )
+            rows = []
+            for job in report.jobs:
+                if teams and job.team not in teams:
+                    continue
+                step_mfu = mfu.get(job.job_id)
+                effective = (
+                    step_mfu * job.goodput if step_mfu is not None and job.goodput is not None else None
+                )
+                rows.append(
+                    [job.job_id, job.team, job.attempts, job.wall_seconds, job.goodput, step_mfu, effective]
+                    + [job.seconds[b] for b in BUCKETS]
+                    + [float(job.cost[b]) for b in BUCKETS]
+                )
+            return pd.DataFrame(rows, columns=columns)
+
+        return self._cached(("goodput", teams), compute)
+
+
+# Line types that no tag can move: the commitment itself, taxes, credits (docs/design.md §6).
+COMMITMENT_TYPES = ("SavingsPlanRecurringFee", "SavingsPlanUpfrontFee", "RIFee", "Fee")
+FIXED_ACTIONS = {
+    "SavingsPlanRecurringFee": "Commitment fee: no tag moves it. Amortized keeps only the unused part here; "
+    "use the commitment or buy less of it",
+    "SavingsPlanUpfrontFee": "Upfront commitment payment: no tag moves it; Amortized spreads it over "
+    "the usage",
+    "RIFee": "Reserved Instance fee: no tag moves it. Amortized keeps only the unused part here",
+    "Fee": "Fee on the account: no tag moves it; share it by policy",
+    "Tax": "Tax: no tag moves it; share it by policy",
+    "Credit": "Credit: no tag moves it; it lowers the bill",
+    "Refund": "Refund: no tag moves it; it lowers the bill",
+}
+
+
+def unallocated_action(line_item_type: str, resource_id: str) -> str:
+    """What someone can do about one unallocated row, by its CUR line type."""
+    if line_item_type in FIXED_ACTIONS:
+        return FIXED_ACTIONS[line_item_type]
+    if resource_id.startswith("("):
+        return "No resource id: no tag can reach it; share it by policy"
+    return "Tag this resource with the team (or cluster) tag, then run `gpulens attribute` again"
 
 
 def gpu_family(model: str | None) -> str:

@@ -54,3 +54,17 @@ def get_float(params: Mapping[str, str], key: str, default: float, lo: float, hi
     except (KeyError, ValueError):
         return default
     return value if lo <= value <= hi else default
+
+
+def unknown_list_values(params: Mapping[str, str], key: str, allowed: Iterable[str]) -> list[str]:
+    """The values of a comma-separated list in the URL that `get_list` drops, to say so on the page."""
+    known = set(allowed)
+    return [v for v in params.get(key, "").split(",") if v and v not in known]
+
+
+def ignored_note(ignored: Iterable[str]) -> str:
+    """One sentence naming the URL values that were not used: `?team=nosuchteam` must not pass silently."""
+    items = list(ignored)
+    if not items:
+        return ""
+    return "Ignored from the URL: " + "; ".join(items) + ". Showing the defaults for those instead."

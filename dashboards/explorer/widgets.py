@@ -6,7 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from dash import dash_table, dcc, html
-from dash.dash_table.Format import Format, Scheme
+from dash.dash_table.Format import Format, Group, Scheme, Symbol
+
+from gpulens.attribution.present import currency_symbol
+from gpulens.dashboards.explorer import urlstate
 
 
 def number(decimals: int) -> Format:
@@ -14,16 +17,36 @@ def number(decimals: int) -> Format:
     return Format(precision=decimals, scheme=Scheme.fixed).group(True)
 
 
-MONEY = number(2)
 ONE_DECIMAL = number(1)
 PERCENT = Format(precision=1, scheme=Scheme.percentage)
 INTEGER = Format(precision=0, scheme=Scheme.fixed).group(True)
 GRAPH_CONFIG = {"displaylogo": False, "displayModeBar": False}
 
 
-def money(value: float, currency: str = "USD") -> str:
-    symbol = "$" if currency == "USD" else f"{currency} "
-    return f"-{symbol}{abs(value):,.0f}" if value < 0 else f"{symbol}{value:,.0f}"
+def money_format(currency: str) -> Format:
+    """A table column of money: `$124,880.25` (present.format_money's look, rendered by the browser so
+    the column still sorts as numbers)."""
+    return Format(
+        precision=2,
+        scheme=Scheme.fixed,
+        group=Group.yes,
+        symbol=Symbol.yes,
+        symbol_prefix=currency_symbol(currency),
+    )
+
+
+def loading(*children: Any, element_id: str = "") -> dcc.Loading:
+    """Dash's loading state around what a callback re-renders: a spinner while the first figures
+    compute, and the stale figures dimmed (not hidden) while a new filter recomputes."""
+    named: dict[str, Any] = {"id": element_id} if element_id else {}
+    return dcc.Loading(
+        list(children),
+        type="circle",
+        delay_show=150,  # a cached answer (most clicks) never flashes a spinner
+        overlay_style={"visibility": "visible", "opacity": 0.45, "filter": "grayscale(0.6)"},
+        parent_className="loading",
+        **named,
+    )
 
 
 def stat(label: str, value: str, *, tone: str = "", hint: str = "") -> html.Div:
@@ -48,6 +71,12 @@ def empty_state(element_id: str, title: str, commands: Sequence[str], note: str 
     )
 
 
+def url_note(element_id: str, ignored: Sequence[str]) -> html.Div | None:
+    """A note naming the URL values the page could not use (`?team=nosuchteam`), or nothing."""
+    text = urlstate.ignored_note(ignored)
+    return html.Div(text, id=element_id, className="note") if text else None
+
+
 def field(label: str, control: Any, *, width: str = "") -> html.Div:
     return html.Div(className=f"field {width}".strip(), children=[html.Label(label), control])
 
@@ -57,8 +86,19 @@ def panel(title: Any, *children: Any, extra: Any = None) -> html.Section:
     return html.Section(className="panel", children=[head, *children])
 
 
-def table(element_id: str, **kwargs: Any) -> Any:
-    """A sortable, paged DataTable in the explorer's style."""
+def table(element_id: str, *, wrap: Sequence[str] = (), **kwargs: Any) -> Any:
+    """A sortable, paged DataTable in the explorer's style. Columns in `wrap` (ARNs, advice) wrap onto
+    more lines instead of being cut with an ellipsis: an ARN is only useful whole."""
+    wrapped = [
+        {
+            "if": {"column_id": c},
+            "whiteSpace": "normal",
+            "height": "auto",
+            "maxWidth": "380px",
+            "overflowWrap": "anywhere",
+        }
+        for c in wrap
+    ]
     return dash_table.DataTable(  # type: ignore[attr-defined]
         id=element_id,
         sort_action="native",
@@ -85,7 +125,7 @@ def table(element_id: str, **kwargs: Any) -> Any:
             "overflow": "hidden",
             "textOverflow": "ellipsis",
         },
-        style_cell_conditional=[{"if": {"column_type": "numeric"}, "textAlign": "right"}],
+        style_cell_conditional=[{"if": {"column_type": "numeric"}, "textAlign": "right"}, *wrapped],
         **kwargs,
     )
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from gpulens import metrics as m
+from gpulens.attribution.present import grafana_money_unit
 from gpulens.dashboards.grafana.model import DashboardLink, Step, Variable
+from gpulens.dashboards.rules.prices import PRICE_METRIC
 from gpulens.dashboards.rules.promql import GPU_KEY, sel, sm_activity
 
 # Stable UIDs: links, the Helm chart's sidecar and `push` all rely on them.
@@ -14,25 +16,31 @@ TEAM_UID = "gpulens-team"
 
 NODE = 'node=~"$node"'
 JOB = 'team=~"$team", job_id=~"$job_id"'
-GPU_SCOPE = f"{NODE}, {JOB}"
+GPU_SCOPE = f'{NODE}, gpu=~"$gpu", {JOB}'
 
+DOCS = "https://github.com/gpulens/gpulens/blob/main/docs"
+RUNBOOKS = f"{DOCS}/runbooks.md"
+# One sentence and a link: the long explanation lives in docs/dashboards.md, not in every tooltip.
 SM_ACTIVITY_WHY = (
-    "SM activity (DCGM_FI_PROF_SM_ACTIVE / GPM SM utilization) is the fraction of the GPU's streaming "
-    "multiprocessors that had work resident, averaged over time; gpulens takes the rate of its integral, "
-    'so the mean is exact at any scrape interval. "GPU utilization" (nvidia-smi, NVML utilization.gpu) '
-    "only says whether any kernel was running: one small kernel on 1 of 132 SMs reads 100%. A GPU can "
-    "show 100% utilization with 90% of its compute idle, so SM activity is what tells busy from held. "
-    "GPUs without a profiling metric (an A100 without DCGM) fall back to utilization and are labelled "
-    "source=utilization_ratio: read those as an upper bound."
+    'SM activity, not "GPU utilization" (which reads 100% while one kernel runs on 1 of 132 SMs); GPUs '
+    "without a profiling metric fall back to utilization, labelled source=utilization_ratio "
+    f"([why]({DOCS}/dashboards.md#sm-activity-not-gpu-utilization))."
 )
+
+# Money in the dashboards: GPU time x `gpulens_gpu_price_per_second` (`gpulens prices`). The unit is
+# the billing currency's; `CURRENCY` is the one the committed dashboards show.
+CURRENCY = "USD"
+MONEY_UNIT = grafana_money_unit(CURRENCY)
+PRICES_HOW = f"([prices]({DOCS}/dashboards.md#money-in-grafana))"
 
 LAST_VALUE = {"calcs": ["lastNotNull"], "fields": "", "values": False}
 STAT = {"colorMode": "background", "graphMode": "none", "reduceOptions": LAST_VALUE}
 RATIO_STEPS = (Step("red"), Step("orange", 0.25), Step("green", 0.5))
 
 
-def variables() -> tuple[Variable, ...]:
-    """datasource, cluster, node, team, job_id: regex matchers whose All is `.*`."""
+def variables(*, all_nodes: bool = True, all_jobs: bool = True) -> tuple[Variable, ...]:
+    """datasource, cluster, node, gpu, team, job_id: regex matchers whose All is `.*`. A dashboard about
+    one node or one job opens on the first value (`all_nodes=False`, `all_jobs=False`), not on All."""
     held = m.GPU_HELD_SECONDS.name
     info = m.NODE_INFO.name
     return (
@@ -48,14 +56,30 @@ def variables() -> tuple[Variable, ...]:
             query=f"label_values({info}, cluster)",
             description="Cluster of the node (gpulens agent --cluster), from gpulens_node_info.",
         ),
-        Variable("node", "Node", query=f'label_values({info}{{cluster=~"$cluster"}}, node)'),
+        Variable(
+            "node",
+            "Node",
+            query=f'label_values({info}{{cluster=~"$cluster"}}, node)',
+            all_by_default=all_nodes,
+        ),
+        Variable(
+            "gpu",
+            "GPU",
+            query=f'label_values({m.GPU_UP.name}{{node=~"$node"}}, gpu)',
+            description="GPU index on the selected node(s).",
+        ),
         Variable(
             "team",
             "Team",
             query=f"label_values({held}, team)",
             description="Team of the job holding the GPU. All also shows GPUs no job holds.",
         ),
-        Variable("job_id", "Job", query=f'label_values({held}{{team=~"$team"}}, job_id)'),
+        Variable(
+            "job_id",
+            "Job",
+            query=f'label_values({held}{{team=~"$team"}}, job_id)',
+            all_by_default=all_jobs,
+        ),
     )
 
 
@@ -94,3 +118,25 @@ def activity_of_held(window: str) -> str:
 def idle_of_held(window: str) -> str:
     """Per (GPU, job): held fraction x (1 - SM activity): GPUs held but not kept busy."""
     return f"(1 - ({gpu_activity(window)}))\n* on ({GPU_KEY}) group_right ()\n({held(window)})"
+
+
+def with_instance_type(expr: str) -> str:
+    """`expr` (carrying `node`) with the node's `instance_type` from gpulens_node_info."""
+    info = f"max by (node, instance_type) ({m.NODE_INFO.name})"
+    return f"({expr})\n* on (node) group_left (instance_type)\n{info}"
+
+
+def priced(expr: str) -> str:
+    """`expr` per (GPU, job) in GPU-seconds (or GPUs held) times the price of a GPU-second of the
+    node's instance type for the job's team; where the team has no price of its own, the instance
+    type's (`team=""`). Money per second for a rate, money for an increase."""
+    typed = with_instance_type(expr)
+    own = f"{typed}\n* on (instance_type, team) group_left (currency) {PRICE_METRIC}"
+    fallback = f'{typed}\n* on (instance_type) group_left (currency) {PRICE_METRIC}{{team=""}}'
+    return f"(\n{own}\n)\nor on (node, gpu, job_id, team)\n(\n{fallback}\n)"
+
+
+def held_increase(window: str) -> str:
+    """GPU-seconds each (GPU, job) was held over `window`."""
+    increase = f"increase({sel(m.GPU_HELD_SECONDS.name, GPU_SCOPE)}[{window}])"
+    return in_cluster(f"sum by (node, gpu, uuid, model, job_id, team) ({increase})")

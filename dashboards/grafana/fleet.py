@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from gpulens import metrics as m
 from gpulens.dashboards.grafana.common import (
+    DOCS,
     FLEET_UID,
     GPU_SCOPE,
     LAST_VALUE,
+    MONEY_UNIT,
     NODE,
+    PRICES_HOW,
     RATIO_STEPS,
+    RUNBOOKS,
     SM_ACTIVITY_WHY,
     STAT,
     TRAINING_UID,
     gpu_activity,
     held,
+    idle_of_held,
     in_cluster,
     links,
+    priced,
     variables,
 )
 from gpulens.dashboards.grafana.model import Dashboard, DataLink, Panel, Step, Target, Variable, row
@@ -27,9 +33,9 @@ THRESHOLD = Variable(
     "threshold",
     "SM threshold",
     "custom",
-    query="0.1, 0.25, 0.5, 0.75",
-    default="0.25",
-    description="Mean SM activity below which a held GPU counts as not busy (SPEC §7 default 0.25).",
+    query=", ".join(str(t) for t in sorted({0.1, m.SM_THRESHOLD_DEFAULT, 0.5, 0.75})),
+    default=str(m.SM_THRESHOLD_DEFAULT),
+    description="Mean SM activity below which a held GPU counts as not busy (docs/design.md §7).",
 )
 
 
@@ -62,9 +68,22 @@ def underutilized() -> str:
 
 
 STATE_DESCRIPTION = (
-    "busy: held by a job with mean SM activity at or above the SM threshold; held, not busy: held "
-    "but below it (paid for, mostly idle); idle (not held): answering GPUs no job holds; not "
-    "answering: gpulens_gpu_up is 0. " + SM_ACTIVITY_WHY
+    "GPUs by state, busy (held, at or above the SM threshold), held but not busy, idle (no job holds it) "
+    "or not answering (gpulens_gpu_up 0), measured by " + SM_ACTIVITY_WHY
+)
+# Fixed colours per state, the same on every panel (green busy, orange held not busy, blue idle, red lost).
+STATE_COLORS = {
+    "busy": "green",
+    "held, not busy": "orange",
+    "idle (not held)": "blue",
+    "not answering": "red",
+}
+STATE_OVERRIDES = tuple(
+    {
+        "matcher": {"id": "byName", "options": state},
+        "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}],
+    }
+    for state, color in STATE_COLORS.items()
 )
 
 
@@ -82,11 +101,12 @@ def now_panels() -> tuple[Panel, ...]:
             height=5,
             options=STAT | {"textMode": "value_and_name"},
             thresholds=(Step("blue"),),
+            overrides=STATE_OVERRIDES,
         ),
         Panel(
             "Fleet mean SM activity",
             "stat",
-            "Mean over all selected GPUs, last 5 minutes. " + SM_ACTIVITY_WHY,
+            "Mean over all selected GPUs, last 5 minutes: " + SM_ACTIVITY_WHY,
             (Target(f"avg(\n{activity_now}\n)", instant=True),),
             unit="percentunit",
             width=5,
@@ -99,8 +119,8 @@ def now_panels() -> tuple[Panel, ...]:
         Panel(
             "GPUs not answering",
             "stat",
-            "GPUs whose gpulens_gpu_up is 0 (fallen off the bus, driver lost "
-            "them): the GpuLost alert fires after a minute.",
+            "GPUs whose gpulens_gpu_up is 0 (fallen off the bus, driver lost them); GpuLost fires "
+            f"after a minute ([runbook]({RUNBOOKS}#gpulost)).",
             (Target(f"sum(1 - ({in_cluster(sel(m.GPU_UP.name, NODE))}))", instant=True),),
             width=4,
             height=5,
@@ -111,14 +131,39 @@ def now_panels() -> tuple[Panel, ...]:
         Panel(
             "Non-recoverable XIDs",
             "stat",
-            "XID events NVIDIA's catalog classes as not recoverable by the "
-            "application, counted since each agent started (see Node & GPU for which GPU).",
+            "XID events NVIDIA's catalog classes as not recoverable by the application, since each agent "
+            f"started ([runbook]({RUNBOOKS}#gpuxidnonrecoverable)).",
             (Target(f"sum({in_cluster(sel(m.GPU_XID_ERRORS.name, NON_RECOVERABLE))})", instant=True),),
             width=5,
             height=5,
             thresholds=(Step("green"), Step("red", 1)),
             no_value="0",
             options=STAT,
+        ),
+        Panel(
+            "GPU spend now (per hour)",
+            "stat",
+            f"Held GPUs x the price of a GPU-second of their instance type and team {PRICES_HOW}, per hour.",
+            (Target(f"sum(\n{priced(held('5m'))}\n) * 3600", instant=True),),
+            unit=MONEY_UNIT,
+            decimals=2,
+            width=12,
+            height=4,
+            thresholds=(Step("blue"),),
+            options=STAT | {"colorMode": "value"},
+        ),
+        Panel(
+            "Wasted now (per hour)",
+            "stat",
+            f"Held x (1 - SM activity) x the price of a GPU-second {PRICES_HOW}, per hour, with "
+            + SM_ACTIVITY_WHY,
+            (Target(f"sum(\n{priced(idle_of_held('5m'))}\n) * 3600", instant=True),),
+            unit=MONEY_UNIT,
+            decimals=2,
+            width=12,
+            height=4,
+            thresholds=(Step("orange"),),
+            options=STAT | {"colorMode": "value"},
         ),
     )
 
@@ -133,13 +178,13 @@ def trend_panels() -> tuple[Panel, ...]:
             (Target(gpu_states(W), "{{state}}"),),
             width=12,
             custom={"drawStyle": "bars", "fillOpacity": 80, "stacking": {"mode": "normal"}, "lineWidth": 0},
-            options={"legend": {"displayMode": "list", "placement": "bottom"}},
+            overrides=STATE_OVERRIDES,
         ),
         Panel(
             "SM activity across GPUs",
             "heatmap",
-            "Distribution of per-GPU mean SM activity over time: a "
-            "band near 0 is GPUs paid for and idle. " + SM_ACTIVITY_WHY,
+            "Distribution of per-GPU mean SM activity over time, a band near 0 being GPUs paid for and "
+            "idle: " + SM_ACTIVITY_WHY,
             (Target(gpu_activity(W), "{{node}}/{{gpu}} ({{source}})"),),
             unit="percentunit",
             width=12,
@@ -155,8 +200,8 @@ def trend_panels() -> tuple[Panel, ...]:
         Panel(
             "SM activity vs GPU utilization (fleet mean)",
             "timeseries",
-            'The gap between the two lines is compute that "GPU utilization" reports as used but no SM '
-            "performs. " + SM_ACTIVITY_WHY,
+            "The gap between the two lines is compute that utilization reports as used but no SM "
+            "performs: " + SM_ACTIVITY_WHY,
             (
                 Target(f"avg(\n{gpu_activity(W)}\n)", "SM activity"),
                 Target(
@@ -182,9 +227,8 @@ def attention_panels() -> tuple[Panel, ...]:
         Panel(
             "Underutilized GPUs (last hour)",
             "table",
-            "GPUs a job held for the whole last hour at a mean SM "
-            "activity below the SM threshold: the GpuUnderutilized alert and `gpulens flags` use the same rule "
-            "(SPEC §7). " + SM_ACTIVITY_WHY,
+            "GPUs a job held for the whole last hour below the SM threshold, the rule GpuUnderutilized and "
+            f"`gpulens flags` use ([runbook]({RUNBOOKS}#gpuunderutilized)); " + SM_ACTIVITY_WHY,
             (Target(underutilized(), instant=True, table=True),),
             unit="percentunit",
             width=14,
@@ -211,8 +255,8 @@ def attention_panels() -> tuple[Panel, ...]:
         Panel(
             "XID errors",
             "timeseries",
-            "XID events per GPU, by XID and the action NVIDIA's catalog prescribes "
-            "(restart_app, reset_gpu, reboot_node, investigate).",
+            "XID events per GPU, by XID and the action NVIDIA's catalog prescribes (restart_app, reset_gpu, "
+            f"reboot_node, investigate) ([runbook]({RUNBOOKS}#gpuxidnonrecoverable)).",
             (
                 Target(
                     f"sum by (node, gpu, xid, action) ({in_cluster(f'increase({sel(xid, NODE)}[{W}])')})",
@@ -235,4 +279,5 @@ def dashboard() -> Dashboard:
         (*variables(), THRESHOLD),
         links=links(FLEET_UID),
         time_from="now-6h",
+        runbook=f"{DOCS}/dashboards.md#the-dashboards",
     )

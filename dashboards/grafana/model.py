@@ -19,6 +19,15 @@ DATASOURCE: dict[str, str] = {"type": "prometheus", "uid": "${datasource}"}
 
 PanelType = Literal["timeseries", "stat", "heatmap", "table", "bargauge", "text", "row"]
 Json = dict[str, Any]
+# Time series legends as a table with mean / last / max per series, as NVIDIA's DCGM dashboard (12239)
+# shows them: which GPU is the outlier is read off the legend, not by hovering.
+TABLE_LEGEND: Json = {
+    "displayMode": "table",
+    "placement": "bottom",
+    "calcs": ["mean", "lastNotNull", "max"],
+    "sortBy": "Mean",
+    "sortDesc": True,
+}
 
 
 @dataclass(frozen=True)
@@ -111,11 +120,14 @@ class Panel:
             return out | (
                 {"options": dict(self.options)} if self.type == "text" else {"collapsed": False, "panels": []}
             )
+        options = dict(self.options)
+        if self.type == "timeseries":
+            options["legend"] = TABLE_LEGEND | dict(options.get("legend", {}))
         return out | {
             "datasource": DATASOURCE,
             "targets": [t.to_json(chr(ord("A") + i)) for i, t in enumerate(self.targets)],
             "fieldConfig": {"defaults": self._field_defaults(), "overrides": list(self.overrides)},
-            "options": dict(self.options),
+            "options": options,
             "transformations": list(self.transformations),
         }
 
@@ -128,7 +140,9 @@ def row(title: str) -> Panel:
 @dataclass(frozen=True)
 class Variable:
     """A template variable. Query variables are regex matchers: multi-select, with All meaning `.*`
-    (so `label=~"$var"` also matches series where the label is absent, such as unmapped GPUs)."""
+    (so `label=~"$var"` also matches series where the label is absent, such as unmapped GPUs).
+    `all_by_default=False` opens the dashboard on the first value instead of All: a per-node or per-job
+    dashboard must not draw every GPU of a fleet of hundreds before anyone picks one."""
 
     name: str
     label: str
@@ -136,6 +150,7 @@ class Variable:
     query: str = ""
     default: str = ""
     description: str = ""
+    all_by_default: bool = True
 
     def to_json(self) -> Json:
         out: Json = {
@@ -167,7 +182,10 @@ class Variable:
             "multi": True,
             "includeAll": True,
             "allValue": ".*",
-            "current": {"text": ["All"], "value": ["$__all"], "selected": True},
+            # An empty current value makes Grafana select the first value the query returns.
+            "current": {"text": ["All"], "value": ["$__all"], "selected": True}
+            if self.all_by_default
+            else {},
             "options": [],
         }
 
@@ -242,6 +260,8 @@ class Dashboard:
     links: tuple[DashboardLink, ...] = ()
     time_from: str = "now-6h"
     refresh: str = "1m"
+    # Appended as a markdown link to every panel description that has none of its own.
+    runbook: str = ""
 
     def to_json(self) -> Json:
         return {
@@ -262,8 +282,16 @@ class Dashboard:
             "templating": {"list": [v.to_json() for v in self.variables]},
             "annotations": {"list": [BUILTIN_ANNOTATION, *(a.to_json() for a in self.annotations)]},
             "links": [link.to_json() for link in self.links],
-            "panels": layout(self.panels),
+            "panels": [with_link(p, self.runbook) for p in layout(self.panels)],
         }
+
+
+def with_link(panel: Json, url: str) -> Json:
+    """The panel with `[Runbook](url)` after its description, unless the description links already."""
+    text = panel.get("description", "")
+    if not url or not text or "](" in text:
+        return panel
+    return panel | {"description": f"{text} [Runbook]({url})"}
 
 
 def layout(panels: Sequence[Panel]) -> list[Json]:

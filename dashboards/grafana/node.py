@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from gpulens import metrics as m
 from gpulens.dashboards.grafana.common import (
+    DOCS,
     GPU_SCOPE,
     LAST_VALUE,
     NODE,
     NODE_UID,
     RATIO_STEPS,
+    RUNBOOKS,
     SM_ACTIVITY_WHY,
     gpu_activity,
     in_cluster,
@@ -56,15 +58,14 @@ def activity_panels() -> tuple[Panel, ...]:
         ratio_panel("SM activity", SM_ACTIVITY_WHY, gpu_activity(W), GPU_LEGEND + " ({{source}})"),
         ratio_panel(
             "GPU utilization (coarse)",
-            "NVML utilization.gpu: the fraction of time any kernel ran, "
-            "however few SMs it used. Shown for comparison; do not read it as how busy the GPU is. "
-            + SM_ACTIVITY_WHY,
+            "NVML utilization.gpu, the fraction of time any kernel ran however few SMs it used, shown for "
+            "comparison only: " + SM_ACTIVITY_WHY,
             per_gpu(f"avg_over_time({sel(m.GPU_UTILIZATION.name, GPU_SCOPE)}[{W}])"),
         ),
         ratio_panel(
             "Tensor pipe activity",
             "Mean fraction of cycles the tensor cores were busy (rate of "
-            "gpulens_gpu_tensor_active_seconds_total). Low with high SM activity: the math is not in "
+            "gpulens_gpu_tensor_active_seconds_total); low with high SM activity means the math is not in "
             "tensor-core-friendly shapes or precisions.",
             rate_of(m.GPU_TENSOR_ACTIVE_SECONDS.name),
             width=8,
@@ -119,8 +120,8 @@ def device_panels() -> tuple[Panel, ...]:
         Panel(
             "Temperature",
             "timeseries",
-            "GPU die temperature. Data-centre GPUs start to slow their clocks in "
-            "the high 80s °C; a rising temperature with falling SM clock is thermal throttling.",
+            "GPU die temperature; data-centre GPUs slow their clocks in the high 80s °C, so a rising "
+            "temperature with a falling SM clock is thermal throttling.",
             (Target(gauge(m.GPU_TEMPERATURE.name), GPU_LEGEND),),
             unit="celsius",
             width=8,
@@ -130,8 +131,8 @@ def device_panels() -> tuple[Panel, ...]:
         Panel(
             "SM clock",
             "timeseries",
-            "SM clock (NVML reports MHz; gpulens converts to hertz). Drops under load "
-            "mean power or thermal throttling.",
+            "SM clock (NVML reports MHz; gpulens converts to hertz): drops under load mean power or thermal "
+            "throttling.",
             (Target(gauge(m.GPU_SM_CLOCK.name), GPU_LEGEND),),
             unit="hertz",
             width=8,
@@ -163,8 +164,8 @@ def health_panels() -> tuple[Panel, ...]:
         Panel(
             "GPU answering",
             "timeseries",
-            "gpulens_gpu_up: 1 while the device answers, 0 once it stops (the "
-            "GpuLost alert fires after a minute at 0).",
+            "gpulens_gpu_up: 1 while the device answers, 0 once it stops (GpuLost fires after a minute at 0, "
+            f"[runbook]({RUNBOOKS}#gpulost)).",
             (Target(gauge(m.GPU_UP.name), GPU_LEGEND),),
             min=0,
             max=1,
@@ -175,11 +176,12 @@ def health_panels() -> tuple[Panel, ...]:
         Panel(
             "XID errors",
             "timeseries",
-            "XID events by XID and the action NVIDIA's catalog prescribes; "
-            "recoverable=false ones raise GpuXidNonRecoverable.",
+            "XID events by XID and the action NVIDIA's catalog prescribes; recoverable=false ones raise "
+            f"GpuXidNonRecoverable ([runbook]({RUNBOOKS}#gpuxidnonrecoverable)).",
             (
                 Target(
-                    f"sum by (node, gpu, xid, recoverable, action) ({per_gpu(f'increase({sel(xid, NODE)}[{W}])')})",
+                    "sum by (node, gpu, xid, recoverable, action) "
+                    f"({per_gpu(f'increase({sel(xid, NODE)}[{W}])')})",
                     GPU_LEGEND + " XID {{xid}} {{action}}",
                 ),
             ),
@@ -189,8 +191,8 @@ def health_panels() -> tuple[Panel, ...]:
         Panel(
             "ECC errors",
             "timeseries",
-            "Corrected and uncorrected ECC errors. Uncorrected ones kill the "
-            "running job and usually come with an XID 48/94/95.",
+            "Corrected and uncorrected ECC errors; uncorrected ones kill the running job and usually come "
+            "with an XID 48/94/95.",
             (
                 Target(
                     f"sum by (node, gpu, type) ({per_gpu(f'increase({sel(ecc, NODE)}[{W}])')})",
@@ -236,9 +238,11 @@ def dashboard() -> Dashboard:
     return Dashboard(
         NODE_UID,
         "gpulens / Node & GPU",
-        "Every per-GPU signal of the selected nodes: activity, memory, power, thermals, XID/ECC errors, agent.",
+        "Every per-GPU signal of the selected nodes: activity, memory, power, thermals, XID/ECC errors, "
+        "agent.",
         activity_panels() + device_panels() + health_panels(),
-        variables(),
+        variables(all_nodes=False),
         links=links(NODE_UID),
         time_from="now-3h",
+        runbook=f"{DOCS}/dashboards.md#the-dashboards",
     )

@@ -1,23 +1,29 @@
-"""Team usage: GPU-hours held, SM activity while held, and waste (held x (1 - SM activity))."""
+"""Team usage: GPU-hours held, SM activity while held, waste (held x (1 - SM activity)), and both in money
+(x the price of a GPU-second, `gpulens prices`)."""
 
 from __future__ import annotations
 
 from gpulens import metrics as m
 from gpulens.dashboards.grafana.common import (
+    DOCS,
     GPU_SCOPE,
     LAST_VALUE,
+    MONEY_UNIT,
+    PRICES_HOW,
     RATIO_STEPS,
     SM_ACTIVITY_WHY,
     TEAM_UID,
     TRAINING_UID,
     activity_of_held,
     held,
+    held_increase,
     idle_of_held,
     in_cluster,
     links,
+    priced,
     variables,
 )
-from gpulens.dashboards.grafana.model import Dashboard, DataLink, Panel, Target, row
+from gpulens.dashboards.grafana.model import Dashboard, DataLink, Panel, Step, Target, row
 from gpulens.dashboards.rules.promql import sel
 
 W = "$__rate_interval"
@@ -26,8 +32,7 @@ W = "$__rate_interval"
 WASTE_STEP = "5m"
 WASTE_STEP_SECONDS = 300
 WASTE_WHY = (
-    "Waste = GPU time held x (1 - mean SM activity), the same definition as the cost report's waste "
-    "(SPEC §6), in GPU-hours: hours paid for in which the SMs had nothing to do."
+    "Waste = GPU time held x (1 - mean SM activity), the cost report's definition (docs/design.md §6)."
 )
 BAR = {
     "displayMode": "gradient",
@@ -51,6 +56,17 @@ def wasted_hours(by: str) -> str:
     return f"sum by ({by}) (\n{slices}\n) * {WASTE_STEP_SECONDS} / 3600"
 
 
+def spend(by: str) -> str:
+    """Money: GPU-seconds held in the range x the price of a GPU-second."""
+    return f"sum by ({by}) (\n{priced(held_increase('$__range'))}\n)"
+
+
+def wasted_money(by: str) -> str:
+    """Money: held x (1 - SM activity) x price, summed over 5-minute slices as the wasted hours are."""
+    slices = f"sum_over_time((\n{priced(idle_of_held(WASTE_STEP))}\n)[$__range:{WASTE_STEP}])"
+    return f"sum by ({by}) (\n{slices}\n) * {WASTE_STEP_SECONDS}"
+
+
 def range_panels() -> tuple[Panel, ...]:
     """Per-team totals over the dashboard's time range."""
     return (
@@ -69,7 +85,7 @@ def range_panels() -> tuple[Panel, ...]:
         Panel(
             "Wasted GPU-hours, by team",
             "bargauge",
-            WASTE_WHY + " " + SM_ACTIVITY_WHY,
+            WASTE_WHY[:-1] + ", in GPU-hours: " + SM_ACTIVITY_WHY,
             (Target(wasted_hours("team"), "{{team}}", instant=True),),
             unit="h",
             min=0,
@@ -79,7 +95,7 @@ def range_panels() -> tuple[Panel, ...]:
         Panel(
             "SM activity while held, by team",
             "bargauge",
-            "Mean SM activity over the GPU time each team held, last 5 minutes. " + SM_ACTIVITY_WHY,
+            "Mean SM activity over the GPU time each team held, last 5 minutes: " + SM_ACTIVITY_WHY,
             (Target(activity_while_held("team", "5m"), "{{team}}", instant=True),),
             unit="percentunit",
             min=0,
@@ -87,6 +103,29 @@ def range_panels() -> tuple[Panel, ...]:
             width=8,
             thresholds=RATIO_STEPS,
             options=BAR,
+        ),
+        Panel(
+            "Spend, by team",
+            "bargauge",
+            f"GPU time each team held in the range x the price of a GPU-second {PRICES_HOW}.",
+            (Target(spend("team"), "{{team}}", instant=True),),
+            unit=MONEY_UNIT,
+            min=0,
+            decimals=2,
+            width=12,
+            options=BAR,
+        ),
+        Panel(
+            "Waste in money, by team",
+            "bargauge",
+            f"Held x (1 - SM activity) x the price of a GPU-second {PRICES_HOW}, with " + SM_ACTIVITY_WHY,
+            (Target(wasted_money("team"), "{{team}}", instant=True),),
+            unit=MONEY_UNIT,
+            min=0,
+            decimals=2,
+            width=12,
+            options=BAR,
+            thresholds=(Step("orange"),),
         ),
     )
 
@@ -118,11 +157,21 @@ def trend_panels() -> tuple[Panel, ...]:
         Panel(
             "GPUs held but idle, by team",
             "timeseries",
-            "Held GPUs x (1 - SM activity): the rate at which "
-            "each team accrues waste, in GPUs. " + WASTE_WHY + " " + SM_ACTIVITY_WHY,
+            "Held GPUs x (1 - SM activity), the rate at which each team accrues waste in GPUs: "
+            + SM_ACTIVITY_WHY,
             (Target(f"sum by (team) (\n{idle_of_held(W)}\n)", "{{team}}"),),
             min=0,
-            width=24,
+            width=12,
+            custom={"fillOpacity": 60, "stacking": {"mode": "normal"}},
+        ),
+        Panel(
+            "Spend rate, by team (per hour)",
+            "timeseries",
+            f"Money per hour each team's held GPUs cost at the price of a GPU-second {PRICES_HOW}.",
+            (Target(f"sum by (team) (\n{priced(held(W))}\n) * 3600", "{{team}}"),),
+            unit=MONEY_UNIT,
+            min=0,
+            width=12,
             custom={"fillOpacity": 60, "stacking": {"mode": "normal"}},
         ),
     )
@@ -135,12 +184,14 @@ def job_table() -> tuple[Panel, ...]:
         Panel(
             "Jobs in the time range",
             "table",
-            "Per job: GPU-hours held, wasted GPU-hours, and SM activity "
-            "while held over the last 5 minutes. Click a job to open it. " + SM_ACTIVITY_WHY,
+            "Per job: GPU-hours held and wasted, their cost, and SM activity while held (last 5 minutes); "
+            "click a job to open it; " + SM_ACTIVITY_WHY,
             (
                 Target(gpu_hours("team, job_id"), instant=True, table=True),
                 Target(wasted_hours("team, job_id"), instant=True, table=True),
                 Target(activity_while_held("team, job_id", "5m"), instant=True, table=True),
+                Target(spend("team, job_id"), instant=True, table=True),
+                Target(wasted_money("team, job_id"), instant=True, table=True),
             ),
             width=24,
             height=10,
@@ -160,6 +211,8 @@ def job_table() -> tuple[Panel, ...]:
                             "Value #A": "GPU-hours held",
                             "Value #B": "wasted GPU-hours",
                             "Value #C": "SM activity",
+                            "Value #D": "spend",
+                            "Value #E": "waste in money",
                         },
                     },
                 },
@@ -187,6 +240,10 @@ def job_table() -> tuple[Panel, ...]:
                     "matcher": {"id": "byRegexp", "options": ".*GPU-hours.*"},
                     "properties": [{"id": "unit", "value": "h"}, {"id": "decimals", "value": 1}],
                 },
+                {
+                    "matcher": {"id": "byRegexp", "options": "spend|waste in money"},
+                    "properties": [{"id": "unit", "value": MONEY_UNIT}, {"id": "decimals", "value": 2}],
+                },
             ),
             options={"sortBy": [{"displayName": "wasted GPU-hours", "desc": True}]},
         ),
@@ -203,4 +260,5 @@ def dashboard() -> Dashboard:
         links=links(TEAM_UID),
         time_from="now-7d",
         refresh="5m",
+        runbook=f"{DOCS}/dashboards.md#the-dashboards",
     )

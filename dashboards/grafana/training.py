@@ -1,4 +1,4 @@
-"""Training job: throughput, step time, MFU, loss with anomaly marks, and the job's GPUs."""
+"""Training job: throughput, step time, MFU, goodput, loss with anomaly marks, and the job's GPUs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from gpulens.dashboards.grafana.common import (
     JOB,
     NODE,
     RATIO_STEPS,
+    RUNBOOKS,
     SM_ACTIVITY_WHY,
     STAT,
     TRAINING_UID,
@@ -16,7 +17,7 @@ from gpulens.dashboards.grafana.common import (
     variables,
 )
 from gpulens.dashboards.grafana.model import Annotation, Dashboard, Panel, Step, Target, row
-from gpulens.dashboards.rules.promql import new_increase, sel
+from gpulens.dashboards.rules.promql import RANK0, TRAIN_ATTEMPT, TRAIN_PHASE_SECONDS, join, new_increase, sel
 
 W = "$__rate_interval"
 TRAIN = f"{NODE}, {JOB}"
@@ -93,8 +94,9 @@ def throughput_panels() -> tuple[Panel, ...]:
         Panel(
             "Step time quantiles",
             "timeseries",
-            "Step wall time (CUDA events, no host sync) p50/p90/p99 over "
-            "all ranks. A p99 far above p50 means stragglers or periodic stalls (checkpoints, evaluation).",
+            "Step time (CUDA events, no host sync) p50/p90/p99 over all ranks. A p99 far above p50 means "
+            "stragglers or slow steps. Checkpoint saves, data waits and evaluation between steps are not "
+            "part of a step: they show in Goodput buckets below.",
             tuple(Target(step_quantile(q), f"{{{{job_id}}}} {name}") for name, q in QUANTILES),
             unit="s",
             min=0,
@@ -114,9 +116,93 @@ def throughput_panels() -> tuple[Panel, ...]:
         Panel(
             "MFU",
             "timeseries",
-            "Model FLOPs utilization per rank: achieved model FLOPs over the GPU's peak. "
-            "Unlike SM activity it counts only useful math, so it is the efficiency figure for the run itself.",
+            "Model FLOPs utilization per rank: achieved model FLOPs over the GPU's peak. Unlike SM "
+            "activity it counts only useful math, so it is the efficiency figure for the run itself.",
             (Target(sel(m.TRAIN_MFU.name, TRAIN), RANK_LEGEND),),
+            unit="percentunit",
+            min=0,
+            max=1,
+            width=24,
+            thresholds=(Step("red"), Step("orange", 0.2), Step("green", 0.35)),
+        ),
+    )
+
+
+GOODPUT_COLORS = {
+    "productive": "green",
+    "checkpoint_save": "blue",
+    "checkpoint_load": "light-blue",
+    "data_wait": "orange",
+    "eval": "purple",
+    "init": "yellow",
+    "other": "red",
+}
+
+
+def _color(name: str, color: str) -> dict[str, object]:
+    return {
+        "matcher": {"id": "byRegexp", "options": f".* {name}$"},
+        "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}],
+    }
+
+
+def step_fraction() -> str:
+    """Fraction of wall time rank 0 spent in steps (online goodput, docs/design.md §8)."""
+    step = sel(f"{m.TRAIN_STEP_SECONDS.name}_sum", join(TRAIN, RANK0))
+    return f"clamp_max(sum by (job_id) (rate({step}[{W}])), 1)"
+
+
+def phase_fraction() -> str:
+    return f"sum by (job_id, phase) (rate({sel(TRAIN_PHASE_SECONDS, join(TRAIN, RANK0))}[{W}]))"
+
+
+def step_mfu() -> str:
+    return f"avg by (job_id) ({sel(m.TRAIN_MFU.name, join(TRAIN, RANK0))})"
+
+
+def goodput_panels() -> tuple[Panel, ...]:
+    return (
+        row("Goodput"),
+        Panel(
+            "Goodput buckets",
+            "timeseries",
+            "Where rank 0's wall time went (docs/design.md §8): inside training steps (productive) or in "
+            "each phase the trainer reported (checkpoint_save, checkpoint_load, data_wait, eval, init, "
+            "others by name); the gap up to 100% is time nothing covers, restarts included. Online, a step "
+            "that a restart will redo still counts as productive; `gpulens runs goodput` moves it to "
+            "wasted progress afterwards. TrainingGoodputLow fires below 50% over an hour.",
+            (
+                Target(step_fraction(), "{{job_id}} productive"),
+                Target(phase_fraction(), "{{job_id}} {{phase}}"),
+            ),
+            unit="percentunit",
+            min=0,
+            max=1,
+            width=16,
+            thresholds=(Step("red"), Step("orange", 0.5), Step("green", 0.8)),
+            custom={"stacking": {"mode": "normal"}, "fillOpacity": 60, "lineWidth": 0},
+            overrides=tuple(_color(name, color) for name, color in GOODPUT_COLORS.items()),
+        ),
+        Panel(
+            "Attempt",
+            "stat",
+            "Which (re)start of the job is running: 1 for the first; each restart repeats the steps since "
+            "the last checkpoint (from TORCHELASTIC_RESTART_COUNT, SLURM_RESTART_COUNT or the trainer).",
+            (Target(f"max by (job_id) ({sel(TRAIN_ATTEMPT, TRAIN)})", "{{job_id}}", instant=True),),
+            width=8,
+            thresholds=(Step("green"), Step("orange", 2), Step("red", 4)),
+            options=STAT,
+        ),
+        Panel(
+            "Step MFU vs effective MFU",
+            "timeseries",
+            "Step MFU: useful model FLOPs over the time inside steps. Effective MFU: the same FLOPs over "
+            "wall time (step MFU x the fraction of wall time in steps), so checkpoints, data waits and "
+            "restarts lower it. A wide gap is time lost between steps, not slow math.",
+            (
+                Target(step_mfu(), "{{job_id}} step MFU"),
+                Target(f"{step_mfu()}\n* on (job_id)\n{step_fraction()}", "{{job_id}} effective MFU"),
+            ),
             unit="percentunit",
             min=0,
             max=1,
@@ -189,11 +275,13 @@ def dashboard() -> Dashboard:
     return Dashboard(
         TRAINING_UID,
         "gpulens / Training job",
-        "One training job: tokens/s, step time, MFU, loss and its anomalies, and how busy its GPUs are.",
-        throughput_panels() + loss_panels() + gpu_panels(),
-        variables(),
+        "One training job: tokens/s, step time, MFU, goodput, loss and its anomalies, and how busy its "
+        "GPUs are.",
+        throughput_panels() + goodput_panels() + loss_panels() + gpu_panels(),
+        variables(all_jobs=False),
         annotations=(anomalies(),),
         links=links(TRAINING_UID),
         time_from="now-6h",
         refresh="30s",
+        runbook=f"{RUNBOOKS}#trainingstalled",
     )

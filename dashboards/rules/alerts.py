@@ -6,7 +6,15 @@ from dataclasses import dataclass
 
 from gpulens import metrics as m
 from gpulens.dashboards.rules.model import Alert, RuleGroup, Severity
-from gpulens.dashboards.rules.promql import GPU_KEY, JOB_KEY, held_fraction, new_increase, sm_activity
+from gpulens.dashboards.rules.promql import (
+    GPU_KEY,
+    JOB_KEY,
+    RANK0,
+    held_fraction,
+    new_increase,
+    sel,
+    sm_activity,
+)
 
 HELD_BY_A_JOB = 'job_id!=""'
 DEFAULT_RUNBOOK_BASE = "https://github.com/gpulens/gpulens/blob/main/docs/runbooks.md"
@@ -16,18 +24,20 @@ DEFAULT_RUNBOOK_BASE = "https://github.com/gpulens/gpulens/blob/main/docs/runboo
 class AlertOptions:
     """Thresholds and deployment details the alerts depend on.
 
-    `sm_threshold` is SPEC §7's default (0.25); `agent_job` is a regex over the Prometheus scrape
-    job(s) that scrape `gpulens agent`; `runbook_base` is where docs/runbooks.md is published.
+    `sm_threshold` is docs/design.md §7's default (`metrics.SM_THRESHOLD_DEFAULT`); `agent_job` is a
+    regex over the Prometheus scrape job(s) that scrape `gpulens agent`; `runbook_base` is where
+    docs/runbooks.md is published.
     """
 
     runbook_base: str = DEFAULT_RUNBOOK_BASE
     # Matches `gpulens` (a plain scrape config), `gpulens-agent` and the Helm chart's ServiceMonitor
     # job, which is the agent Service's name: `<release>-gpulens-agent`.
     agent_job: str = "(.+-)?gpulens(-agent)?"
-    sm_threshold: float = 0.25
+    sm_threshold: float = m.SM_THRESHOLD_DEFAULT
     held_fraction: float = 0.95  # "held for the hour", allowing for scrape jitter at the edges
     stall_minutes: int = 10
     step_regression_ratio: float = 1.25
+    goodput_threshold: float = 0.5  # a job whose steps fill less of the last hour than this
 
 
 def runbook(options: AlertOptions, alert: str) -> str:
@@ -120,6 +130,25 @@ def step_time_regression(o: AlertOptions) -> Alert:
     )
 
 
+def training_goodput_low(o: AlertOptions) -> Alert:
+    # Only jobs that were already stepping an hour ago: a job that started 10 minutes ago has not
+    # had an hour to fill, and rate() over its short history would read low.
+    goodput = "gpulens:job_train_goodput:ratio1h"
+    running = f"max by ({JOB_KEY}) ({sel(m.TRAIN_STEPS.name, RANK0)} offset 1h)"
+    expr = f"{goodput} < {o.goodput_threshold}\nand on ({JOB_KEY})\n{running}"
+    return Alert(
+        "TrainingGoodputLow",
+        expr,
+        "warning",
+        "Job {{ $labels.job_id }} spent most of the last hour outside training steps",
+        "Job {{ $labels.job_id }} (team {{ $labels.team }}) spent {{ $value | humanizePercentage }} of the "
+        f"last hour in training steps (goodput), below {o.goodput_threshold:.0%}: the rest went to "
+        "checkpoints, data waits, eval, restarts or nothing (gpulens:job_train_phase_seconds:ratio1h).",
+        runbook(o, "TrainingGoodputLow"),
+        for_="15m",
+    )
+
+
 def gpu_xid_non_recoverable(o: AlertOptions) -> Alert:
     # One alert per (GPU, XID, action): the remediation policy matches on `action` and `node`.
     events = new_increase(m.GPU_XID_ERRORS.name, 'recoverable="false"', "10m")
@@ -169,6 +198,7 @@ ALERTS = (
     training_loss_nan,
     training_stalled,
     step_time_regression,
+    training_goodput_low,
     gpu_xid_non_recoverable,
     gpu_lost,
     agent_down,

@@ -16,6 +16,13 @@ GPU_KEY = "node, gpu, uuid"
 GPU_LABELS = "node, gpu, uuid, model"
 JOB_KEY = "job_id, team"
 
+# The trainer's time model as the agent exports it (docs/design.md §3, §8).
+TRAIN_PHASE_SECONDS = m.TRAIN_PHASE_SECONDS.name
+TRAIN_ATTEMPT = m.TRAIN_ATTEMPT.name
+# Goodput is measured on rank 0, as the offline buckets are (docs/design.md §8): every rank runs the
+# same steps, so summing ranks would count the wall clock world-size times.
+RANK0 = 'rank="0"'
+
 # Values of the `source` label that says which metric an SM-activity figure came from (SPEC §3:
 # dashboards fall back to the coarse utilization where no profiling metric exists, and say so).
 SOURCE_SM_ACTIVE = "sm_active"
@@ -92,3 +99,24 @@ def unknown_metrics(exprs: Iterable[str]) -> set[str]:
         )
 
     return {name for name in metric_names(exprs) if not known(name)}
+
+
+def step_time_fraction(window: str) -> str:
+    """Fraction (0..1) of `window` rank 0 of each job spent inside training steps: online goodput.
+    Offline goodput also moves redone steps to wasted progress; online, a step cannot yet know."""
+    step = sel(f"{m.TRAIN_STEP_SECONDS.name}_sum", RANK0)
+    return f"clamp_max(sum by ({JOB_KEY}) (rate({step}[{window}])), 1)"
+
+
+def phase_fraction(window: str) -> str:
+    """Fraction (0..1) of `window` rank 0 of each job spent in each phase (checkpoint_save, ...)."""
+    return f"sum by ({JOB_KEY}, phase) (rate({sel(TRAIN_PHASE_SECONDS, RANK0)}[{window}]))"
+
+
+def effective_mfu(window: str) -> str:
+    """Wall-clock ("effective") MFU over `window`: step MFU x the fraction of wall time in steps, i.e.
+    useful FLOPs over wall time, where step MFU is useful FLOPs over step time."""
+    mfu = sel(m.TRAIN_MFU.name, RANK0)
+    return (
+        f"avg by ({JOB_KEY}) (avg_over_time({mfu}[{window}]))\n* on ({JOB_KEY})\n{step_time_fraction(window)}"
+    )

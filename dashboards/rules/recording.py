@@ -1,4 +1,4 @@
-"""Recording rules: hourly usage rollups, SM-activity means, per-job step time and throughput.
+"""Recording rules: hourly usage rollups, SM-activity means, per-job step time, throughput and goodput.
 
 The hourly usage rules are `gpulens.attribution.ingest.promql.RECORDED`, used as they are, so that
 `gpulens ingest usage --prometheus` and these rules compute the same numbers.
@@ -9,7 +9,16 @@ from __future__ import annotations
 from gpulens import metrics as m
 from gpulens.attribution.ingest.promql import RECORDED
 from gpulens.dashboards.rules.model import Recording, RuleGroup
-from gpulens.dashboards.rules.promql import GPU_KEY, JOB_KEY, held_fraction, sm_activity
+from gpulens.dashboards.rules.promql import (
+    GPU_KEY,
+    JOB_KEY,
+    TRAIN_ATTEMPT,
+    effective_mfu,
+    held_fraction,
+    phase_fraction,
+    sm_activity,
+    step_time_fraction,
+)
 
 HELD_1H = "gpulens:gpu_held_seconds:increase1h"
 GPU_SM_5M = "gpulens:gpu_sm_active:mean5m"
@@ -79,5 +88,28 @@ def training_group() -> RuleGroup:
     )
 
 
+GOODPUT_1H = "gpulens:job_train_goodput:ratio1h"
+GOODPUT_5M = "gpulens:job_train_goodput:ratio5m"
+PHASES_5M = "gpulens:job_train_phase_seconds:ratio5m"
+EFFECTIVE_MFU_5M = "gpulens:job_train_mfu_effective:ratio5m"
+ATTEMPT = "gpulens:job_train_attempt:max"
+
+
+def goodput_group() -> RuleGroup:
+    """Online goodput (docs/design.md §8): the fraction of wall time rank 0 spent in steps and in
+    each phase, effective MFU, and the attempt each job is on."""
+    return RuleGroup(
+        "gpulens-goodput",
+        (
+            Recording(GOODPUT_1H, step_time_fraction("1h")),
+            Recording(GOODPUT_5M, step_time_fraction("5m")),
+            Recording("gpulens:job_train_phase_seconds:ratio1h", phase_fraction("1h")),
+            Recording(PHASES_5M, phase_fraction("5m")),
+            Recording(EFFECTIVE_MFU_5M, effective_mfu("5m")),
+            Recording(ATTEMPT, f"max by ({JOB_KEY}) ({TRAIN_ATTEMPT})"),
+        ),
+    )
+
+
 def recording_groups() -> tuple[RuleGroup, ...]:
-    return (usage_group(), activity_group(), training_group())
+    return (usage_group(), activity_group(), training_group(), goodput_group())

@@ -16,16 +16,17 @@ _PID = re.compile(r"\(PID (\d+)\)")
 
 
 @contextmanager
-def open_warehouse(args: argparse.Namespace, *, read_only: bool) -> Iterator[Any]:
+def open_warehouse(args: argparse.Namespace, *, read_only: bool, create: bool = False) -> Iterator[Any]:
     """The warehouse `--warehouse` names, as a DuckDB connection. DuckDB lets many processes read a
     file at once, but a writer needs it to itself: commands that only read (`flags`) open it
-    read-only, so they and a running explorer never block each other."""
+    read-only, so they and a running explorer never block each other. Only `ingest` passes
+    `create=True`: every other command refuses a path where there is no warehouse, naming it."""
     from gpulens.attribution.warehouse import Warehouse  # imports duckdb: not while the parser is built
 
     path = warehouse_path(args)
     with ExitStack() as stack:
         try:
-            con = stack.enter_context(Warehouse(path).connect(read_only=read_only))
+            con = stack.enter_context(Warehouse(path).connect(read_only=read_only, create=create))
         except GpulensError as exc:
             raise _locked(exc, read_only) or exc from exc.__cause__
         yield con

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import socket
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from gpulens.errors import GpulensError
 from gpulens.paths import default_socket_path
 
 log = logging.getLogger("gpulens.agent")
@@ -55,6 +57,46 @@ def register(subparsers: Any) -> None:
         metavar="XID:GPU:AFTER_SECONDS",
         help="sim GPU raises an XID after a delay, e.g. 79:3:5 (repeatable)",
     )
+    p.add_argument(
+        "--sim-mig",
+        action="append",
+        default=[],
+        metavar="GPU:PROFILE,...",
+        help="split a sim GPU into MIG instances, e.g. 7:3g.40gb,2g.20gb,1g.10gb,1g.10gb (repeatable)",
+    )
+    p.add_argument(
+        "--trust",
+        choices=("auto", "pid", "uid", "off"),
+        default="auto",
+        help="how trainer datagrams are tied to GPUs: pid (sender runs on the GPU or in its pod/Slurm job), "
+        "uid (senders with the agent's uid only), off (believed as sent); auto: uid for sim, pid where "
+        "the backend lists processes, else off (default auto; docs/agent.md)",
+    )
+    p.add_argument(
+        "--job-ttl",
+        type=float,
+        default=600.0,
+        help="seconds a job's series outlive its last datagram or mapping (default 600)",
+    )
+    p.add_argument(
+        "--max-jobs",
+        type=int,
+        default=64,
+        help="job label sets exported per node; records of further jobs count as over_limit (default 64)",
+    )
+    p.add_argument(
+        "--raise-dgram-qlen",
+        action="store_true",
+        help="raise net.unix.max_dgram_qlen (a setting of the whole network namespace, not restored on "
+        "exit) to 8192 when it is lower; off by default, the Helm chart passes it",
+    )
+    p.add_argument(
+        "--admin-token-file",
+        type=Path,
+        default=None,
+        help="file holding the bearer token POST /profiling/* needs; without it only loopback clients "
+        "may call them",
+    )
     p.add_argument("--instance-id", default="")
     p.add_argument("--instance-type", default="")
     p.add_argument("--cluster", default="")
@@ -75,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
     if args.interval <= 0 or not 0 < args.port < 65536:
         print("gpulens agent: error: --interval must be positive and --port in 1..65535", file=sys.stderr)
         return 2
+    if not args.job_ttl > 0 or args.max_jobs < 1:
+        print("gpulens agent: error: --job-ttl must be positive and --max-jobs at least 1", file=sys.stderr)
+        return 2
+    token = _admin_token(args.admin_token_file)
     config = AgentConfig(
         backend=args.backend,
         host=args.host,
@@ -92,6 +138,13 @@ def run(args: argparse.Namespace) -> int:
         cluster=args.cluster,
         labels=tuple(args.label),
         kubelet_socket=KUBELET_SOCKET if args.backend != "sim" else None,
+        sim_mig=tuple(args.sim_mig),
+        trust=args.trust,
+        agent_uid=os.geteuid(),
+        job_ttl=args.job_ttl,
+        max_jobs=args.max_jobs,
+        raise_dgram_qlen=args.raise_dgram_qlen,
+        admin_token=token,
     )
     stop = threading.Event()
     toggle = threading.Event()
@@ -110,3 +163,16 @@ def run(args: argparse.Namespace) -> int:
     sys.setswitchinterval(0.001)
     logging.getLogger("gpulens").setLevel(logging.INFO)
     return run_agent(config, stop, toggle)
+
+
+def _admin_token(path: Path | None) -> str | None:
+    """The admin token from its file (surrounding whitespace stripped), or None without a file."""
+    if path is None:
+        return None
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise GpulensError(f"cannot read the admin token: {exc.strerror}", path=path) from None
+    if not token:
+        raise GpulensError("the admin token file is empty", path=path)
+    return token

@@ -1,4 +1,5 @@
-"""`gpulens dashboards build --out DIR` / `gpulens dashboards push --url URL (--token T | --user U --password P)`.
+"""`gpulens dashboards build --out DIR` / `gpulens dashboards push --url URL (--token T | --user U --password
+P)`.
 
 The token may come from `$GRAFANA_TOKEN` and the password from `$GRAFANA_PASSWORD`, so that neither
 needs to appear on a command line (visible to every user in `ps`).

@@ -21,6 +21,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--prometheus", metavar="URL", help="Prometheus base URL for the live views")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8050, help="port (default 8050)")
+    parser.add_argument(
+        "--create",
+        action="store_true",
+        help="create an empty warehouse when there is none yet (a deployment whose first ingest has "
+        "not run); without it a missing --warehouse path is refused, so a typo is not served as empty",
+    )
     add_warehouse_option(parser)
     parser.set_defaults(handler=run)
 
@@ -38,8 +44,15 @@ def auth_from_env(value: str | None) -> tuple[str, str] | None:
 def run(args: argparse.Namespace) -> int:
     from gpulens.dashboards.explorer.app import ExplorerConfig, ExplorerServer
 
+    warehouse = warehouse_path(args)
+    if not (args.create or warehouse.exists()):
+        raise GpulensError(
+            "no warehouse here; check --warehouse, load data with `gpulens ingest`, or pass --create "
+            "to start on an empty one",
+            path=warehouse,
+        )
     config = ExplorerConfig(
-        warehouse=warehouse_path(args),
+        warehouse=warehouse,
         host=args.host,
         port=args.port,
         prometheus=args.prometheus,

@@ -10,6 +10,7 @@ from typing import Any
 
 from gpulens.commands._options import add_warehouse_option
 from gpulens.commands._warehouse import open_warehouse
+from gpulens.metrics import SM_THRESHOLD_DEFAULT
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -43,7 +44,10 @@ def register(subparsers: Any) -> None:
         help="end of the window (default: the newest usage hour in the warehouse)",
     )
     parser.add_argument(
-        "--sm-threshold", type=float, default=0.25, help="mean SM activity below this flags a GPU"
+        "--sm-threshold",
+        type=float,
+        default=SM_THRESHOLD_DEFAULT,
+        help=f"mean SM activity below this flags a GPU (default {SM_THRESHOLD_DEFAULT})",
     )
     parser.add_argument("--format", choices=("table", "json"), default="table")
     add_warehouse_option(parser)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gpulens.commands._options import add_warehouse_option
+from gpulens.commands._options import add_warehouse_option, warehouse_path
 from gpulens.commands._warehouse import open_warehouse
 from gpulens.commands.flags import utc_time
 from gpulens.errors import GpulensError
@@ -27,14 +29,22 @@ def register(subparsers: Any) -> None:
         help="load a CUR 2.0, legacy CUR or FOCUS delivery",
         description="Load one delivery: files, directories (manifests honoured) or s3://bucket/prefix. The "
         "delivery replaces every line already held for its billing periods and payer accounts, "
-        "in one transaction; any bad file changes nothing.",
+        "in one transaction; any bad file changes nothing. A delivery that would count money twice (two "
+        "exports or two executions of one export for a period), a part whose manifest lists others, and "
+        "a delivery older than the one held are refused, naming the files or periods.",
     )
     cur.add_argument("paths", nargs="+", metavar="PATH", help="file, directory or s3://bucket/prefix")
     cur.add_argument(
         "--format",
         choices=("cur2", "legacy", "focus"),
         default=None,
-        help="the export flavour (default: detected from the columns)",
+        help="the export flavour (default: detected from the columns); where a prefix holds two exports "
+        "of a period (CUR 2.0 and FOCUS), read only this one's files",
+    )
+    cur.add_argument(
+        "--force",
+        action="store_true",
+        help="load a delivery older than the one already held for its period and payer",
     )
     cur.add_argument(
         "--endpoint-url",
@@ -55,7 +65,7 @@ def register(subparsers: Any) -> None:
 
     runs = sub.add_parser("runs", help="load training-run metrics and scan their loss curves")
     runs.add_argument(
-        "paths", nargs="+", type=Path, metavar="PATH", help="trainer JSONL or CSV step,loss[,...]"
+        "paths", nargs="+", type=Path, metavar="PATH", help="loss logs in any format `runs check` reads"
     )
     add_warehouse_option(runs)
     runs.set_defaults(handler=_runs)
@@ -88,18 +98,35 @@ def _cur(args: argparse.Namespace) -> int:
     with resolve(args.paths, s3_client=client) as files:
         if not files:
             raise GpulensError(
-                "no CUR or FOCUS export files (.csv, .csv.gz, .csv.zip, .parquet, or a *Manifest.json listing "
-                "them) found here; give the directory or s3:// prefix that holds the delivery",
+                "no CUR or FOCUS export files (.csv, .csv.gz, .csv.zip, .parquet, or a *Manifest.json "
+                "listing them) found here; give the directory or s3:// prefix that holds the delivery",
                 path=", ".join(args.paths),
             )
-        with open_warehouse(args, read_only=False) as con, _progress(len(files)) as advance:
-            result = ingest_cur(con, files, fmt=args.format, now=now, on_file=advance)
+        with _created_only_on_success(args), open_warehouse(args, read_only=False, create=True) as con:
+            with _progress(len(files)) as advance:
+                result = ingest_cur(con, files, fmt=args.format, now=now, on_file=advance, force=args.force)
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} file(s) of another export than --format {args.format}")
     periods = ", ".join(f"{p} (payer {a})" for p, a in result.periods)
     print(
         f"ingested {result.line_items} {result.format} line items from {len(result.files)} file(s) "
         f"for {periods}; replaced {result.replaced} earlier line items"
     )
     return 0
+
+
+@contextmanager
+def _created_only_on_success(args: argparse.Namespace) -> Iterator[None]:
+    """A refused first delivery leaves no empty warehouse behind: nothing refused changes anything."""
+    path = Path(warehouse_path(args))
+    existed = path.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            for leftover in (path, path.with_name(path.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+        raise
 
 
 class _progress:
@@ -134,7 +161,7 @@ def _usage(args: argparse.Namespace) -> int:
 
     if bool(args.paths) == bool(args.prometheus):
         raise GpulensError("give rollup files or --prometheus URL --start T --end T (one of the two)")
-    with open_warehouse(args, read_only=False) as con:
+    with open_warehouse(args, read_only=False, create=True) as con:
         if args.prometheus:
             if args.start is None or args.end is None or args.end <= args.start:
                 raise GpulensError("--prometheus needs --start T and a later --end T")
@@ -149,7 +176,11 @@ def _runs(args: argparse.Namespace) -> int:
     from gpulens.attribution.ingest.runs import ingest_runs
     from gpulens.trainer.health import scan
 
-    with open_warehouse(args, read_only=False) as con:
+    with open_warehouse(args, read_only=False, create=True) as con:
         result = ingest_runs(con, args.paths, detect=scan)
-    print(f"ingested {result.metrics} steps of {len(result.jobs)} run(s); {result.anomalies} anomalies")
+    redone = f" ({result.redone} redone by a later attempt)" if result.redone else ""
+    print(
+        f"ingested {result.metrics} steps{redone} of {len(result.jobs)} run(s), "
+        f"{result.attempts} attempt(s), {result.phases} phases; {result.anomalies} anomalies"
+    )
     return 0

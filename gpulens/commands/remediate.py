@@ -1,4 +1,5 @@
-"""`gpulens remediate serve`: the Alertmanager webhook receiver (SPEC §2); `remediate check`: lint a policy."""
+"""`gpulens remediate serve`: the Alertmanager webhook receiver (docs/design.md §2); `remediate check`:
+lint a policy."""
 
 from __future__ import annotations
 
@@ -23,12 +24,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "serve",
         help="Alertmanager webhook receiver (POST /alerts)",
         description="Receive Alertmanager webhooks and act on them by a policy. "
-        f"Dry-run unless --execute. ${TOKEN_ENV}, when set, is the required bearer token.",
+        f"Dry-run unless --execute. ${TOKEN_ENV}, when set, is the required bearer token; "
+        "--execute refuses to start without it.",
     )
     _add_policy_option(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=9095, help="port to bind (default: 9095)")
-    serve.add_argument("--execute", action="store_true", help="run actions for real (default: dry-run)")
+    serve.add_argument(
+        "--execute",
+        action="store_true",
+        help=f"run actions for real (default: dry-run); requires a non-empty ${TOKEN_ENV}",
+    )
     serve.add_argument(
         "--audit-log",
         type=Path,
@@ -54,26 +60,29 @@ def _add_policy_option(parser: argparse.ArgumentParser) -> None:
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    from gpulens.errors import GpulensError
     from gpulens.remediation.app import RemediationConfig, build_engine
     from gpulens.remediation.server import Metrics, RemediationServer, ServerConfig
 
+    token = (os.environ.get(TOKEN_ENV) or "").strip() or None
+    if args.execute and token is None:
+        # An executing receiver without a token lets anyone who can reach the port drain nodes.
+        raise GpulensError(f"--execute requires a bearer token: set ${TOKEN_ENV} to a non-empty secret")
     metrics = Metrics(execute=args.execute)
     engine = build_engine(
         RemediationConfig(audit_log=args.audit_log, policy=args.policy, execute=args.execute),
         observe=metrics.observe,
     )
-    token = os.environ.get(TOKEN_ENV) or None
     if not token and args.host not in ("127.0.0.1", "::1", "localhost"):
         print(
             f"gpulens remediate: warning: listening on {args.host} without ${TOKEN_ENV}: "
-            "anyone who can reach it can trigger drains",
+            "anyone who can reach it can post alerts (dry-run only)",
             file=sys.stderr,
         )
     try:
         server = RemediationServer(engine, metrics, ServerConfig(host=args.host, port=args.port, token=token))
     except OSError as exc:
-        from gpulens.errors import GpulensError
-
+        engine.close()
         raise GpulensError(
             f"cannot listen on {args.host}:{args.port} (--host/--port): {exc.strerror}"
         ) from exc
@@ -91,6 +100,7 @@ def serve_command(args: argparse.Namespace) -> int:
         pass
     finally:
         server.shutdown()
+        engine.close()
         engine.audit.close()
     return 0
 

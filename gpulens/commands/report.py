@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING
 
 from gpulens.commands._options import add_warehouse_option, warehouse_path
 from gpulens.errors import GpulensError
+from gpulens.metrics import SM_THRESHOLD_DEFAULT
 
 if TYPE_CHECKING:
     from gpulens.attribution.report.mail import SmtpConfig
+    from gpulens.attribution.report.model import WeeklyReport
 
 log = logging.getLogger(__name__)
 TLS_MODES = ("starttls", "ssl", "none")
@@ -59,10 +61,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     weekly.add_argument(
         "--sm-threshold",
         type=float,
-        default=0.25,
-        help="SM activity below which a held GPU is underutilized (default 0.25)",
+        default=SM_THRESHOLD_DEFAULT,
+        help=f"SM activity below which a held GPU is underutilized (default {SM_THRESHOLD_DEFAULT})",
     )
     weekly.add_argument("--top", type=int, default=20, help="underutilized GPUs to list (default 20)")
+    weekly.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="write (and mail) the report even for a week without any CUR usage line or GPU usage rollup; "
+        "without it such a week is refused (exit 1)",
+    )
     smtp = weekly.add_argument_group("email (optional; sent when a host and recipients are given)")
     smtp.add_argument("--smtp-host", metavar="H")
     smtp.add_argument(
@@ -105,6 +113,8 @@ def run_weekly(args: argparse.Namespace) -> int:
     )
     with Warehouse(path).connect(read_only=True) as con:
         report = build_weekly_report(con, week, options)
+    if report.is_empty and not args.allow_empty:
+        raise GpulensError(_empty_week(report))
     files = render_all(report)
     for target in _deliver(files, args):
         print(target)
@@ -113,7 +123,8 @@ def run_weekly(args: argparse.Namespace) -> int:
     if smtp is not None:
         from gpulens.attribution.report.mail import build_message, send_email
 
-        subject = f"GPU spend, week {week.label}" + (" (incomplete)" if report.incomplete_reasons else "")
+        state = " (no data)" if report.is_empty else " (incomplete)" if report.incomplete_reasons else ""
+        subject = f"GPU spend, week {week.label}{state}"
         msg = build_message(
             subject,
             files["report.html"].decode("utf-8"),
@@ -126,6 +137,22 @@ def run_weekly(args: argparse.Namespace) -> int:
     return 0
 
 
+def _empty_week(report: WeeklyReport) -> str:
+    """One line: the week has no data, what the warehouse does hold, and how to report anyway."""
+    f = report.freshness
+    held = [
+        f"CUR usage up to {f.newest_cur_usage_end:%Y-%m-%d %H:%M}"
+        if f.newest_cur_usage_end
+        else "no CUR usage",
+        f"GPU usage up to {f.newest_usage_hour:%Y-%m-%d %H:00}" if f.newest_usage_hour else "no GPU usage",
+    ]
+    return (
+        f"week {report.week.label} ({report.week.start:%Y-%m-%d} to {report.week.end:%Y-%m-%d}) has no "
+        f"CUR usage line and no GPU usage rollup; the warehouse holds {' and '.join(held)} (UTC). "
+        "Pass --allow-empty to write the report anyway"
+    )
+
+
 def _deliver(files: dict[str, bytes], args: argparse.Namespace) -> list[str]:
     from gpulens.attribution.report.deliver import deliver_local, deliver_s3
 
@@ -136,7 +163,7 @@ def _deliver(files: dict[str, bytes], args: argparse.Namespace) -> list[str]:
 
 def smtp_config(args: argparse.Namespace, env: Mapping[str, str]) -> SmtpConfig | None:
     """The SMTP settings from flags, else `GPULENS_SMTP_*`; `None` when no host is configured."""
-    from gpulens.attribution.report.mail import SmtpConfig  # noqa: F811 (the runtime import)
+    from gpulens.attribution.report.mail import SmtpConfig
 
     host = args.smtp_host or env.get("GPULENS_SMTP_HOST")
     if not host:

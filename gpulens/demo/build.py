@@ -18,7 +18,7 @@ from gpulens.demo.artifacts import Artifacts, artifact_paths, write_artifacts
 from gpulens.demo.scenario import Scenario, build_scenario
 from gpulens.errors import GpulensError
 
-BUILD_VERSION = 1  # bump when the scenario or its artifacts change shape, so old demo folders rebuild
+BUILD_VERSION = 2  # bump when the scenario or its artifacts change shape, so old demo folders rebuild
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,11 @@ Lines follow AWS's conventions, so the amortized cost of each is the one SPEC §
 - node-01..04 run on a 5-instance p4d Reserved Instance: `DiscountedUsage` lines (unblended 0,
   `reservation_effective_cost` = amortized upfront + recurring per hour) and one monthly `RIFee` line
   whose unused-instance share is in `reservation_unused_*`;
+- a SageMaker training job bills `AmazonSageMaker` `USE1-Train:ml.p4d.24xlarge` hours on its training-job
+  ARN, untagged: its agent reports the job's name as instance id, so its cost lands on its team;
+- a Capacity Block for two p5 is paid in advance as one `Fee` line over the block's dates on the
+  reservation's ARN; its instances' own hourly lines (0.00: Linux) name the reservation
+  (`capacity_reservation_*` columns), which is how the fee finds the GPU time held in it;
 - everything else is `Usage` at on-demand rates, plus one `Tax` line.
 """
 
@@ -19,7 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from gpulens.demo.scenario import CLUSTER, P4D, Node, Scenario
+from gpulens.demo.scenario import CAPACITY_BLOCK_DAYS, CLUSTER, ML_P4D, P4D, P5, SAGEMAKER_JOB, Node, Scenario
 
 PAYER = "111122223333"
 ACCOUNT = "444455556666"
@@ -33,6 +38,9 @@ RI_RECURRING_PER_HOUR = 11.0  # USD per instance-hour, partial upfront
 RI_UPFRONT_PER_HOUR = 8.22  # amortized upfront, USD per instance-hour
 FSX_ID = f"arn:aws:fsx:{REGION}:{ACCOUNT}:file-system/fs-0a1b2c3d4e5f60718"
 TAX = 1250.0
+SAGEMAKER_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{SAGEMAKER_JOB}"
+CAPACITY_BLOCK_ARN = f"arn:aws:ec2:{REGION}:{ACCOUNT}:capacity-reservation/cr-0demo5b10c4000001"
+CAPACITY_BLOCK_PER_HOUR = 31.464  # USD per p5.48xlarge instance-hour, paid up front
 
 Row = dict[str, Any]
 
@@ -53,6 +61,8 @@ def _lines(s: Scenario) -> Iterator[Row]:
     yield _ri_fee(s)
     yield from _daily_others(s)
     yield from _dev_instance(s)
+    yield from _sagemaker_job(s)
+    yield from _capacity_block(s)
     yield _line(s, s.start, s.end, "Tax", "AmazonEC2", "Tax", None, 1.0, TAX, {}, description="Sales tax")
 
 
@@ -258,6 +268,67 @@ def _dev_instance(s: Scenario) -> Iterator[Row]:
         )
 
 
+def _sagemaker_job(s: Scenario) -> Iterator[Row]:
+    job = next(j for j in s.jobs if j.job_id == SAGEMAKER_JOB)
+    hours = int((job.end - job.start).total_seconds() // 3600)
+    for h in range(hours):
+        t = job.start + timedelta(hours=h)
+        yield _line(
+            s,
+            t,
+            t + timedelta(hours=1),
+            "Usage",
+            "AmazonSageMaker",
+            f"USE1-Train:{ML_P4D.name}",
+            SAGEMAKER_ARN,
+            1.0,
+            ML_P4D.on_demand_per_hour,
+            {},
+            product_instance_type=ML_P4D.name,
+            line_item_operation="RunInstance",
+        )
+
+
+def _capacity_block(s: Scenario) -> Iterator[Row]:
+    start, end = (s.start + timedelta(days=d) for d in CAPACITY_BLOCK_DAYS)
+    hours = int((end - start).total_seconds() // 3600)
+    block = [n for n in s.managed if n.itype is P5]
+    reservation = {"capacity_reservation_capacity_reservation_arn": CAPACITY_BLOCK_ARN}
+    yield _line(
+        s,
+        start,
+        end,
+        "Fee",
+        "AmazonEC2",
+        f"USE1-CapacityBlock:{P5.name}",
+        CAPACITY_BLOCK_ARN,
+        float(len(block) * hours),
+        round(len(block) * hours * CAPACITY_BLOCK_PER_HOUR, 6),
+        {},
+        product_instance_type=P5.name,
+        description=f"Capacity Block, {len(block)} x {P5.name} for {hours} h, paid up front",
+        **reservation,
+    )
+    for node in block:
+        for h in range(hours):
+            t = start + timedelta(hours=h)
+            yield _line(
+                s,
+                t,
+                t + timedelta(hours=1),
+                "Usage",
+                "AmazonEC2",
+                f"USE1-BoxUsage:{P5.name}",
+                node.instance_id,
+                1.0,
+                0.0,
+                {"user_cluster": CLUSTER},
+                product_instance_type=P5.name,
+                capacity_reservation_capacity_reservation_status="Used",
+                **reservation,
+            )
+
+
 def _line(
     s: Scenario,
     start: datetime,
@@ -343,5 +414,7 @@ COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("reservation_unused_recurring_fee", _F64),
     ("reservation_amortized_upfront_fee_for_billing_period", _F64),
     ("reservation_recurring_fee_for_usage", _F64),
+    ("capacity_reservation_capacity_reservation_arn", _STR),
+    ("capacity_reservation_capacity_reservation_status", _STR),
     ("resource_tags", pa.map_(pa.string(), pa.string())),
 )

@@ -115,6 +115,9 @@ def agent_argv(port: int, sock: Path, node: str, instance_id: str) -> list[str]:
     )
 
 
+TRAINER_PACE = 5.0  # steps a second: the live panel moves, and the trainer leaves the laptop's core idle
+
+
 def trainer_argv(sock: Path, log_file: Path, steps: int) -> list[str]:
     return [
         sys.executable,
@@ -132,6 +135,8 @@ def trainer_argv(sock: Path, log_file: Path, steps: int) -> list[str]:
         str(log_file),
         "--threads",
         "1",
+        "--pace",
+        str(TRAINER_PACE),
     ]
 
 

@@ -16,6 +16,8 @@ from gpulens.demo import live
 from gpulens.demo.build import DemoBuild, build
 from gpulens.errors import GpulensError
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class DemoConfig:
@@ -50,8 +52,10 @@ def run(
             ) from exc
         server.start()
         say(_guide(server.url, built, procs, prometheus))
-        while not stop.wait(0.5):
-            pass
+        live_log = config.workdir.resolve() / "live" / LIVE_LOG
+        while not stop.wait(LIVE_INGEST_EVERY_S):
+            if config.live:
+                ingest_live_run(built, live_log)
         say("stopping the demo ...")
         return 0
     finally:
@@ -59,6 +63,26 @@ def run(
             server.stop()
         procs.stop()
         _restore_signals(previous)
+
+
+LIVE_LOG = "live-demo-run.jsonl"
+LIVE_INGEST_EVERY_S = 20.0
+
+
+def ingest_live_run(built: DemoBuild, log_file: Path) -> bool:
+    """`gpulens ingest runs` of the live trainer's log, so the live run shows on /training (each ingest
+    replaces the job's rows). Skipped, to be tried again, while the explorer holds the warehouse open
+    for reading (DuckDB lets one process either read or write a file) or before the first step."""
+    from gpulens.demo.build import run_command
+
+    if not log_file.exists() or log_file.stat().st_size == 0:
+        return False
+    try:
+        run_command(["ingest", "runs", str(log_file), "--warehouse", str(built.warehouse)])
+    except GpulensError:
+        log.debug("live run not ingested this time", exc_info=True)
+        return False
+    return True
 
 
 def _start_live(
@@ -75,9 +99,7 @@ def _start_live(
     say(f"agent (simulated 8x H100) on http://127.0.0.1:{agent_port}/metrics")
     procs.start(
         "trainer",
-        live.trainer_argv(
-            sock, config.workdir.resolve() / "live" / "live-demo-run.jsonl", config.trainer_steps
-        ),
+        live.trainer_argv(sock, config.workdir.resolve() / "live" / LIVE_LOG, config.trainer_steps),
     )
     say(f"reference trainer 'live-demo-run' training on the CPU, reporting to {sock}")
     home = config.workdir.resolve() / "prometheus"

@@ -7,7 +7,7 @@ trainer logs a real deployment would produce. The same seed always gives the sam
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -30,6 +30,11 @@ class InstanceType:
 
 P4D = InstanceType("p4d.24xlarge", "NVIDIA A100-SXM4-40GB", 32.7726)
 P5 = InstanceType("p5.48xlarge", "NVIDIA H100 80GB HBM3", 98.32)
+# Outside the fleet (docs/attribution.md, "SageMaker" and "Capacity Blocks"): a SageMaker training job,
+# whose agent reports the job's name as its instance id, and two p5 instances in a Capacity Block.
+ML_P4D = InstanceType("ml.p4d.24xlarge", "NVIDIA A100-SXM4-40GB", 37.688)
+SAGEMAKER_JOB = "ai-research-sm-finetune"
+CAPACITY_BLOCK_DAYS = (23, 26)  # the block reserves two p5 from day 23 00:00 to day 26 00:00
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class Job:
     sm_active: float  # mean SM activity while held, 0..1
     run: RunKind  # what its loss curve does; "none": a notebook or reservation, no training log
     onset_fraction: float = 0.5  # where in the run a divergence or NaN starts, 0..1
+    crash_at: float | None = None  # where in the run attempt 1 crashes and restarts from a checkpoint, 0..1
 
 
 @dataclass(frozen=True)
@@ -63,13 +69,14 @@ class Scenario:
     end: datetime  # exclusive: the first hour of the next month
     nodes: tuple[Node, ...]
     jobs: tuple[Job, ...]
+    managed: tuple[Node, ...] = ()  # hosts outside the fleet: the SageMaker job's, the Capacity Block's
 
     @property
     def hours(self) -> int:
         return int((self.end - self.start).total_seconds() // 3600)
 
     def node(self, name: str) -> Node:
-        return next(n for n in self.nodes if n.name == name)
+        return next(n for n in (*self.nodes, *self.managed) if n.name == name)
 
 
 def month_bounds(period: str) -> tuple[datetime, datetime]:
@@ -85,12 +92,41 @@ def build_scenario(period: str = "2026-10", seed: int = 7) -> Scenario:
     start, end = month_bounds(period)
     nodes = _fleet(rng)
     special = _special_jobs(start, end)
-    jobs = special + _scheduled_jobs(rng, nodes, special, start, end)
-    return Scenario(period, seed, start, end, nodes, tuple(jobs))
+    jobs = _with_crash(special + _scheduled_jobs(rng, nodes, special, start, end))
+    managed, managed_jobs = _managed(start)
+    return Scenario(period, seed, start, end, nodes, tuple(jobs + managed_jobs), managed)
+
+
+def _managed(start: datetime) -> tuple[tuple[Node, ...], list[Job]]:
+    """A 20-hour SageMaker fine-tune for ai-research on day 10, and search's 60-hour pretraining run in
+    a 72-hour Capacity Block of two p5 (the last 12 hours of the block stay idle)."""
+    day = timedelta(days=1)
+    sm = Node("sagemaker-algo-1", SAGEMAKER_JOB, ML_P4D, "on_demand", None, profiling=True)
+    cb = tuple(
+        Node(f"cb-0{i}", f"i-0cb10c400000000{i}", P5, "on_demand", None, profiling=True) for i in (1, 2)
+    )
+    block = start + CAPACITY_BLOCK_DAYS[0] * day
+    jobs = [
+        Job(SAGEMAKER_JOB, "ai-research", (sm.name,), tuple(range(8)), start + 9 * day,
+            start + 9 * day + timedelta(hours=20), 0.71, "none"),
+        Job("search-capacity-block", "search", tuple(n.name for n in cb), tuple(range(8)), block,
+            block + timedelta(hours=60), 0.83, "none"),
+    ]  # fmt: skip
+    return (sm, *cb), jobs
+
+
+def _with_crash(jobs: list[Job]) -> list[Job]:
+    """The first healthy H100 job of four days or more crashes 60 % of the way in and resumes from its
+    last checkpoint: the demo's restart, wasted progress and restart badput (docs/design.md §8)."""
+    for i, job in enumerate(jobs):
+        if job.run == "healthy" and job.nodes[0] >= "node-11" and job.end - job.start >= timedelta(days=4):
+            return [*jobs[:i], replace(job, crash_at=0.6), *jobs[i + 1 :]]
+    return jobs
 
 
 def _fleet(rng: np.random.Generator) -> tuple[Node, ...]:
-    """node-01..10 p4d (01-04 reserved, 05 without DCGM, 09-10 owned by vision), node-11..16 p5 on a Savings Plan."""
+    """node-01..10 p4d (01-04 reserved, 05 without DCGM, 09-10 owned by vision), node-11..16 p5 on a Savings
+    Plan."""
     nodes = []
     for i in range(1, 17):
         itype = P4D if i <= 10 else P5

@@ -24,7 +24,8 @@ PDB_RETRY_SECONDS = 1.0  # how often a PDB-blocked eviction is retried within on
 
 @dataclass(frozen=True)
 class Cluster:
-    """Where the API server is: an explicit `api_url`, a kubeconfig file, or in-cluster, else ~/.kube/config."""
+    """Where the API server is: an explicit `api_url`, a kubeconfig file, or in-cluster, else
+    ~/.kube/config."""
 
     api_url: str | None = None
     kubeconfig: str | None = None
@@ -91,7 +92,8 @@ def _evictable(pod: Any) -> bool:
 
 
 def evict(api: Any, pod: Any, grace_seconds: int | None, deadline: float, timeout: float) -> None:
-    """Evict one pod; while a PodDisruptionBudget blocks it (HTTP 429), wait and ask again until `deadline`."""
+    """Evict one pod; while a PodDisruptionBudget blocks it (HTTP 429), wait and ask again until
+    `deadline`."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
@@ -130,6 +132,9 @@ class CordonAction:
 
     def cluster(self) -> Cluster:
         return Cluster(self.api_url, self.kubeconfig, self.context)
+
+    def check(self, alert: Alert) -> None:
+        node_of(alert, self.node_label)
 
     def run(self, alert: Alert, timeout: float) -> None:
         node = node_of(alert, self.node_label)

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import ClassVar
 
-from gpulens.remediation.actions.base import DEFAULT_MESSAGE, render
+from gpulens.remediation.actions.base import DEFAULT_MESSAGE, printable, render
 from gpulens.remediation.model import Alert
 
 logger = logging.getLogger("gpulens.remediation.notify")
@@ -21,4 +21,5 @@ class LogAction:
     drains: ClassVar[bool] = False
 
     def run(self, alert: Alert, timeout: float) -> None:
-        logger.warning("%s", render(self.message, alert))
+        # Escaped: a label value with a newline must not forge a log line of its own.
+        logger.warning("%s", printable(render(self.message, alert)))

@@ -1,4 +1,5 @@
-"""`slurm-drain`: `scontrol update NodeName=NODE State=DRAIN Reason=...` — running jobs finish, no new ones start."""
+"""`slurm-drain`: `scontrol update NodeName=NODE State=DRAIN Reason=...` — running jobs finish, no new
+ones start."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ class SlurmDrainAction:
     kind: ClassVar[str] = "slurm-drain"
     destructive: ClassVar[bool] = True
     drains: ClassVar[bool] = True
+
+    def check(self, alert: Alert) -> None:
+        node_of(alert, self.node_label)
 
     def run(self, alert: Alert, timeout: float) -> None:
         node = node_of(alert, self.node_label)

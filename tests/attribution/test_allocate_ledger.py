@@ -20,7 +20,8 @@ Usage (hour 00 only): i-shared GPUs 0-3 j-search team " Search " SM 0.5; GPUs 4-
 GPUs 6-7 nobody; i-direct GPU 0 j-ml ml SM 0.2. Hour 01: nobody.
 
 By hand:
-  (1) i-shared 00h: 32.00 / (8 x 3600 s) per GPU-second: search 14400 s -> 16.00, ads 7200 s -> 8.00, idle 8.00
+  (1) i-shared 00h: 32.00 / (8 x 3600 s) per GPU-second: search 14400 s -> 16.00, ads 7200 s -> 8.00, idle
+  8.00
   (2) i-shared 01h: idle 20.00 (+ negation 0.00)                          -> idle total 28.00
   (3) fs-1 by cluster c1 GPU-seconds (search 14400 : ads 7200): search 8.00, ads 4.00
   (4) direct: search 3.00 (S3), ads 1.25 (EBS), ml 0.60 (i-direct)

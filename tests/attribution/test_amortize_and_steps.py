@@ -23,7 +23,7 @@ import pytest
 
 from gpulens.attribution import allocate as alloc
 from gpulens.attribution.ingest.legacy import snake
-from gpulens.attribution.warehouse import Warehouse
+from gpulens.attribution.warehouse import Warehouse, schema_sql
 
 from .conftest import LEDGER_FILES
 
@@ -70,6 +70,7 @@ def test_legacy_headers_become_cur2_names() -> None:
 def con() -> duckdb.DuckDBPyConnection:
     c = duckdb.connect()
     c.execute("SET TimeZone = 'UTC'")
+    c.execute(schema_sql())  # line_hosts looks up capacity reservations in cost_line_items
     return c
 
 
@@ -105,12 +106,15 @@ def test_telescoped_parts_sum_exactly(con: duckdb.DuckDBPyConnection) -> None:
 
 def _tables(con: duckdb.DuckDBPyConnection, lines: str, usage: str) -> None:
     con.execute(
-        f"CREATE TEMP TABLE l AS SELECT *, resource_id AS resource_key FROM (VALUES {lines}) "
-        "t(line_no, usage_start, usage_end, resource_id, instance_type, line_item_type, product_code, currency, "
+        f"CREATE TEMP TABLE l AS SELECT *, resource_id AS resource_key, NULL::VARCHAR AS reservation, "
+        f"false AS unused, 1.0 AS billed_instances FROM (VALUES {lines}) "
+        "t(line_no, usage_start, usage_end, resource_id, instance_type, line_item_type, product_code, "
+        "currency, "
         "team, cluster, cost, billed)"
     )
     con.execute(
-        f"CREATE TEMP TABLE u AS SELECT * FROM (VALUES {usage}) t(hour, node, instance_id, cluster, gpu, "
+        f"CREATE TEMP TABLE u AS SELECT *, instance_id AS host FROM (VALUES {usage}) "
+        "t(hour, node, instance_id, cluster, gpu, "
         "gpu_uuid, model, job_id, team, gpu_seconds, sm_active, utilization, busy)"
     )
 
@@ -128,12 +132,14 @@ def test_gpu_count_falls_back_to_distinct_gpus_seen(con: duckdb.DuckDBPyConnecti
         f"({ts}, 'n', 'i-x', NULL, 1, 'g1', 'm', 'j', 'a', 3600.0, 1.0, NULL, 1.0), "
         f"({ts}, 'p', 'i-p', NULL, 0, 'p0', 'm', 'j', 'a', 3600.0, 1.0, NULL, 1.0)",
     )
-    gpus = dict(con.execute(f"SELECT * FROM {alloc.gpu_counts(con, 'l', 'u')}").fetchall())
-    assert gpus == {"i-x": 2, "i-p": 8}
+    table = alloc.gpu_counts(con, "l", alloc.line_hosts(con, "l"), "u")
+    gpus = dict(con.execute(f"SELECT * FROM {table}").fetchall())
+    assert gpus == {1: 2, 2: 8}  # line 1 on i-x, line 2 on i-p
 
 
 def test_usage_beyond_capacity_never_makes_idle_negative(con: duckdb.DuckDBPyConnection) -> None:
-    # g5.xlarge has 1 GPU, but two jobs each report a full hour (MIG or a wrong count): 10.00 split 5/5, idle 0.
+    # g5.xlarge has 1 GPU, but two jobs each report a full hour (MIG or a wrong count): 10.00 split 5/5,
+    # idle 0.
     ts = "TIMESTAMP '2026-10-01 00:00:00'"
     _tables(
         con,
@@ -142,9 +148,10 @@ def test_usage_beyond_capacity_never_makes_idle_negative(con: duckdb.DuckDBPyCon
         f"({ts}, 'n', 'i-g', NULL, 0, 'g0', 'm', 'j1', 'a', 3600.0, 0.5, NULL, 0.5), "
         f"({ts}, 'n', 'i-g', NULL, 0, 'g0', 'm', 'j2', 'b', 3600.0, 1.0, NULL, 1.0)",
     )
-    gpus = alloc.gpu_counts(con, "l", "u")
+    hosts = alloc.line_hosts(con, "l")
+    gpus = alloc.gpu_counts(con, "l", hosts, "u")
     hours = alloc.gpu_line_hours(con, "l", gpus)
-    rows = alloc.gpu_rows(con, hours, alloc.gpu_time_cost(con, hours, "u"))
+    rows = alloc.gpu_rows(con, hours, alloc.gpu_time_cost(con, hours, hosts, "u"))
     got = {
         (c, t): (m, w)
         for c, t, m, w in con.execute(
@@ -168,10 +175,11 @@ def test_a_long_line_is_split_by_the_usage_inside_its_own_window(con: duckdb.Duc
         f"({ts} + INTERVAL 1 HOUR, 'n', 'i-g', NULL, 0, 'g0', 'm', 'j1', 'a', 3600.0, 1.0, NULL, 1.0), "
         f"({ts} + INTERVAL 2 HOUR, 'n', 'i-g', NULL, 0, 'g0', 'm', 'j1', 'a', 3600.0, 1.0, NULL, 1.0)",
     )
-    gpus = alloc.gpu_counts(con, "l", "u")
+    hosts = alloc.line_hosts(con, "l")
+    gpus = alloc.gpu_counts(con, "l", hosts, "u")
     hours = alloc.gpu_line_hours(con, "l", gpus)
     assert con.execute(f"SELECT count(*), sum(cost) FROM {hours}").fetchone() == (4, Decimal("40.00"))
-    rows = alloc.gpu_rows(con, hours, alloc.gpu_time_cost(con, hours, "u"))
+    rows = alloc.gpu_rows(con, hours, alloc.gpu_time_cost(con, hours, hosts, "u"))
     got = dict(con.execute(f"SELECT category, sum(cost) FROM {rows} GROUP BY 1").fetchall())
     assert got == {"shared_gpu": Decimal("20.00"), "idle": Decimal("20.00")}
 

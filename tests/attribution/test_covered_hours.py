@@ -41,7 +41,8 @@ def covered(gpulens: Callable[..., int], tmp_path: Path) -> None:
         cur_line("SP1", "SavingsPlanCoveredUsage", "i-sp", "32.00", instance_type=P4D,
                  savings_plan_savings_plan_effective_cost="20.00"),
         cur_line("SP2", "SavingsPlanNegation", "i-sp", "-32.00", instance_type=P4D),
-        cur_line("RI1", "DiscountedUsage", "i-ri", "0.00", instance_type=P4D, reservation_effective_cost="12.00",
+        cur_line("RI1", "DiscountedUsage", "i-ri", "0.00", instance_type=P4D,
+                 reservation_effective_cost="12.00",
                  reservation_reservation_a_r_n="arn:aws:ec2:us-east-1:111111111111:reserved-instances/ri-1"),
         cur_line("DT1", "Usage", "i-ri", "0.40", product="AWSDataTransfer"),
     ])  # fmt: skip

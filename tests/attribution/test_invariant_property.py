@@ -53,8 +53,9 @@ def _warehouse(lines: list[tuple], rows: list[tuple]) -> duckdb.DuckDBPyConnecti
     for resource, itype, start, hours, cost, tags in lines:
         begin = T0 + timedelta(hours=start)
         con.execute(
-            "INSERT INTO cost_line_items VALUES ('2026-10', 'p', ?, ?, 'a', 'Usage', 'AmazonEC2', NULL, ?, ?, 1, ?, ?, "
-            "'USD', ?::MAP(VARCHAR, VARCHAR), 'test', ?)",
+            "INSERT INTO cost_line_items VALUES ('2026-10', 'p', ?, ?, 'a', 'Usage', 'AmazonEC2', NULL, "
+            "?, ?, 1, ?, ?, "
+            "'USD', ?::MAP(VARCHAR, VARCHAR), 'test', ?, NULL, NULL)",
             [begin, begin + timedelta(hours=hours), resource, itype, cost, cost, tags, T0],
         )
     for instance, gpu, hour, team, seconds, sm, cluster in rows:
@@ -67,7 +68,7 @@ def _warehouse(lines: list[tuple], rows: list[tuple]) -> duckdb.DuckDBPyConnecti
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    lines=st.lists(line, max_size=12),
+    lines=st.lists(line, min_size=1, max_size=12),  # an empty period is refused (tested apart)
     rows=st.lists(usage, max_size=25),
     idle=st.sampled_from(["separate", "share"]),
     window=st.tuples(st.integers(0, 40), st.integers(1, 60)),

@@ -95,7 +95,8 @@ def _state(warehouse: Path) -> tuple:
 
 
 @pytest.mark.parametrize(("name", "text", "expected"), [
-    ("curve.csv", "step,loss\n0,2.0\n1,2.0\n2,x\n3,2.0\n", "curve.csv: row 3, column loss: 'x' is not a number"),
+    ("curve.csv", "step,loss\n0,2.0\n1,2.0\n2,x\n3,2.0\n",
+     "curve.csv: row 3, column loss: 'x' is not a number"),
     ("steps.csv", "step,loss\n0,2.0\nseven,2.0\n", "steps.csv: row 2, column step: 'seven' is not a number"),
     ("log.jsonl", '{"kind":"step","step":1,"loss":2.0}\n{"kind":"step","step":2,"loss":"high"}\n',
      "log.jsonl: row 2, column loss: 'high' is not a number"),

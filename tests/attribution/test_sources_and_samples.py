@@ -40,7 +40,8 @@ def _totals(warehouse: Path) -> dict[str, tuple[int, Decimal, Decimal]]:
 
 @needs_data
 def test_real_legacy_cur_sample(gpulens: Callable[..., int], warehouse: Path) -> None:
-    # README: 1,281 rows (Usage 1269, Tax 12), period 2023-11, no ResourceId or tag columns, total ≈ $1.682309.
+    # README: 1,281 rows (Usage 1269, Tax 12), period 2023-11, no ResourceId or tag columns, total ≈
+    # $1.682309.
     sample = DATA / "cur" / "legacy_cur_anonymized_focus_converters.csv"
     assert gpulens("ingest", "cur", sample) == 0
     count, unblended, amortized = _totals(warehouse)["2023-11"]

@@ -53,6 +53,43 @@ def seeded_registry(ranks: int = 4, ticks: int = 3) -> CollectorRegistry:
                     }
                 ).encode()
             )
+    for record in (
+        {
+            "v": 1,
+            "kind": "run",
+            "job_id": "golden-job",
+            "team": "golden-team",
+            "rank": 0,
+            "event": "start",
+            "attempt": 2,
+            "ts": 1795599990.0,
+            "world_size": ranks,
+        },
+        {
+            "v": 1,
+            "kind": "phase",
+            "job_id": "golden-job",
+            "team": "golden-team",
+            "rank": 0,
+            "attempt": 2,
+            "phase": "checkpoint_save",
+            "start": 1795600100.0,
+            "end": 1795600220.5,
+            "step": 2,
+        },
+        {
+            "v": 1,
+            "kind": "phase",
+            "job_id": "golden-job",
+            "team": "golden-team",
+            "rank": 0,
+            "attempt": 2,
+            "phase": "warmup",
+            "start": 1795600000.0,
+            "end": 1795600001.25,
+        },
+    ):
+        stats.ingest(json.dumps(record).encode())
     stats.ingest(b"{garbage")
     stats.ingest(
         json.dumps(

@@ -12,6 +12,7 @@ class FakeDcgmSession:
         self.ids = [GpuIdentity(i, f"GPU-dcgm-{i}", "NVIDIA A100-SXM4-40GB") for i in range(gpus)]
         self.unsupported = set(unsupported)
         self.values: dict[int, dict[int, tuple[float | None, int]]] = {i: {} for i in range(gpus)}
+        self.xid_log: dict[int, list[tuple[float | None, int]]] = {}  # XIDs since the last call
         self.paused: list[bool] = []
         self.closed = False
 
@@ -26,6 +27,10 @@ class FakeDcgmSession:
             g: {f: v for f, v in fields.items() if f not in self.unsupported}
             for g, fields in self.values.items()
         }
+
+    def xids_since_last_call(self) -> Mapping[int, Sequence[tuple[float | None, int]]]:
+        out, self.xid_log = self.xid_log, {}
+        return out
 
     def pause_profiling(self, paused: bool) -> None:
         self.paused.append(paused)

@@ -1,7 +1,9 @@
 """A fake `pynvml` module for the NVML backend's seam: the same names, scripted answers.
 
 Only NVML itself is faked (it has no file form); everything above the backend runs for real.
-Devices are `FakeGpu` records; a test flips `lost`, adds to `unsupported`, or pushes XID events.
+Devices are `FakeGpu` records; a test flips `lost`, adds to `unsupported`, or pushes XID events
+(or an `NVMLError` the event wait raises). A GPU in MIG mode lists `FakeMig` instances; their handles
+are (gpu, slot) tuples. `open_error` makes nvmlDeviceGetHandleByIndex fail for that GPU.
 """
 
 from __future__ import annotations
@@ -23,6 +25,19 @@ class NVMLError(Exception):
 
 
 @dataclass
+class FakeMig:
+    uuid: str
+    profile: str = "3g.40gb"
+    gi: int = 1
+    slices: int = 3
+    mem_used: int = 5 * 2**30
+    mem_total: int = 40 * 2**30
+    pids: tuple[int, ...] = ()
+    unsupported: set[str] = field(default_factory=set)
+    lost: bool = False
+
+
+@dataclass
 class FakeGpu:
     uuid: str
     name: str = "NVIDIA H100 80GB HBM3"
@@ -39,6 +54,9 @@ class FakeGpu:
     gpm_values: dict[int, float] = field(default_factory=lambda: {2: 80.0, 3: 40.0, 5: 55.0, 10: 35.0})
     unsupported: set[str] = field(default_factory=set)
     lost: bool = False
+    open_error: int | None = None  # an NVML error code nvmlDeviceGetHandleByIndex raises
+    util_samples: list[tuple[int, int]] = field(default_factory=list)  # (timestamp µs, percent)
+    mig: list[FakeMig | None] | None = None  # MIG mode: one entry per slot (None: empty slot)
 
 
 class _Obj(types.SimpleNamespace):
@@ -55,9 +73,17 @@ def make_fake_nvml(gpus: list[FakeGpu], *, no_library: bool = False) -> types.Mo
     m.gpus = gpus
     m.shutdown = False
 
-    def dev(h: int, fn: str) -> FakeGpu:
+    def dev(h: object, fn: str) -> FakeGpu:
         m.calls.append((fn, h))
-        g = gpus[h]
+        if isinstance(h, tuple):
+            gpu, slot = h
+            inst = gpus[gpu].mig[slot]  # type: ignore[index]
+            if inst.lost or gpus[gpu].lost:
+                raise NVMLError(real.NVML_ERROR_GPU_IS_LOST)
+            if fn in inst.unsupported or fn not in ("memory", "processes"):
+                raise NVMLError(real.NVML_ERROR_NOT_SUPPORTED)
+            return inst  # type: ignore[return-value]
+        g = gpus[h]  # type: ignore[index]
         if g.lost:
             raise NVMLError(real.NVML_ERROR_GPU_IS_LOST)
         if fn in g.unsupported:
@@ -73,12 +99,60 @@ def make_fake_nvml(gpus: list[FakeGpu], *, no_library: bool = False) -> types.Mo
 
     m.nvmlInit, m.nvmlShutdown = nvmlInit, nvmlShutdown
     m.nvmlDeviceGetCount = lambda: len(gpus)
-    m.nvmlDeviceGetHandleByIndex = lambda i: i
+
+    def handle_by_index(i: int) -> int:
+        if gpus[i].open_error is not None:
+            raise NVMLError(gpus[i].open_error)
+        return i
+
+    def uuid(h: object) -> str:
+        if isinstance(h, tuple):
+            return gpus[h[0]].mig[h[1]].uuid  # type: ignore[index,union-attr]
+        return gpus[h].uuid  # type: ignore[index]
+
+    def name(h: object) -> bytes:
+        if isinstance(h, tuple):
+            return f"{gpus[h[0]].name} MIG {gpus[h[0]].mig[h[1]].profile}".encode()  # type: ignore[index,union-attr]
+        return gpus[h].name.encode()  # type: ignore[index]  # older bindings return bytes
+
+    m.nvmlDeviceGetHandleByIndex = handle_by_index
     m.nvmlDeviceGetIndex = lambda h: h
-    m.nvmlDeviceGetUUID = lambda h: gpus[h].uuid
-    m.nvmlDeviceGetName = lambda h: gpus[h].name.encode()  # older bindings return bytes
+    m.nvmlDeviceGetUUID = uuid
+    m.nvmlDeviceGetName = name
+
+    def mig_mode(h: int) -> tuple[int, int]:
+        on = real.NVML_DEVICE_MIG_ENABLE if gpus[h].mig is not None else real.NVML_DEVICE_MIG_DISABLE
+        return on, on
+
+    def mig_handle(h: int, slot: int) -> tuple[int, int]:
+        slots = gpus[h].mig or []
+        if slot >= len(slots) or slots[slot] is None:
+            raise NVMLError(real.NVML_ERROR_NOT_FOUND)
+        return (h, slot)
+
+    m.nvmlDeviceGetMigMode = mig_mode
+    m.nvmlDeviceGetMaxMigDeviceCount = lambda h: 7
+    m.nvmlDeviceGetMigDeviceHandleByIndex = mig_handle
+    m.nvmlDeviceGetGpuInstanceId = lambda h: gpus[h[0]].mig[h[1]].gi  # type: ignore[index,union-attr]
+    m.nvmlDeviceGetAttributes = lambda h: _Obj(
+        gpuInstanceSliceCount=gpus[h[0]].mig[h[1]].slices  # type: ignore[index,union-attr]
+    )
+
+    def samples(h: int, kind: int, since: int) -> tuple[int, list[_Obj]]:
+        g = dev(h, "util_samples")
+        fresh = [_Obj(timeStamp=t, sampleValue=_Obj(uiVal=v)) for t, v in g.util_samples if t > since]
+        if not fresh:
+            raise NVMLError(real.NVML_ERROR_NOT_FOUND)
+        return real.NVML_VALUE_TYPE_UNSIGNED_INT, fresh
+
+    m.nvmlDeviceGetSamples = samples
     m.nvmlDeviceGetUtilizationRates = lambda h: _Obj(gpu=dev(h, "util").util, memory=0)
-    m.nvmlDeviceGetMemoryInfo = lambda h: _Obj(used=dev(h, "memory").mem_used, total=gpus[h].mem_total)
+
+    def memory(h: object) -> _Obj:
+        d = dev(h, "memory")
+        return _Obj(used=d.mem_used, total=d.mem_total)
+
+    m.nvmlDeviceGetMemoryInfo = memory
     m.nvmlDeviceGetPowerUsage = lambda h: dev(h, "power").power_mw
     m.nvmlDeviceGetTotalEnergyConsumption = lambda h: dev(h, "energy").energy_mj
     m.nvmlDeviceGetTemperature = lambda h, sensor: dev(h, "temperature").temp
@@ -94,7 +168,14 @@ def make_fake_nvml(gpus: list[FakeGpu], *, no_library: bool = False) -> types.Mo
 
     m.nvmlGpmQueryDeviceSupport = gpm_support
     m.freed = []
-    m.nvmlGpmSampleAlloc = lambda: _Obj(gpu=None)
+    m.allocated = []
+
+    def sample_alloc() -> _Obj:
+        sample = _Obj(gpu=None)
+        m.allocated.append(sample)
+        return sample
+
+    m.nvmlGpmSampleAlloc = sample_alloc
 
     def sample_get(h: int, sample: _Obj) -> _Obj:
         dev(h, "gpm")
@@ -125,15 +206,24 @@ def make_fake_nvml(gpus: list[FakeGpu], *, no_library: bool = False) -> types.Mo
     m.nvmlGpmMetricsGet = metrics_get
 
     # Events: nvmlEventSetWait blocks up to timeout for a pushed (gpu, xid).
-    m.nvmlEventSetCreate = lambda: "event-set"
+    m.event_sets = []
+
+    def event_set_create() -> str:
+        m.event_sets.append(f"event-set-{len(m.event_sets)}")
+        return m.event_sets[-1]
+
+    m.nvmlEventSetCreate = event_set_create
     m.registered = []
     m.nvmlDeviceRegisterEvents = lambda h, types_, es: m.registered.append((h, types_))
 
     def wait(es: str, timeout_ms: int) -> _Obj:
         try:
-            gpu, xid = m.events.get(timeout=timeout_ms / 1000)
+            item = m.events.get(timeout=timeout_ms / 1000)
         except queue.Empty:
             raise NVMLError(real.NVML_ERROR_TIMEOUT) from None
+        if isinstance(item, NVMLError):
+            raise item
+        gpu, xid = item
         return _Obj(device=gpu, eventType=real.nvmlEventTypeXidCriticalError, eventData=xid)
 
     m.nvmlEventSetWait = wait

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -80,10 +81,23 @@ def _wait_metric(agent: object, pattern: str, minimum: float, timeout: float = 1
         time.sleep(0.2)
 
 
+def _wait_text(agent: object, ready: Callable[[str], bool], timeout: float = 30.0) -> str:
+    """The agent's /metrics once `ready` holds of it (polled), else its last page: the asserts say why."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = agent.metrics()  # type: ignore[attr-defined]
+        if ready(text) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.1)
+
+
+def _has_families(text: str) -> bool:
+    return all(re.search(rf"^{family}{{", text, re.M) for family in SPEC_GPU_FAMILIES)
+
+
 def test_scrape_promtool_openmetrics_healthz_and_sigterm(tmp_path: Path) -> None:
     with run_agent(tmp_path, "--interval", "0.5", "--instance-id", "i-0123", "--cluster", "c1") as agent:
-        time.sleep(1.2)
-        text = agent.metrics()
+        text = _wait_text(agent, _has_families)
         for family in SPEC_GPU_FAMILIES:
             assert re.search(rf"^{family}{{", text, re.M), family
         assert len(set(re.findall(r'^gpulens_gpu_up\{gpu="(\d+)"', text, re.M))) == 8
@@ -151,16 +165,15 @@ def test_profiler_lock_endpoint_and_sigusr1(tmp_path: Path) -> None:
     with run_agent(tmp_path, "--interval", "0.2") as agent:
         req = urllib.request.Request(f"{agent.url}/profiling/pause?seconds=30", method="POST")
         assert urllib.request.urlopen(req).status == 200
-        time.sleep(0.6)
-        text = agent.metrics()
+        text = _wait_text(agent, lambda t: "gpulens_gpu_sm_active_ratio{" not in t)
         assert 'profiling="paused"' in text and "gpulens_gpu_sm_active_ratio{" not in text
         assert "gpulens_gpu_utilization_ratio{" in text
         urllib.request.urlopen(urllib.request.Request(f"{agent.url}/profiling/resume", method="POST"))
-        time.sleep(0.6)
-        assert "gpulens_gpu_sm_active_ratio{" in agent.metrics()
+        assert "gpulens_gpu_sm_active_ratio{" in _wait_text(
+            agent, lambda t: "gpulens_gpu_sm_active_ratio{" in t
+        )
         agent.proc.send_signal(signal.SIGUSR1)
-        time.sleep(0.8)
-        assert 'profiling="paused"' in agent.metrics()
+        assert 'profiling="paused"' in _wait_text(agent, lambda t: 'profiling="paused"' in t)
 
 
 def test_real_prometheus_scrapes_the_spec_families_with_labels(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ def _dcgm() -> GpuBackend:
     session = FakeDcgmSession(gpus=4)
     for i in range(4):
         session.values[i] = {f: (v, 1) for f, v in A100_FIELDS.items()}
-    return DcgmBackend(session)
+    return DcgmBackend(session, wall=lambda: 0.0)  # the values' timestamps (1 µs) are fresh
 
 
 @pytest.fixture(params=[_sim, _nvml, _dcgm], ids=["sim", "nvml", "dcgm"])

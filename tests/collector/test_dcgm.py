@@ -13,7 +13,7 @@ def _backend(unsupported: tuple[int, ...] = ()) -> tuple[DcgmBackend, FakeDcgmSe
     session = FakeDcgmSession(gpus=2, unsupported=unsupported)
     for i in range(2):
         session.values[i] = {f: (v, 10) for f, v in A100_FIELDS.items()}
-    return DcgmBackend(session), session
+    return DcgmBackend(session, wall=lambda: 0.0), session  # wall clock 0: values at 10 µs are fresh
 
 
 def test_fields_map_with_units() -> None:
@@ -43,14 +43,14 @@ def test_blank_and_unwatched_fields_are_absent() -> None:
     assert r.sm_active_ratio is None and not b.capabilities().profiling
 
 
-def test_xid_field_changes_are_events_and_the_startup_value_is_not() -> None:
+def test_xid_values_are_events_and_the_startup_history_is_not() -> None:
     b, session = _backend()
-    session.values[1][230] = (13.0, 100)  # happened before the agent watched
+    session.xid_log = {1: [(13.0, 100)]}  # happened before the agent watched
     assert b.poll_xids() == []
-    session.values[1][230] = (48.0, 200)
+    session.xid_log = {1: [(48.0, 200)]}
     assert [(e.gpu, e.xid) for e in b.poll_xids()] == [(1, 48)]
     assert b.poll_xids() == []
-    session.values[1][230] = (48.0, 300)  # the same XID again is a new event
+    session.xid_log = {1: [(48.0, 300)]}  # the same XID again is a new event
     assert [(e.gpu, e.xid) for e in b.poll_xids()] == [(1, 48)]
 
 
@@ -66,3 +66,64 @@ def test_profiler_lock_pauses_dcgm_profiling() -> None:
 def test_without_bindings_the_error_is_one_line() -> None:
     with pytest.raises(BackendUnavailable, match="pydcgm"):
         PydcgmSession()
+
+
+def test_frozen_values_are_stale_and_the_gpu_is_lost() -> None:
+    """Issue 13 item 7: after 30 ticks of frozen values DCGM still said up 1 and sm_active 0.81, and the
+    integral kept growing. Ledger: values stamped t=1000 s; wall clock 1001..1030 s; stale after 5 s
+    -> ticks at 1001..1005 count (5 s held, sm 0.81 x 5 = 4.05 s), the GPU is up 0 from 1006 on."""
+    from gpulens.collector.sampler import CounterKey, Sampler
+
+    session = FakeDcgmSession(gpus=1)
+    session.values[0] = {f: (v, 1_000_000_000) for f, v in A100_FIELDS.items()}
+    wall = [1000.0]
+    b = DcgmBackend(session, wall=lambda: wall[0])
+    mono = [0.0]
+    s = Sampler(b, [_Job()], clock=lambda: mono[0])
+    for t in range(1, 31):
+        wall[0], mono[0] = 1000.0 + t, float(t)
+        snap = s.tick()
+    assert [r.up for r in snap.readings] == [False]
+    assert snap.counters[CounterKey("GPU-dcgm-0", "j", "t", "held")] == pytest.approx(5.0)
+    assert snap.counters[CounterKey("GPU-dcgm-0", "j", "t", "sm_active")] == pytest.approx(4.05)
+
+
+def test_a_field_that_stopped_updating_is_absent_while_the_rest_report() -> None:
+    session = FakeDcgmSession(gpus=1)
+    session.values[0] = {f: (v, 100_000_000) for f, v in A100_FIELDS.items()}
+    session.values[0][1002] = (0.81, 1_000_000)  # 99 s older than the rest
+    b = DcgmBackend(session, wall=lambda: 101.0)
+    b.poll_xids()
+    r = b.read(b.devices()[0])
+    assert r.up and r.sm_active_ratio is None and r.tensor_active_ratio == 0.52
+
+
+def test_two_xids_in_one_interval_count_twice() -> None:
+    b, session = _backend()
+    b.poll_xids()
+    session.xid_log = {0: [(13.0, 100), (13.0, 150)], 1: [(31.0, 120)]}
+    assert sorted((e.gpu, e.xid) for e in b.poll_xids()) == [(0, 13), (0, 13), (1, 31)]
+
+
+def test_processes_come_from_nvml_beside_dcgm() -> None:
+    """Issue 13 item 8: DCGM readings carry no pids, so the process/Slurm mapping was silently off."""
+    from gpulens.collector.backends.nvml import NvmlProcesses
+    from tests.collector.fake_nvml import FakeGpu, make_fake_nvml
+
+    nvml = make_fake_nvml([FakeGpu("GPU-dcgm-0", pids=(4242,)), FakeGpu("GPU-dcgm-1", pids=())])
+    session = FakeDcgmSession(gpus=2)
+    for i in range(2):
+        session.values[i] = {f: (v, 10) for f, v in A100_FIELDS.items()}
+    b = DcgmBackend(session, wall=lambda: 0.0, processes=NvmlProcesses(nvml))
+    b.poll_xids()
+    assert b.capabilities().processes
+    assert [b.read(d).pids for d in b.devices()] == [(4242,), ()]
+    b.close()
+    assert nvml.shutdown
+
+
+class _Job:
+    def annotate(self, readings):  # type: ignore[no-untyped-def]
+        from dataclasses import replace
+
+        return [replace(r, job_id="j", team="t") for r in readings]

@@ -129,3 +129,18 @@ def test_a_kubelet_that_stops_answering_keeps_the_last_map(tmp_path: Path) -> No
     assert mapper.annotate(reading)[0].job_id == "llama-ft-0"
     now[0] = 20.0
     assert mapper.annotate(reading)[0].job_id == "llama-ft-0"
+
+
+def test_mig_instances_map_by_their_mig_uuid_only() -> None:
+    """MIG: the device plugin's mixed strategy allocates `nvidia.com/mig-3g.40gb` by MIG UUID; an
+    instance is never matched by its parent's bare index (the pod holding index "0" is not its pod)."""
+    response = _pod("mig-job", "inference", _container("main", "nvidia.com/mig-3g.40gb", "MIG-aaa")) + _pod(
+        "whole-gpu", "nlp", _container("main", "nvidia.com/gpu", "0")
+    )
+    mapper = KubeletMapper(lambda: response)
+    devices = [
+        GpuIdentity(0, "MIG-aaa", "NVIDIA A100-SXM4-80GB", "3g.40gb/1", 3 / 7),
+        GpuIdentity(0, "MIG-bbb", "NVIDIA A100-SXM4-80GB", "4g.40gb/2", 4 / 7),
+    ]
+    out = mapper.annotate([GpuReading(d) for d in devices])
+    assert [(r.job_id, r.team) for r in out] == [("mig-job", "inference"), (None, None)]

@@ -1,4 +1,5 @@
-"""The sampler with literal times (STYLE §5): exact integrals, held seconds, XIDs, lost GPUs, the profiler lock."""
+"""The sampler with literal times (STYLE §5): exact integrals, held seconds, XIDs, lost GPUs, the profiler
+lock."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from gpulens.collector.backends.base import Capabilities, DeviceLost, GpuIdentity, GpuReading, XidEvent
 from gpulens.collector.backends.sim import SimBackend, SimFault, parse_fault
 from gpulens.collector.integrator import Integrator, window_mean
+from gpulens.collector.sampler import CounterKey as K
 from gpulens.collector.sampler import Sampler
 from gpulens.errors import GpulensError
 
@@ -72,12 +74,12 @@ def test_integral_is_exact_mean_over_uneven_windows() -> None:
     for t in (1.0, 3.0, 3.5, 4.0):
         clock.t = t
         snap = s.tick()
-    assert snap.counters[(0, "j1", "t1", "sm_active")] == pytest.approx(2.5)
-    assert snap.counters[(0, "j1", "t1", "held")] == pytest.approx(4.0)
-    assert snap.counters[(0, "j1", "t1", "energy_joules")] == pytest.approx(
+    assert snap.counters[K("GPU-0", "j1", "t1", "sm_active")] == pytest.approx(2.5)
+    assert snap.counters[K("GPU-0", "j1", "t1", "held")] == pytest.approx(4.0)
+    assert snap.counters[K("GPU-0", "j1", "t1", "energy_joules")] == pytest.approx(
         150.0
     )  # deltas after the first read
-    assert snap.sample_count == 4
+    assert snap.samples.count == 4
 
 
 def test_unmapped_gpu_is_not_held() -> None:
@@ -87,8 +89,8 @@ def test_unmapped_gpu_is_not_held() -> None:
     s.tick()
     clock.t = 2.0
     snap = s.tick()
-    assert not any(k[3] == "held" for k in snap.counters)
-    assert snap.counters[(0, "", "", "sm_active")] == pytest.approx(0.4)
+    assert not any(k.what == "held" for k in snap.counters)
+    assert snap.counters[K("GPU-0", "", "", "sm_active")] == pytest.approx(0.4)
 
 
 def test_xid_counts_and_lost_device_keeps_its_job_labels() -> None:
@@ -101,7 +103,7 @@ def test_xid_counts_and_lost_device_keeps_its_job_labels() -> None:
     backend.lost = True
     clock.t = 2.0
     snap = s.tick()
-    assert snap.counters[(0, "j1", "t1", ("xid", 79))] == 2.0
+    assert snap.counters[K("GPU-0", "j1", "t1", "xid", 79)] == 2.0
     (r,) = snap.readings
     assert not r.up and r.job_id == "j1" and r.sm_active_ratio is None
 
@@ -135,8 +137,8 @@ def test_sim_fault_79_loses_the_gpu_and_counts_once() -> None:
     assert [r.up for r in snap.readings] == [True, True, True, False]
     clock.t = 6.0
     snap = s.tick()
-    xids = {k: v for k, v in snap.counters.items() if isinstance(k[3], tuple)}
-    assert xids == {(3, "sim-llm-pretrain", "ai-research", ("xid", 79)): 1.0}
+    xids = {k: v for k, v in snap.counters.items() if k.what == "xid"}
+    assert xids == {K(sim.devices()[3].uuid, "sim-llm-pretrain", "ai-research", "xid", 79): 1.0}
 
 
 def test_sim_is_deterministic_for_a_seed() -> None:
@@ -171,3 +173,64 @@ def test_sim_mixed_scenario_shapes() -> None:
 def test_bad_fault_spec_is_one_clear_error(text: str) -> None:
     with pytest.raises(GpulensError, match="XID:GPU:AFTER_SECONDS"):
         parse_fault(text)
+
+
+def test_a_lost_gpu_stops_adding_held_seconds_to_its_job() -> None:
+    """Issue 13 item 10. Ledger: held (0,1] 1 s while up; lost from t=1: (1,2] and (2,3] add nothing
+    -> held stays 1.0 s (before the fix: 3.0 s), while the series keeps its job labels for up 0."""
+    clock = Clock()
+    backend = Scripted([0.5] * 3)
+    s = Sampler(backend, clock=clock)
+    clock.t = 1.0
+    s.tick()
+    backend.lost = True
+    for t in (2.0, 3.0):
+        clock.t = t
+        snap = s.tick()
+    assert snap.counters[K("GPU-0", "j1", "t1", "held")] == 1.0
+    assert snap.readings[0].job_id == "j1" and not snap.readings[0].up
+
+
+def test_utilization_has_an_integral_too() -> None:
+    """Issue 13 item 9. Ledger: utilization 0.5 over (0,2] and 1.0 over (2,3] -> 2.0 s."""
+    clock = Clock()
+    backend = Scripted([None] * 2)
+    s = Sampler(backend, clock=clock)
+    for t, util in ((2.0, 0.5), (3.0, 1.0)):
+        backend.read = lambda d, u=util: GpuReading(d, utilization_ratio=u, job_id="j1", team="t1")  # type: ignore[method-assign]
+        clock.t = t
+        snap = s.tick()
+    assert snap.counters[K("GPU-0", "j1", "t1", "utilization")] == pytest.approx(2.0)
+
+
+def test_a_jobs_counters_expire_a_ttl_after_it_last_held_the_gpu() -> None:
+    """Issue 13 item 4: ten short jobs on one GPU must not leave ten sets of series for ever."""
+    clock = Clock()
+    backend = Scripted([0.5] * 20)
+    s = Sampler(backend, clock=clock, job_ttl=600.0)
+    for n in range(10):
+        backend.job = f"job-{n}"
+        clock.t += 60.0
+        snap = s.tick()
+    assert {k.job_id for k in snap.counters} == {f"job-{n}" for n in range(10)}
+    backend.job = None
+    clock.t += 500.0  # job-0 last held 1040 s ago... job-9 500 s ago
+    snap = s.tick()
+    jobs = {k.job_id for k in snap.counters}
+    assert jobs == {"", "job-9"} | {f"job-{n}" for n in range(10) if 1100.0 - 60.0 * (n + 1) <= 600.0}
+    clock.t += 200.0
+    assert {k.job_id for k in s.tick().counters} == {""}
+
+
+def test_a_mig_instance_holds_its_share_of_the_gpu() -> None:
+    """MIG ledger: a 3g instance (3 of 7 slices) held 14 s -> 14 x 3/7 = 6.0 GPU-seconds; its SM
+    activity 0.5 over those 14 s -> 0.5 x 14 x 3/7 = 3.0; the ratio of the two stays the mean 0.5."""
+    clock = Clock()
+    backend = Scripted([0.5, 0.5])
+    backend.dev = GpuIdentity(0, "MIG-3g", "NVIDIA A100-SXM4-40GB", "3g.40gb/1", 3 / 7)
+    s = Sampler(backend, clock=clock)
+    for t in (7.0, 14.0):
+        clock.t = t
+        snap = s.tick()
+    assert snap.counters[K("MIG-3g", "j1", "t1", "held")] == pytest.approx(6.0)
+    assert snap.counters[K("MIG-3g", "j1", "t1", "sm_active")] == pytest.approx(3.0)

@@ -18,9 +18,9 @@ def test_records_through_a_real_socket_in_batches(tmp_path: Path) -> None:
     stats = TrainStats()
     batches: list[int] = []
 
-    def handle(batch: list[bytes]) -> None:
+    def handle(batch: list[bytes], creds: list[bytes]) -> None:
         batches.append(len(batch))
-        stats.ingest_many(batch)
+        stats.ingest_many(batch, creds)
 
     path = tmp_path / "s.sock"
     server = DatagramServer(path, handle)
@@ -36,7 +36,7 @@ def test_records_through_a_real_socket_in_batches(tmp_path: Path) -> None:
         deadline = time.monotonic() + 5
         while stats.copy()[2]["ok"] + stats.copy()[2]["malformed"] < 301 and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert stats.copy()[2] == {"ok": 300, "malformed": 1}
+        assert stats.copy()[2] == {"ok": 300, "malformed": 1, "rejected": 0, "over_limit": 0}
         assert sum(batches) == 301 and max(batches) <= 256
     finally:
         server.stop()
@@ -47,12 +47,12 @@ def test_a_stale_socket_is_replaced_but_a_regular_file_is_not(tmp_path: Path) ->
     stale = tmp_path / "stale.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
         s.bind(str(stale))
-    server = DatagramServer(stale, lambda batch: None)
+    server = DatagramServer(stale, lambda batch, creds: None)
     server.stop()
     regular = tmp_path / "file.sock"
     regular.write_text("precious")
     with pytest.raises(GpulensError, match="not a socket"):
-        DatagramServer(regular, lambda batch: None)
+        DatagramServer(regular, lambda batch, creds: None)
     assert regular.read_text() == "precious"
 
 

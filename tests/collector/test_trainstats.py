@@ -55,11 +55,11 @@ def test_spec_example_records_aggregate() -> None:
     ranks, anomalies, results = stats.copy()
     s = ranks[("bgpt-50b", "ai-research", "0", "0")]
     assert (s.steps, s.tokens, s.loss, s.mfu, s.last_ts) == (2, 2 * 524288, 2.2, 0.41, 1795600000.12)
-    assert s.step_sum == pytest.approx(0.532) and s.step_count == 2
-    cum = s.cumulative()
+    assert s.step.total == pytest.approx(0.532) and s.step.count == 2
+    cum = s.step.cumulative()
     assert cum[1] == 1 and cum[5] == 1 and cum[6] == 2 and cum[-1] == 2  # le=0.025, 0.5, 1.0, +Inf
     assert anomalies == {("bgpt-50b", "ai-research", "0", "", "spike"): 1}
-    assert results == {"ok": 3, "malformed": 0}
+    assert results == {"ok": 3, "malformed": 0, "rejected": 0, "over_limit": 0}
     assert seen == [(0, 4242, "bgpt-50b", "ai-research")]  # refreshed at most once a second per rank
 
 
@@ -115,3 +115,56 @@ def test_rank_spellings_share_one_series_but_bool_is_not_a_number() -> None:
     assert ranks[("bgpt-50b", "ai-research", "0", "1")].steps == 2  # 0 and "0"
     assert ranks[("bgpt-50b", "ai-research", "0.0", "1")].steps == 1
     assert ranks[("bgpt-50b", "ai-research", "", "1")].steps == 1  # a bool is no rank
+
+
+def test_a_null_loss_exports_nan_not_the_last_finite_loss() -> None:
+    """Issue 13 item 10: the trainer sends NaN as null; before the fix the agent kept exporting 2.31."""
+    stats = TrainStats()
+    stats.ingest(_b(STEP))
+    stats.ingest(_b({**STEP, "loss": None}))
+    s = stats.copy()[0][("bgpt-50b", "ai-research", "0", "0")]
+    assert s.loss != s.loss  # NaN
+    stats.ingest(_b({k: v for k, v in STEP.items() if k != "loss"}))  # no loss key: the last one stays
+    assert stats.copy()[0][("bgpt-50b", "ai-research", "0", "0")].loss != 2.31
+
+
+def test_phase_and_run_records_become_phase_seconds_and_the_attempt() -> None:
+    """Ledger: checkpoint_save 100.0 -> 220.5 (120.5 s), twice = 241.0 s; "warmup" is no named phase
+    -> other, 1.25 s; the latest attempt carried is 3."""
+    stats = TrainStats()
+    base = {"v": 1, "job_id": "bgpt-50b", "team": "ai-research", "rank": 0}
+    for start in (100.0, 1000.0):
+        phase = {
+            "kind": "phase",
+            "phase": "checkpoint_save",
+            "start": start,
+            "end": start + 120.5,
+            "attempt": 2,
+        }
+        assert stats.ingest(_b({**base, **phase}))
+    assert stats.ingest(_b({**base, "kind": "phase", "phase": "warmup", "start": 5.0, "end": 6.25}))
+    assert stats.ingest(_b({**base, "kind": "run", "event": "start", "attempt": 3, "ts": 1.0}))
+    assert not stats.ingest(_b({**base, "kind": "phase", "phase": "eval", "start": 9.0, "end": 8.0}))
+    ranks, _, results = stats.copy()
+    s = ranks[("bgpt-50b", "ai-research", "0", "")]
+    assert s.phases == {"checkpoint_save": 241.0, "other": 1.25}
+    assert s.attempt == 3 and s.steps == 0
+    assert results["ok"] == 4 and results["malformed"] == 1
+
+
+def test_job_series_expire_after_the_ttl_and_new_jobs_beyond_the_limit_are_refused() -> None:
+    """Issue 13 item 4. Ledger (max_jobs 2, ttl 600 s): t=0 jobs a, b admitted (b with an anomaly);
+    c over_limit; t=500 a again; t=700 b (last seen 0 s, 700 > 600) expired with its anomaly,
+    a (last 500 s) kept; c admitted in b's place."""
+    now = [0.0]
+    stats = TrainStats(clock=lambda: now[0], max_jobs=2, job_ttl=600.0)
+    assert stats.ingest(_b({**STEP, "job_id": "a"})) and stats.ingest(_b({**STEP, "job_id": "b"}))
+    assert stats.ingest(_b({**STEP, "job_id": "b", "kind": "anomaly", "anomaly": "nan"}))
+    assert not stats.ingest(_b({**STEP, "job_id": "c"}))
+    now[0] = 500.0
+    assert stats.ingest(_b({**STEP, "job_id": "a"}))
+    now[0] = 700.0
+    assert stats.ingest(_b({**STEP, "job_id": "c"}))
+    ranks, anomalies, results = stats.copy()
+    assert {k[0] for k in ranks} == {"a", "c"} and anomalies == {}
+    assert results["over_limit"] == 1 and results["ok"] == 5

@@ -1,14 +1,14 @@
 """The contract ledger: one month (2026-10), payer 111111111111, USD, CUR 2.0 CSV + usage rollups.
 
-Lines (amortized = SPEC §6 table; billed = line_item_unblended_cost):
-  L1 Usage                   i-shared p4d.24xlarge (8 GPUs) 00:00-01:00  unblended 32.00 amort 32.00  tag user_cluster=c1
-  L2 SavingsPlanCoveredUsage i-direct g5.xlarge (1 GPU)     00:00-01:00  unblended  1.50 amort  1.00  tag user_team=" ML "
-  L3 Usage                   bucket-search (S3)             1 day        unblended  3.00 amort  3.00  tag team="Search"
-  L4 Usage                   fs-1 (FSx)                     1 day        unblended 10.00 amort 10.00  tag user_cluster=c1
-  L5 Tax                     (no resource)                               unblended  5.00 amort  5.00  no tags
-  L6 Usage                   i-orphan, no usage rollups     00:00-01:00  unblended  7.00 amort  7.00  no tags
-  L7 SavingsPlanRecurringFee sp-1  commitment 25.00 used 20.00           unblended 25.00 amort  5.00  no tags
-  L8 Usage                   vol-1 (EBS)                    1 day        unblended  2.00 amort  2.00  tag "user:team"="search "
+Lines, money as billed (line_item_unblended_cost) / amortized (docs/design.md §6 table):
+  L1 Usage                   i-shared p4d.24xlarge 8 GPUs 00:00-01:00  32.00 / 32.00 tag user_cluster=c1
+  L2 SavingsPlanCoveredUsage i-direct g5.xlarge 1 GPU     00:00-01:00   1.50 /  1.00 tag user_team=" ML "
+  L3 Usage                   bucket-search (S3)           1 day         3.00 /  3.00 tag team="Search"
+  L4 Usage                   fs-1 (FSx)                   1 day        10.00 / 10.00 tag user_cluster=c1
+  L5 Tax                     (no resource)                              5.00 /  5.00 no tags
+  L6 Usage                   i-orphan, no usage rollups   00:00-01:00   7.00 /  7.00 no tags
+  L7 SavingsPlanRecurringFee sp-1  commitment 25.00 used 20.00         25.00 /  5.00 no tags
+  L8 Usage                   vol-1 (EBS)                  1 day         2.00 /  2.00 tag "user:team"="search "
   amortized total = 32 + 1 + 3 + 10 + 5 + 7 + 5 + 2 = 65.00;   billed total = 85.50
 
 Usage rollups, hour 2026-10-01 00:00:
@@ -157,7 +157,9 @@ LEGACY_NAMES = {
     "savings_plan_total_commitment_to_date": "savingsPlan/TotalCommitmentToDate",
     "savings_plan_used_commitment": "savingsPlan/UsedCommitment",
     "reservation_effective_cost": "reservation/EffectiveCost",
-    "reservation_unused_amortized_upfront_fee_for_billing_period": "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod",
+    "reservation_unused_amortized_upfront_fee_for_billing_period": (
+        "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod"
+    ),
     "reservation_unused_recurring_fee": "reservation/UnusedRecurringFee",
     "reservation_reservation_a_r_n": "reservation/ReservationARN",
 }
@@ -226,7 +228,9 @@ def write_focus(path: Path, payer: str = PAYER) -> Path:
                 "BillingAccountId": payer,
                 "BillingPeriodStart": "2026-10-01T00:00:00Z",
                 "ChargeCategory": FOCUS_CATEGORY[row["line_item_line_item_type"]],
-                "ChargeDescription": f"{row['product_instance_type']} {row['line_item_line_item_type']}".strip(),
+                "ChargeDescription": (
+                    f"{row['product_instance_type']} {row['line_item_line_item_type']}".strip()
+                ),
                 "ChargePeriodStart": row["line_item_usage_start_date"],
                 "ChargePeriodEnd": row["line_item_usage_end_date"],
                 "ServiceName": row["line_item_product_code"],

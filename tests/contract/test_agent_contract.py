@@ -105,6 +105,32 @@ def test_agent_families(agent: Agent) -> None:
     assert info and {"version", "backend"} <= set(info[0]) and info[0]["backend"] == "sim"
     names = {n for n, _, _ in got}
     assert "gpulens_agent_sample_seconds_bucket" in names
+    assert info[0]["trust"] == "uid"  # sim: senders with the agent's uid speak for any GPU (design §3)
+    results = {labels["result"] for name, labels, _ in got if name == "gpulens_agent_datagrams_total"}
+    assert {"ok", "malformed", "rejected", "over_limit"} <= results
+    assert "gpulens_gpu_utilization_seconds_total" in names
+
+
+def test_phase_and_run_records_become_phase_seconds_and_attempt(agent: Agent) -> None:
+    """design §3/§4: phase end-start per phase bucket (unknown names -> other); the latest attempt."""
+    base = {"v": 1, "job_id": "phase-job", "team": "phase-team", "rank": 0}
+    send(
+        agent.socket,
+        json.dumps(
+            {**base, "kind": "run", "event": "start", "attempt": 2, "ts": 1.0, "world_size": 1}
+        ).encode(),
+        json.dumps(
+            {**base, "kind": "phase", "attempt": 2, "phase": "eval", "start": 10.0, "end": 12.5}
+        ).encode(),
+        json.dumps(
+            {**base, "kind": "phase", "attempt": 2, "phase": "warmup", "start": 0.0, "end": 0.5}
+        ).encode(),
+    )
+    text = wait_metrics(agent, lambda t: 'phase="other"' in t and 'job_id="phase-job"' in t)
+    got = [(n, lab, v) for n, lab, v in samples(text) if lab.get("job_id") == "phase-job"]
+    phases = {lab["phase"]: v for n, lab, v in got if n == "gpulens_train_phase_seconds_total"}
+    assert phases == {"eval": 2.5, "other": 0.5}
+    assert [v for n, _, v in got if n == "gpulens_train_attempt"] == [2.0]
 
 
 def test_counters_are_total_and_types_declared(agent: Agent) -> None:

@@ -228,7 +228,13 @@ def test_11_gpu_count_fallback_and_line_window(tmp_path: Path) -> None:
         [
             cur_line("P1", "Usage", "i-weird", "10.00", instance_type="x9.weird"),
             cur_line(
-                "P2", "Usage", "i-long", "20.00", instance_type="p4d.24xlarge", end="2026-10-01T02:00:00Z"
+                "P2",
+                "Usage",
+                "i-long",
+                "20.00",
+                instance_type="p4d.24xlarge",
+                end="2026-10-01T02:00:00Z",
+                line_item_usage_amount="2",  # §6: capacity = billed instance-hours (2 h), not the row's 1
             ),
         ],
     )
@@ -338,7 +344,8 @@ def test_13_cluster_tag_values_are_normalized(tmp_path: Path) -> None:
 
 def test_14_parts_of_one_delivery_add_up(tmp_path: Path) -> None:
     # §5: one invocation is one delivery; its parts (same period and payer) are kept together, then a
-    # second delivery of part 1 only replaces both: L1-L4 = 32 + 1 + 3 + 10 = 46.00, L5-L8 = 5 + 7 + 5 + 2 = 19.00.
+    # second delivery of part 1 only replaces both: L1-L4 = 32 + 1 + 3 + 10 = 46.00, L5-L8 = 5 + 7 + 5 + 2 =
+    # 19.00.
     rows = ledger.cur_rows()
     part1 = write_csv(tmp_path / "part-00001.csv", CUR2_COLUMNS, rows[:4])
     part2 = write_csv(tmp_path / "part-00002.csv", CUR2_COLUMNS, rows[4:])

@@ -1,7 +1,8 @@
 """SPEC §2 `flags --format json` and §7 underutilization, on the ledger warehouse plus one run.
 
 Usage (ledger.py): i-shared gpus 0-3 j-s sm 0.5 (busy); gpu 4 j-m sm 0.1, 3600 s (underutilized);
-i-direct gpu 0 j-d sm 0.2, 3600 s (underutilized). A 30-minute hold at sm 0.05 (gpu 5, hour 01:00, its own file: usage re-ingestion replaces
+i-direct gpu 0 j-d sm 0.2, 3600 s (underutilized). A 30-minute hold at sm 0.05 (gpu 5, hour 01:00, its own
+file: usage re-ingestion replaces
 by hour and host) is below one hour: not flagged.
 Runs: `bad-run.csv` (no job_id column -> job id "bad-run") has NaN at step 5 -> one divergent_runs entry.
 """

@@ -39,6 +39,8 @@ SPEC_METRICS = {
     "gpulens_train_mfu_ratio",
     "gpulens_train_last_step_timestamp_seconds",
     "gpulens_train_loss_anomalies_total",
+    "gpulens_train_phase_seconds_total",  # SPEC §3 "Also exported" (goodput, §8)
+    "gpulens_train_attempt",
     "gpulens_agent_info",
     "gpulens_agent_sample_seconds",
     "gpulens_agent_datagrams_total",
@@ -89,11 +91,26 @@ def test_explorer_serves_on_localhost(tmp_path: Path, warehouse: Path) -> None:
         )
     try:
         wait_http(f"http://127.0.0.1:{port}/", timeout=60, proc=proc)
-        assert "_dash" in http_get(f"http://127.0.0.1:{port}/") or "dash" in http_get(
-            f"http://127.0.0.1:{port}/"
-        )
+        page = http_get(f"http://127.0.0.1:{port}/")
+        assert "<title>gpulens explorer</title>" in page and 'id="_dash-config"' in page, page[:500]
+        # the app's own layout, not just Dash's shell: its header and the links to its three pages
+        layout = http_get(f"http://127.0.0.1:{port}/_dash-layout")
+        assert "cost explorer" in layout, layout[:500]
+        hrefs = {href.partition("?")[0] for href in _hrefs(json.loads(layout))}
+        assert {"/cost", "/utilization", "/training"} <= hrefs, sorted(hrefs)
     finally:
         stop(proc)
+
+
+def _hrefs(node: object) -> list[str]:
+    """Every `href` prop in a Dash layout (JSON of components, their props and children)."""
+    if isinstance(node, list):
+        return [h for child in node for h in _hrefs(child)]
+    if not isinstance(node, dict):
+        return []
+    props = node.get("props", {})
+    own = [props["href"]] if isinstance(props.get("href"), str) else []
+    return own + _hrefs(props.get("children"))
 
 
 def test_hourly_sm_active_rollup_survives_a_job_change(tmp_path: Path) -> None:

@@ -1,13 +1,13 @@
 """SPEC §2 `runs check --format json` and §7 defaults, on loss curves written here.
 
 Curves (step,loss CSV, steps 0..n-1; the base loss is flat so the smoothed baseline is exactly 2.0):
-  A flat 2.0 x 200                                           -> nothing
-  B flat, one-step 2x blips at 50, 100, 150                  -> nothing (single-batch noise)
-  C flat, two steps at 3.0 (+50%) at 100-101                 -> nothing (< 3 steps)
-  D flat, 3.0 (+50%) at 100-104, then 2.0                    -> one spike, confirmed at step 102; no divergence
-  E flat, 2.4 (+20%) at 100-129, then 2.0 (30 steps)         -> nothing (< 25% is no spike; < 50 steps is no divergence)
-  F flat 2.0 x 100, then 2.4 (+20%) to step 299              -> one divergence, none before step 149; no spike
-  G flat, NaN at 30 and 31, then 2.0                         -> nan at step 30 (its first step)
+  A flat 2.0 x 200                                     -> nothing
+  B flat, one-step 2x blips at 50, 100, 150            -> nothing (single-batch noise)
+  C flat, two steps at 3.0 (+50%) at 100-101           -> nothing (< 3 steps)
+  D flat, 3.0 (+50%) at 100-104, then 2.0              -> one spike, confirmed at step 102; no divergence
+  E flat, 2.4 (+20%) at 100-129, then 2.0 (30 steps)   -> nothing (< 25%: no spike; < 50 steps: no divergence)
+  F flat 2.0 x 100, then 2.4 (+20%) to step 299        -> one divergence, none before step 149; no spike
+  G flat, NaN at 30 and 31, then 2.0                   -> nan at step 30 (its first step)
 """
 
 from __future__ import annotations

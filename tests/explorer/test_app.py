@@ -72,7 +72,15 @@ def test_auth_variable_is_user_colon_password() -> None:
 def test_command_binds_localhost_by_default(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [gpulens_exe(), "explorer", "--port", str(port), "--warehouse", str(tmp_path / "w.duckdb")],
+        [
+            gpulens_exe(),
+            "explorer",
+            "--port",
+            str(port),
+            "--create",
+            "--warehouse",
+            str(tmp_path / "w.duckdb"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -93,7 +101,15 @@ def test_command_reports_a_busy_port_in_one_line(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         done = subprocess.run(
-            [gpulens_exe(), "explorer", "--port", str(port), "--warehouse", str(tmp_path / "w.duckdb")],
+            [
+                gpulens_exe(),
+                "explorer",
+                "--port",
+                str(port),
+                "--create",
+                "--warehouse",
+                str(tmp_path / "w.duckdb"),
+            ],
             capture_output=True,
             text=True,
             timeout=60,
@@ -101,3 +117,18 @@ def test_command_reports_a_busy_port_in_one_line(tmp_path: Path) -> None:
         )
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and f"127.0.0.1:{port}" in done.stderr
+
+
+def test_command_refuses_a_missing_warehouse_instead_of_creating_it(tmp_path: Path) -> None:
+    """A mistyped --warehouse used to be created empty and served as a month of zeros."""
+    typo = tmp_path / "wharehouse.duckdb"
+    done = subprocess.run(
+        [gpulens_exe(), "explorer", "--port", str(free_port()), "--warehouse", str(typo)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0
+    assert str(typo) in done.stderr and "--create" in done.stderr
+    assert not typo.exists()

@@ -57,3 +57,39 @@ def test_empty_frames_give_a_message_not_an_error() -> None:
         pd.DataFrame(columns=["gpu_label", "model", "bucket", "value", "measure"]), threshold=0.25
     )
     assert "No GPU usage" in heat.layout.annotations[0].text
+
+
+def _goodput_run(job: str, team: str, **costs: float) -> dict[str, object]:
+    from gpulens.attribution.goodput import BUCKETS
+
+    row: dict[str, object] = {"job_id": job, "team": team, "goodput": 0.5, "step_mfu": 0.45}
+    row["effective_mfu"] = 0.15
+    for b in BUCKETS:
+        row[f"{b}_s"] = 3600.0 * costs.get(b, 0.0)
+        row[f"{b}_cost"] = costs.get(b, 0.0)
+    return row
+
+
+def test_goodput_bar_stacks_every_bucket_and_puts_both_mfus_in_the_title() -> None:
+    fig = figures.goodput_bar(
+        _goodput_run("j1", "a", productive=5.0, restart=1.8, data_wait=0.7), currency="USD"
+    )
+    assert [t.name for t in fig.data][:3] == ["productive", "wasted_progress", "checkpoint_save"]
+    assert sum(t.x[0] for t in fig.data) == 7.5  # hours: 5 + 1.8 + 0.7
+    title = fig.layout.title.text
+    assert "badput 2.50 USD" in title and "step MFU 45.0%" in title and "effective MFU 15.0%" in title
+
+
+def test_badput_by_team_sums_each_cause_per_team_without_productive() -> None:
+    runs = pd.DataFrame(
+        [
+            _goodput_run("j1", "a", productive=5.0, restart=1.8),
+            _goodput_run("j2", "a", restart=0.2, eval=1.0),
+            _goodput_run("j3", "b", data_wait=3.0),
+        ]
+    )
+    fig = figures.badput_by_team(runs, currency="USD")
+    by_cause = {t.name: dict(zip(t.x, t.y, strict=True)) for t in fig.data}
+    assert "productive" not in by_cause
+    assert by_cause["restart"] == {"a": 2.0, "b": 0.0}
+    assert by_cause["data_wait"]["b"] == 3.0 and by_cause["eval"]["a"] == 1.0

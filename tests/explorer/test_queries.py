@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +140,68 @@ def test_money_is_read_not_resplit(queries: Queries, demo_data: DemoBuild) -> No
     with Warehouse(demo_data.warehouse).connect(read_only=True) as con:
         stored = con.execute("SELECT sum(cost) FROM allocations WHERE basis = 'amortized'").fetchone()[0]
     assert Decimal(str(round(queries.spend_by_day(OCTOBER).cost.sum(), 2))) == round(stored, 2)
+
+
+def test_goodput_of_the_demo_run_that_crashed(queries: Queries, demo_data: DemoBuild) -> None:
+    """The demo's crashed job (gpulens/demo/runs.py): attempt 1 crashes in the slot before a checkpoint,
+    so attempt 2 redoes seven 30-minute records; the restart gap is 900 s; init runs twice (600 s each),
+    the checkpoint load once (300 s). Its buckets' money adds up to what its GPU time cost."""
+    from gpulens.attribution.allocate import Window, job_gpu_cost
+    from gpulens.attribution.goodput import BUCKETS
+
+    crashed = next(j for j in demo_data.scenario.jobs if j.crash_at is not None)
+    runs = queries.goodput()
+    run = runs[runs.job_id == crashed.job_id].iloc[0]
+    assert run.attempts == 2
+    assert (run.restart_s, run.init_s, run.checkpoint_load_s) == (900.0, 1200.0, 300.0)
+    assert 6 * 1500 < run.wasted_progress_s < 7 * 1800
+    assert 0 < run.effective_mfu < run.step_mfu
+    with Warehouse(demo_data.warehouse).connect(read_only=True) as con:
+        hours = con.execute("SELECT min(hour), max(hour) + INTERVAL 1 HOUR FROM gpu_usage_hourly").fetchone()
+        priced = job_gpu_cost(con, Window(*hours))
+        (cost,) = con.execute(
+            f"SELECT sum(cost) FROM {priced.cost} WHERE job_id = ?", [crashed.job_id]
+        ).fetchone()
+    assert sum(run[f"{b}_cost"] for b in BUCKETS) == pytest.approx(float(cost), abs=1e-6)
+    assert run.wasted_progress_cost > 0
+    fleet = runs.groupby("team")[[f"{b}_cost" for b in BUCKETS if b != "productive"]].sum()
+    assert (fleet.sum(axis=1) > 0).all()
+
+
+def test_effective_mfu_is_useful_flops_over_wall_time(tmp_path: Path) -> None:
+    """tests/fixtures/runs/goodput_two_attempts.md: the 8 kept steps hold 0.8 s of peak-rate FLOPs
+    (mfu x step_seconds), the 2 redone steps count for nothing, the wall is 109.0045 s: effective MFU
+    0.8 / 109.0045 = 0.0073392, against a step MFU of ~0.1."""
+    from gpulens.cli import main
+
+    log = Path(__file__).parents[1] / "fixtures" / "runs" / "goodput_two_attempts.jsonl"
+    warehouse = tmp_path / "w.duckdb"
+    assert main(["ingest", "runs", str(log), "--warehouse", str(warehouse)]) == 0
+    run = Queries(warehouse).goodput().iloc[0]
+    assert run.job_id == "gpt-goodput" and run.attempts == 2
+    assert run.effective_mfu == pytest.approx(0.8 / 109.0045, rel=1e-5)
+    assert run.step_mfu == pytest.approx(0.1, rel=1e-3)
+
+
+def test_cost_since_onset_stops_on_the_day_the_episode_ended(tmp_path: Path) -> None:
+    """Job j (team t) was allocated 10.00 a day, Oct 1-5; its anomaly is at step 1 (Oct 2). Until the
+    episode's end is known the cost runs to the last day: Oct 2-5 = 40.00; when it recovered on Oct 3,
+    Oct 2-3 = 20.00 (days count whole: `allocations` is daily). A redone copy of step 1 logged on Oct 1
+    by an earlier attempt does not move the onset."""
+    from datetime import datetime
+
+    with Warehouse(tmp_path / "w.duckdb").connect() as con:
+        for day in range(1, 6):
+            con.execute(
+                "INSERT INTO allocations (period, basis, day, team, category, job_id, cost, currency,"
+                " computed_at) VALUES ('2026-10', 'amortized', ?, 't', 'shared', 'j', 10, 'USD', now())",
+                [date(2026, 10, day)],
+            )
+        con.execute(
+            "INSERT INTO train_metrics (job_id, team, rank, step, ts, attempt, redone) VALUES"
+            " ('j', 't', 0, 1, ?, 1, true), ('j', 't', 0, 1, ?, 2, false), ('j', 't', 0, 2, ?, 2, false)",
+            [datetime(2026, 10, 1, 6), datetime(2026, 10, 2, 6), datetime(2026, 10, 3, 6)],
+        )
+    queries = Queries(tmp_path / "w.duckdb")
+    assert queries.cost_after({"j": 1}) == {"j": 40.0}
+    assert queries.cost_after({"j": 1}, {"j": date(2026, 10, 3)}) == {"j": 20.0}

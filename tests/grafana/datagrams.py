@@ -55,8 +55,41 @@ def anomaly(rank: int, n: int, kind: str) -> dict[str, object]:
     }
 
 
+def run_start(rank: int, attempt: int = 1) -> dict[str, object]:
+    return {
+        "v": 1,
+        "kind": "run",
+        "job_id": JOB_ID,
+        "team": TEAM,
+        "rank": rank,
+        "gpu": rank,
+        "pid": os.getpid(),
+        "event": "start",
+        "attempt": attempt,
+        "ts": time.time(),
+        "world_size": 2,
+    }
+
+
+def phase(rank: int, name: str, start: float, end: float, attempt: int = 1) -> dict[str, object]:
+    return {
+        "v": 1,
+        "kind": "phase",
+        "job_id": JOB_ID,
+        "team": TEAM,
+        "rank": rank,
+        "gpu": rank,
+        "pid": os.getpid(),
+        "attempt": attempt,
+        "phase": name,
+        "start": start,
+        "end": end,
+    }
+
+
 class Trainer(threading.Thread):
-    """Two ranks stepping every 0.1 s until stopped; `anomaly()` injects one loss anomaly."""
+    """Two ranks (attempt 1) stepping every 0.1 s after a 20 ms data wait, until stopped; `anomaly()`
+    injects one loss anomaly."""
 
     def __init__(self, sock_path: Path, ranks: int = 2) -> None:
         super().__init__(daemon=True)
@@ -64,9 +97,13 @@ class Trainer(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        for rank in range(self.ranks):
+            send(self.sock_path, run_start(rank))
         while not self._stop_event.wait(0.1):
             self.steps += 1
+            now = time.time()
             for rank in range(self.ranks):
+                send(self.sock_path, phase(rank, "data_wait", now - 0.02, now))  # the loader's wait
                 send(self.sock_path, step(rank, self.steps))
 
     def anomaly(self, kind: str) -> None:

@@ -49,7 +49,7 @@ def _authorized(header: str) -> bool:
 class Handler(BaseHTTPRequestHandler):
     state: State
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _reply(self, status: int, body: Any) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from gpulens.dashboards.grafana.build import DASHBOARDS, HERE, dashboards, render
 from gpulens.dashboards.grafana.validate import layout_errors, problems, schema_errors, variable_errors
+from gpulens.dashboards.rules.prices import PRICE_METRIC
 from gpulens.dashboards.rules.promql import metric_names, unknown_metrics
 
 UIDS = {
@@ -101,7 +102,7 @@ def test_variables_are_regex_matchers_with_all_as_dot_star(name: str) -> None:
     assert (
         variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
     )
-    for var in ("cluster", "node", "team", "job_id"):
+    for var in ("cluster", "node", "gpu", "team", "job_id"):
         v = variables[var]
         assert (v["type"], v["includeAll"], v["allValue"], v["multi"]) == ("query", True, ".*", True)
     text = json.dumps(MODELS[name])
@@ -114,7 +115,8 @@ def test_variables_are_regex_matchers_with_all_as_dot_star(name: str) -> None:
 def test_every_query_uses_catalog_metrics_and_the_datasource_variable(name: str) -> None:
     model = MODELS[name]
     exprs = [expr for _, expr in targets(model)]
-    assert metric_names(exprs) and unknown_metrics(exprs) == set()
+    # The price is not an agent metric but the series `gpulens prices` writes as rules.
+    assert metric_names(exprs) and unknown_metrics(exprs) - {PRICE_METRIC} == set()
     datasources = {json.dumps(p["datasource"]) for p in model["panels"] if "datasource" in p}
     assert datasources == {'{"type": "prometheus", "uid": "${datasource}"}'}
 
@@ -128,7 +130,7 @@ def test_panels_have_descriptions_units_and_sm_activity_explained(name: str) -> 
             assert "gpulens_gpu_utilization_ratio" in expr and 'source", "utilization_ratio"' in expr
             assert '"GPU utilization"' in panel["description"] and "fall back" in panel["description"]
             unit = panel["fieldConfig"]["defaults"]["unit"]
-            assert unit in ("percentunit", "h", "none"), panel["title"]
+            assert unit in ("percentunit", "h", "none", "currencyUSD"), panel["title"]
         if panel["fieldConfig"]["defaults"]["unit"] == "percentunit" and panel["type"] != "heatmap":
             steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
             assert len(steps) >= 2 or panel["title"].startswith("GPU utilization"), panel["title"]
@@ -153,7 +155,14 @@ def test_issue_panels_exist() -> None:
         "Underutilized GPUs (last hour)",
         "XID errors",
     } <= titles["gpulens-fleet-overview.json"]
-    assert {"Step time quantiles", "Tokens per second", "MFU", "Loss"} <= titles["gpulens-training-job.json"]
+    assert {
+        "Step time quantiles",
+        "Tokens per second",
+        "MFU",
+        "Loss",
+        "Goodput buckets",
+        "Step MFU vs effective MFU",
+    } <= titles["gpulens-training-job.json"]
     assert {
         "GPU-hours held, by team",
         "SM activity while held, by team",
@@ -163,3 +172,92 @@ def test_issue_panels_exist() -> None:
     assert heatmap["options"]["calculate"] is True
     annotations = MODELS["gpulens-training-job.json"]["annotations"]["list"]
     assert any("gpulens_train_loss_anomalies_total" in a.get("expr", "") for a in annotations)
+
+
+def test_per_node_and_per_job_dashboards_do_not_open_on_all() -> None:
+    """On a fleet of hundreds, Node & GPU opens on one node and Training job on one job (an empty
+    `current` makes Grafana pick the first value); the fleet and team views keep All."""
+
+    def current(name: str, var: str) -> Any:
+        return next(v for v in MODELS[name]["templating"]["list"] if v["name"] == var)["current"]
+
+    assert current("gpulens-node-gpu.json", "node") == {}
+    assert current("gpulens-training-job.json", "job_id") == {}
+    assert current("gpulens-fleet-overview.json", "node")["value"] == ["$__all"]
+    assert current("gpulens-team-usage.json", "job_id")["value"] == ["$__all"]
+    gpu = next(v for v in MODELS["gpulens-node-gpu.json"]["templating"]["list"] if v["name"] == "gpu")
+    assert gpu["definition"] == 'label_values(gpulens_gpu_up{node=~"$node"}, gpu)'
+    assert 'gpu=~\\"$gpu\\"' in json.dumps(MODELS["gpulens-node-gpu.json"]["panels"])
+
+
+@pytest.mark.parametrize("name", list(DASHBOARDS))
+def test_time_series_legends_are_tables_with_mean_last_max(name: str) -> None:
+    series = [p for p in MODELS[name]["panels"] if p["type"] == "timeseries"]
+    assert series
+    for panel in series:
+        legend = panel["options"]["legend"]
+        assert legend["displayMode"] == "table", panel["title"]
+        assert legend["calcs"] == ["mean", "lastNotNull", "max"], panel["title"]
+
+
+def test_gpu_states_have_fixed_colours_on_every_panel() -> None:
+    expected = {
+        "busy": "green",
+        "held, not busy": "orange",
+        "idle (not held)": "blue",
+        "not answering": "red",
+    }
+    panels = [
+        p
+        for p in MODELS["gpulens-fleet-overview.json"]["panels"]
+        if any("{{state}}" == t["legendFormat"] for t in p.get("targets", []))
+    ]
+    assert len(panels) == 2
+    for panel in panels:
+        colours = {
+            o["matcher"]["options"]: o["properties"][0]["value"]["fixedColor"]
+            for o in panel["fieldConfig"]["overrides"]
+        }
+        assert colours == expected, panel["title"]
+
+
+@pytest.mark.parametrize(
+    "name", ["gpulens-fleet-overview.json", "gpulens-node-gpu.json", "gpulens-team-usage.json"]
+)
+def test_descriptions_are_one_sentence_with_a_link(name: str) -> None:
+    """Short: one sentence (links aside) and a link to the runbook or the docs, where the long
+    explanations (SM activity vs utilization) live."""
+    for panel in MODELS[name]["panels"]:
+        if panel["type"] == "row":
+            continue
+        text = panel["description"]
+        assert re.search(r"\]\(https://\S+\)", text), panel["title"]
+        words = re.sub(r"\(?\[[^\]]*\]\([^)]*\)\)?", "", text).strip()
+        sentences = [s for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", words) if s]
+        assert len(sentences) == 1, (panel["title"], sentences)
+
+
+def test_money_panels_multiply_gpu_time_by_the_price_per_gpu_second() -> None:
+    """Spend = held GPU-seconds x price; waste = held x (1 - SM activity) x price; shown in the
+    currency's Grafana unit, the price joined by the node's instance type and the job's team, with
+    the instance type's own price (team="") where a team has none."""
+    money = {
+        (name, p["title"]): p
+        for name, model in MODELS.items()
+        for p in model["panels"]
+        if p.get("fieldConfig", {}).get("defaults", {}).get("unit") == "currencyUSD"
+    }
+    assert {title for _, title in money} >= {
+        "GPU spend now (per hour)",
+        "Wasted now (per hour)",
+        "Spend, by team",
+        "Waste in money, by team",
+        "Spend rate, by team (per hour)",
+    }
+    for panel in money.values():
+        expr = panel["targets"][0]["expr"]
+        assert f"group_left (currency) {PRICE_METRIC}" in expr
+        assert f'{PRICE_METRIC}{{team=""}}' in expr
+        assert "group_left (instance_type)" in expr and "gpulens_node_info" in expr
+    waste = money[("gpulens-fleet-overview.json", "Wasted now (per hour)")]["targets"][0]["expr"]
+    assert "(1 - (" in waste

@@ -15,19 +15,21 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.error
 import urllib.parse
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from gpulens.attribution.prices import GpuPrice
 from gpulens.dashboards.grafana.build import dashboards
+from gpulens.dashboards.rules import prices
 from gpulens.dashboards.rules.build import render
-from tests.grafana.datagrams import JOB_ID, Trainer
+from tests.grafana.datagrams import JOB_ID, TEAM, Trainer
 from tests.support.servers import Prometheus, http_get, run_agent, run_prometheus
 
-MATCH_ALL = {"$cluster": ".*", "$node": ".*", "$team": ".*", "$job_id": ".*", "$threshold": "1"}
+MATCH_ALL = {"$cluster": ".*", "$node": ".*", "$gpu": ".*", "$team": ".*", "$job_id": ".*", "$threshold": "1"}
 SHORTER = [
     ("$__rate_interval", "4s"),
     ("$__interval", "1s"),
@@ -86,6 +88,16 @@ def variable_queries() -> list[tuple[str, str, str]]:
     return found
 
 
+def recording_rules() -> list[str]:
+    return sorted(
+        {
+            line.split(": ", 1)[1]
+            for line in shortened_rules().splitlines()
+            if line.strip().startswith("- record: ")
+        }
+    )
+
+
 def series_count(prom: Prometheus, expr: str) -> int | str:
     """Series `expr` returns now, or Prometheus' error message for a query it rejects."""
     q = urllib.parse.urlencode({"query": expr})
@@ -132,23 +144,44 @@ def sanity_values(prom: Prometheus) -> dict[str, object]:
 def test_every_query_and_recording_rule_returns_series_and_alerts_fire(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(shortened_rules())
+    # What `gpulens prices` writes: a team price and the instance type's own (for GPUs no team holds).
+    price_file = prices.write(
+        tmp_path / "prices",
+        [
+            GpuPrice("p5.48xlarge", "", "USD", Decimal("0.002")),
+            GpuPrice("p5.48xlarge", TEAM, "USD", Decimal("0.0015")),
+        ],
+        "2026-10",
+        "amortized",
+    )
+    # Evaluated every second, as the shortened rules are: a 1m group may first run up to a minute in.
+    price_file.write_text(price_file.read_text().replace("interval: 1m", "interval: 1s"))
     # XID 79 once Prometheus has scraped the agent for more than the (shortened) 10 s "offset", so
     # GpuXidNonRecoverable must fire; XID 13 at once, before that, and recoverable anyway.
     faults = ("--sim-fault", "79:3:20", "--sim-fault", "13:2:2")
     with (
-        run_agent(tmp_path, "--interval", "0.5", "--cluster", "e2e", *faults) as agent,
-        run_prometheus(tmp_path, [f"127.0.0.1:{agent.port}"], rule_files=[rules]) as prom,
+        run_agent(
+            tmp_path, "--interval", "0.5", "--cluster", "e2e", "--instance-type", "p5.48xlarge", *faults
+        ) as agent,
+        run_prometheus(tmp_path, [f"127.0.0.1:{agent.port}"], rule_files=[rules, price_file]) as prom,
     ):
         trainer = Trainer(agent.socket)
         trainer.start()
         try:
-            prom.wait_for(f'gpulens_train_steps_total{{job_id="{JOB_ID}"}}', timeout=30)
-            time.sleep(11)  # past the 10 s "offset" so the anomaly below counts as new, not pre-existing
+            # Prometheus must hold more than the (shortened) 10 s "offset" of this job's history, so the
+            # anomaly below counts as new, not pre-existing: polled, not slept.
+            prom.wait_for(f'gpulens_train_steps_total{{job_id="{JOB_ID}"}} offset 11s', timeout=60)
+            # The XID the agent injects 20 s in, and the prices, are there before the anomaly is sent, so
+            # every panel is asked while the anomaly is still new.
+            prom.wait_for('gpulens_gpu_xid_errors_total{xid="79"}', timeout=40)
+            prom.wait_for("gpulens_gpu_price_per_second", timeout=20)
             trainer.anomaly("spike")
             trainer.anomaly("nan")
             prom.wait_for('gpulens_train_loss_anomalies_total{kind="nan"}', timeout=15)
-            # A few more scrapes and rule evaluations, well inside the 10 s in which the anomaly is new.
-            time.sleep(3)
+            # The alert firing shows the rules have evaluated since the anomaly was scraped (polled, not
+            # slept); the panels are asked at once, well inside the 10 s in which the anomaly is new.
+            nan_alert = prom.wait_for('ALERTS{alertname="TrainingLossNaN",alertstate="firing"}', timeout=10)
+            records = recording_rules()
             answers = {where: series_count(prom, substitute(expr)) for where, expr in panel_queries()}
             empty = [
                 f"{where}: {answer}"
@@ -160,22 +193,14 @@ def test_every_query_and_recording_rule_returns_series_and_alerts_fire(tmp_path:
                 for where, selector, label in variable_queries()
                 if not label_values(prom, substitute(selector), label)
             ]
-            records = sorted(
-                {
-                    line.split(": ", 1)[1]
-                    for line in shortened_rules().splitlines()
-                    if line.strip().startswith("- record: ")
-                }
-            )
             empty += [f"recording rule {r}" for r in records if not prom.query(r)]
             xid_alert = prom.wait_for(
                 'ALERTS{alertname="GpuXidNonRecoverable",alertstate="firing"}', timeout=30
             )
-            nan_alert = prom.wait_for('ALERTS{alertname="TrainingLossNaN",alertstate="firing"}', timeout=10)
             values = sanity_values(prom)
         finally:
             trainer.stop()
-    assert len(records) == 14 and len(panel_queries()) > 40
+    assert len(records) == 22 and len(panel_queries()) > 40
     # Beyond presence, a few numbers that must hold whatever the sim does.
     assert values["states"] == values["gpus"] == 8, values  # every GPU is in exactly one state
     # --sim-fault 79:3:20: GPU 3 falls off the bus (non-recoverable); 13:2:2 is recoverable.

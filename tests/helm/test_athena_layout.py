@@ -25,7 +25,8 @@ def sql_blocks() -> list[str]:
 
 
 def export_statements(target: Path) -> str:
-    """The COPY statements of the doc, writing to a local folder instead of s3://BUCKET (no extension needed)."""
+    """The COPY statements of the doc, writing to a local folder instead of s3://BUCKET (no extension
+    needed)."""
     block = next(b for b in sql_blocks() if "COPY cost_line_items" in b)
     copies = block[block.index("COPY") :]
     return copies.replace("s3://BUCKET/gpulens/", f"{target}/")
@@ -46,14 +47,23 @@ def athena_columns() -> tuple[dict[str, str], str]:
 def warehouse(path: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(str(path))
     con.execute((REPO / "attribution" / "schema.sql").read_text())
-    con.execute("""INSERT INTO cost_line_items VALUES ('2026-10', '111122223333', '2026-10-01 00:00:00',
+    con.execute("""INSERT INTO cost_line_items (billing_period, payer_account_id, usage_start, usage_end,
+        account_id, line_item_type, product_code, usage_type, resource_id, instance_type, usage_amount,
+        unblended_cost, amortized_cost, currency, tags, source, ingested_at)
+        VALUES ('2026-10', '111122223333', '2026-10-01 00:00:00',
         '2026-10-01 01:00:00', '444455556666', 'Usage', 'AmazonEC2', 'BoxUsage:p4d.24xlarge', 'i-0abc',
-        'p4d.24xlarge', 1.0, 32.7726000000, 21.9600000000, 'USD', MAP {'user:team': 'search'}, 'cur2', now())""")
-    con.execute("""INSERT INTO gpu_usage_hourly VALUES ('2026-10-01 00:00:00', 'n1', 'i-0abc', 'east', 0, 'GPU-1',
-        'A100', 'job', 'search', 3600, 0.5, 0.9)""")
-    con.execute("""INSERT INTO allocations VALUES ('2026-10', 'amortized', '2026-10-01', 'search', 'direct', 'job',
-        'i-0abc', 21.96, 1.5, 3600, 'USD', now())""")
-    con.execute("INSERT INTO train_metrics VALUES ('job', 'search', 0, 1, now(), 2.5, 0.5, 4096, 0.4)")
+        'p4d.24xlarge', 1.0, 32.7726000000, 21.9600000000, 'USD', MAP {'user:team': 'search'}, 'cur2',
+        now())""")
+    con.execute("""INSERT INTO gpu_usage_hourly VALUES ('2026-10-01 00:00:00', 'n1', 'i-0abc', 'east', 0,
+        'GPU-1', 'A100', 'job', 'search', 3600, 0.5, 0.9)""")
+    con.execute("""INSERT INTO allocations (period, basis, day, team, category, job_id, resource_id, cost,
+        waste, gpu_seconds, currency, computed_at)
+        VALUES ('2026-10', 'amortized', '2026-10-01', 'search', 'direct',
+        'job', 'i-0abc', 21.96, 1.5, 3600, 'USD', now())""")
+    con.execute(
+        "INSERT INTO train_metrics (job_id, team, rank, step, ts, loss, step_seconds, tokens, mfu) "
+        "VALUES ('job', 'search', 0, 1, now(), 2.5, 0.5, 4096, 0.4)"
+    )
     return con
 
 

@@ -1,4 +1,5 @@
-"""The chart ships exactly the rules and dashboards the generators wrote (dashboards/rules, dashboards/grafana)."""
+"""The chart ships exactly the rules and dashboards the generators wrote (dashboards/rules,
+dashboards/grafana)."""
 
 from __future__ import annotations
 

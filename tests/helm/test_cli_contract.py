@@ -38,7 +38,8 @@ def agent_argv(
     container: dict[str, Any], tmp_path: Path, instance_id: str = "", instance_type: str = ""
 ) -> list[str]:
     """What the agent container executes: its /bin/sh wrapper run for real, with the node identity the init
-    container would have written, and a recorder standing in for `gpulens` (tests/helm/test_cronjob_scripts)."""
+    container would have written, and a recorder standing in for `gpulens`
+    (tests/helm/test_cronjob_scripts)."""
     if "command" not in container:
         return expand(container["args"])
     identity = tmp_path / "node"

@@ -27,7 +27,7 @@ OFF_AWS = {
 
 
 class ApiServer(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's spelling)
+    def do_GET(self) -> None:
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
             self.send_error(401)
             return

@@ -32,7 +32,8 @@ WARNING = 2  # helm lint severities: 1 info, 2 warning, 3 error
 
 @pytest.mark.parametrize("values_set", sorted(VALUES_SETS))
 def test_lint_strict_is_clean(values_set: str) -> None:
-    """`helm lint --strict` equivalent: no warning, no error (an info such as 'icon is recommended' is fine)."""
+    """`helm lint --strict` equivalent: no warning, no error (an info such as 'icon is recommended' is
+    fine)."""
     report = helm.lint(
         CHART, load_values(VALUES_SETS[values_set]), strict=True, namespace=NAMESPACE, kube_version="v1.30.0"
     )

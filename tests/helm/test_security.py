@@ -313,3 +313,37 @@ def test_the_warehouse_volume_follows_the_mode() -> None:
     assert "warehouse_sync.py publish" in cur["containers"][0]["args"][0]
     report = pod_spec(one(s3_mode, "CronJob", "weekly-report"))
     assert "publish" not in report["containers"][0]["args"][0]  # the report only reads
+
+
+# -- issue 15: an executing receiver needs a token, and only Alertmanager's side may reach it ----------
+
+
+def test_an_executing_receiver_without_a_token_secret_does_not_render() -> None:
+    import helm_python as helm
+
+    with pytest.raises(
+        helm.HelmRenderError, match="remediation.execute: true needs remediation.tokenSecret.name"
+    ):
+        render_with({"remediation": {"enabled": True, "execute": True}})
+    executing = render_with(
+        {"remediation": {"enabled": True, "execute": True, "tokenSecret": {"name": "gpulens-remediate"}}}
+    )
+    assert one(executing, "Deployment", "remediation")
+
+
+def test_the_receiver_gets_its_network_policy_by_default() -> None:
+    # networkPolicy.enabled is false by default; the receiver's own policy is on with the receiver.
+    manifests = render_with({"remediation": {"enabled": True}})
+    (policy,) = [m.doc for m in of_kind(manifests, "NetworkPolicy")]
+    assert policy["metadata"]["name"] == "gl-gpulens-remediation"
+    assert policy["spec"]["ingress"] == [
+        {
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+            "ports": [{"port": 9095, "protocol": "TCP"}],
+        }
+    ]
+    assert (
+        of_kind(render_with({"remediation": {"enabled": True, "networkPolicy": False}}), "NetworkPolicy")
+        == []
+    )
+    assert of_kind(rendered("defaults"), "NetworkPolicy") == []  # no receiver, no policy

@@ -1,4 +1,5 @@
-"""slurm-drain with a fake `scontrol` on PATH, `command` with real hooks, `webhook` against a real HTTP sink."""
+"""slurm-drain with a fake `scontrol` on PATH, `command` with real hooks, `webhook` against a real
+HTTP sink."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gpulens.remediation.actions import ActionFailed, ActionSkipped
+from gpulens.remediation.actions.base import printable
 from gpulens.remediation.actions.command import CommandAction
 from gpulens.remediation.actions.slurm import SlurmDrainAction
 from gpulens.remediation.actions.webhook import WebhookAction
@@ -42,6 +44,8 @@ def test_slurm_drain_reports_scontrol_errors(tmp_path: Path) -> None:
 def test_slurm_drain_refuses_node_names_that_are_not_names(scontrol_calls: Path) -> None:
     with pytest.raises(ActionFailed, match="not a valid node name"):
         SlurmDrainAction().run(xid_alert("n1 State=RESUME"), timeout=10)
+    with pytest.raises(ActionFailed, match="not a valid node name"):  # `re.match` with `$` let this in
+        SlurmDrainAction().run(xid_alert("n1\n"), timeout=10)
     with pytest.raises(ActionSkipped, match="no 'node' label"):
         SlurmDrainAction().run(Alert(labels={"alertname": "GpuLost"}), timeout=10)
     assert parse_scontrol_calls(scontrol_calls) == []
@@ -94,3 +98,7 @@ def test_webhook_failure_does_not_leak_the_url() -> None:
     with sink.running() as url, pytest.raises(ActionFailed) as caught:
         WebhookAction(url=f"{url}/services/T000/B000/SECRET").run(xid_alert(), timeout=5)
     assert str(caught.value) == "webhook answered HTTP 500"
+
+
+def test_printable_escapes_what_would_start_a_new_log_line() -> None:
+    assert printable("n1\nFORGED\r\x1b[31m\u2028ok") == "n1\\nFORGED\\r\\x1b[31m\\u2028ok"

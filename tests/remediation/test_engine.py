@@ -101,10 +101,11 @@ def test_a_resolved_alert_notifies_but_never_runs_a_destructive_action(
             write_policy(NOTIFY_AND_HOOK.format(url=url, hook=hook)), tmp_path / "a.jsonl", execute=True
         )
         engine.handle([xid_alert(status="resolved")])
+    # Every decision is written before anything acts; the webhook's outcome follows.
     assert summary(tmp_path / "a.jsonl") == [
         ("gpu-node-1", "webhook", "pending"),
-        ("gpu-node-1", "webhook", "done"),
         ("gpu-node-1", "command", "skipped"),
+        ("gpu-node-1", "webhook", "done"),
     ]
     assert not record.exists()
     assert sink.bodies[0]["text"].startswith("[RESOLVED] GpuXidNonRecoverable node=gpu-node-1 gpu=3 xid=79")
@@ -138,8 +139,13 @@ def test_a_failing_action_is_retried_with_backoff_then_audited_failed(
     engine_for(policy, tmp_path / "a.jsonl", execute=True, sleeps=sleeps).handle([xid_alert()])
     assert record.read_text().count("call") == 3
     assert sleeps == [0.25, 0.5]
-    # The failure does not stop the rule: the notification after it still runs.
-    assert [r for _, _, r in summary(tmp_path / "a.jsonl")] == ["pending", "failed", "pending", "done"]
+    # Both decisions are written first; the failure does not stop the rule: the notification still runs.
+    assert [(a, r) for _, a, r in summary(tmp_path / "a.jsonl")] == [
+        ("command", "pending"),
+        ("log", "pending"),
+        ("command", "failed"),
+        ("log", "done"),
+    ]
 
 
 def test_a_hook_past_its_timeout_is_killed_and_failed(tmp_path: Path, write_policy: Any) -> None:
@@ -171,8 +177,9 @@ def test_drains_beyond_the_blast_radius_are_refused_and_escalated(
     tmp_path: Path, write_policy: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Ledger: fleet 20 nodes x 10% = 2 nodes per hour (tighter than max 5). Alerts at t=0,1,2,3 s for
-    # nodes a, b, a (again), c -> a and b drained, a's repeat is a new alert on a drained node (allowed),
-    # c refused. At t=3600 a has aged out (b drained at t=1 has not, until 3601) -> d drained.
+    # nodes a, b, a (another GPU), c -> a and b drained; a's second alert is the same identity for a
+    # drain (alert name + node; the GPU is not what a drain acts on): deduplicated; c refused.
+    # At t=3600 a has aged out (b drained at t=1 has not, until 3601) -> d drained.
     calls = tmp_path / "scontrol.calls"
     fake_scontrol(tmp_path / "bin", calls)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{__import__('os').environ['PATH']}")
@@ -190,7 +197,7 @@ def test_drains_beyond_the_blast_radius_are_refused_and_escalated(
     assert finals == [
         ("a", "slurm-drain", "done"),
         ("b", "slurm-drain", "done"),
-        ("a", "slurm-drain", "done"),
+        ("a", "slurm-drain", "deduplicated"),
         ("c", "slurm-drain", "rate_limited"),
         ("c", "webhook", "done"),
         ("d", "slurm-drain", "done"),
@@ -198,7 +205,6 @@ def test_drains_beyond_the_blast_radius_are_refused_and_escalated(
     assert [call[1] for call in parse_scontrol_calls(calls)] == [
         "NodeName=a",
         "NodeName=b",
-        "NodeName=a",
         "NodeName=d",
     ]
     assert [body["text"] for body in sink.bodies] == ["HUMAN NEEDED: c not drained"]
@@ -267,3 +273,58 @@ def test_an_alert_with_only_an_xid_code_gets_its_class_from_the_catalog(tmp_path
         ("c", "log"),
         ("c", "command"),
     ]
+
+
+HOOKS = """
+settings:
+  hooks: {{max_per_job_per_hour: 1, max_per_hour: {total}}}
+rules:
+  - match: {{alertname: [TrainingLossNaN, TrainingLossDiverged]}}
+    actions:
+      - action: command
+        argv: ["{hook}", "--", "{{job_id}}"]
+        retries: 0
+"""
+
+
+def training_alert(name: str, job: str) -> Alert:
+    return Alert(labels={"alertname": name, "job_id": job, "team": "nlp"}, fingerprint=f"{name}-{job}")
+
+
+def test_hooks_are_limited_per_job_and_per_hour(tmp_path: Path, write_policy: Any) -> None:
+    # Ledger: 1 run per job per hour, 10 in all. t=0: NaN j1 runs; Diverged j1 (another alert, the
+    # same job) is refused; NaN j2 runs. t=3600: j1's run has aged out -> Diverged j1 runs.
+    record, clock = tmp_path / "hook.out", Clock()
+    hook = recording_hook(tmp_path / "hook.sh", record)
+    engine = engine_for(
+        write_policy(HOOKS.format(total=10, hook=hook)), tmp_path / "a.jsonl", execute=True, clock=clock
+    )
+    first = engine.handle(
+        [
+            training_alert("TrainingLossNaN", "j1"),
+            training_alert("TrainingLossDiverged", "j1"),
+            training_alert("TrainingLossNaN", "j2"),
+        ]
+    )
+    clock.now = T0 + 3600
+    later = engine.handle([training_alert("TrainingLossDiverged", "j1")])
+    assert [r.result for r in first + later] == ["done", "rate_limited", "done", "done"]
+    assert sorted(line for line in record.read_text().splitlines() if line.startswith("args:")) == [
+        "args:-- j1",
+        "args:-- j1",
+        "args:-- j2",
+    ]
+
+
+def test_a_restarted_engine_counts_the_hook_runs_of_the_last_hour(tmp_path: Path, write_policy: Any) -> None:
+    # Ledger: 2 runs an hour in all. j1 and j2 ran; after a restart j3 is refused (the log does not
+    # name jobs, so restored runs count towards the total only).
+    record = tmp_path / "hook.out"
+    policy = write_policy(HOOKS.format(total=2, hook=recording_hook(tmp_path / "hook.sh", record)))
+    audit = tmp_path / "a.jsonl"
+    engine_for(policy, audit, execute=True).handle(
+        [training_alert("TrainingLossNaN", "j1"), training_alert("TrainingLossNaN", "j2")]
+    )
+    restarted = engine_for(policy, audit, execute=True, clock=Clock(T0 + 60))
+    assert restarted.restore() == 4  # two runs, each a pending and a done record
+    assert [r.result for r in restarted.handle([training_alert("TrainingLossNaN", "j3")])] == ["rate_limited"]

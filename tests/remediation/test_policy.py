@@ -44,6 +44,11 @@ def test_default_policy_hooks_are_optional_and_drains_have_long_timeouts() -> No
     assert all(s.timeout >= 120 for s in steps if isinstance(s.action, DrainAction))
     assert policy.settings.blast_radius.max_nodes == 2
     assert [s.kind for s in policy.settings.escalate] == ["log"]
+    # Issue 15: the shipped hooks are rate-limited, and label arguments come after `--`.
+    assert (policy.settings.hooks.max_per_job, policy.settings.hooks.max_total) == (1, 5)
+    assert all(
+        list(s.action.argv[1:3]) == ["--", "{job_id}"] for s in steps if isinstance(s.action, CommandAction)
+    )
 
 
 GOOD_RULE = """
@@ -70,7 +75,8 @@ def test_a_custom_policy_reads_parameters_and_step_settings(write_policy: Any) -
     [
         # 1. an action nobody implements
         (
-            "rules:\n  - match: {alertname: X}\n    actions:\n      - action: log\n      - action: k8s-nuke\n",
+            "rules:\n  - match: {alertname: X}\n    actions:\n      - action: log\n"
+            "      - action: k8s-nuke\n",
             5,
             "unknown action 'k8s-nuke'",
         ),

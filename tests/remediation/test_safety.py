@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from gpulens.remediation.safety import BlastRadius, BlastRadiusLimit, Deduplicator, with_retries
+from gpulens.remediation.safety import (
+    BlastRadius,
+    BlastRadiusLimit,
+    Deduplicator,
+    HookLimit,
+    HookLimitSettings,
+    with_retries,
+)
 
 
 def test_dedup_remembers_fingerprint_and_status_for_the_window() -> None:
@@ -71,3 +78,27 @@ def test_errors_outside_retry_on_are_not_retried() -> None:
     with pytest.raises(KeyError):
         with_retries(lambda: {}["x"], retries=5, backoff=1.0, retry_on=(TimeoutError,), sleep=waits.append)
     assert waits == []
+
+
+def test_hook_limit_counts_per_job_and_in_all_within_the_window() -> None:
+    # Ledger: 1 per job, 3 in all, per 3600 s. t=0 j1 yes, j1 no (job), j2 yes, j3 yes, j4 no (total);
+    # t=3600: the runs of t=0 have aged out -> j4 yes.
+    limit = HookLimit(HookLimitSettings(max_per_job=1, max_total=3))
+    assert [limit.admit(job, 0.0) for job in ("j1", "j1", "j2", "j3", "j4")] == [
+        True,
+        False,
+        True,
+        True,
+        False,
+    ]
+    assert limit.admit("j4", 3600.0)
+
+
+def test_dedup_on_any_of_several_keys() -> None:
+    dedup = Deduplicator(window=60)
+    assert dedup.first_time_of([("identity", "a"), ("fingerprint", "f1")], "firing", 0.0)
+    assert not dedup.first_time_of([("identity", "a"), ("fingerprint", "f2")], "firing", 1.0)  # same identity
+    assert not dedup.first_time_of(
+        [("identity", "b"), ("fingerprint", "f1")], "firing", 1.0
+    )  # same fingerprint
+    assert dedup.first_time_of([("identity", "b"), ("fingerprint", "f3")], "firing", 1.0)

@@ -32,8 +32,9 @@ def csv_sections(text: str) -> dict[str, Rows]:
 
 
 def xlsx_sections(data: bytes) -> tuple[dict[str, Rows], dict[str, list[str]]]:
-    """Sheets -> rows of raw cell values (header on row 4), and the number formats of money columns."""
-    book = openpyxl.load_workbook(io.BytesIO(data))
+    """Sheets -> rows of cell values (header on row 4; a formula cell gives the value the file caches
+    for it, as a spreadsheet that does not recalculate shows it), and the number formats of money columns."""
+    book = openpyxl.load_workbook(io.BytesIO(data), data_only=True)
     out: dict[str, Rows] = {}
     formats: dict[str, list[str]] = {}
     for sheet in book.worksheets:

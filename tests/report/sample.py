@@ -5,6 +5,8 @@ Week 2026-W47 (Mon 2026-11-16 .. Mon 2026-11-23), USD, amortized:
   vision: direct 0 + shared 45.10 = 45.10 (waste 40.004, 20 GPU-hours)
   idle 70.3272, unallocated 12.00 (i-0abc 10.00, tax 2.00)   -> total 1,362.00
 Previous week: search 1,000.00, vision 0 (absent), idle 100.00, unallocated 0 -> total 1,100.00
+Bridge (amortized / billed): usage 1,300.00 / 1,300.00; SP/RI usage 50.00 / 0; commitment fees
+  10.00 / 98.00; tax 2.00 / 2.00 -> 1,362.00 / 1,400.00, difference 38.00.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
+from gpulens.attribution.bridge import ROWS, BridgeLine, CostBridge
 from gpulens.attribution.model import Allocation, DivergentRun, TeamCost, UnallocatedLine, UnderutilizedGpu
 from gpulens.attribution.report.model import (
     DivergentSpend,
@@ -23,6 +26,20 @@ from gpulens.attribution.report.model import (
 )
 
 D = Decimal
+
+
+def sample_bridge() -> CostBridge:
+    figures = {
+        "usage": (D("1300.00"), D("1300.00")),
+        "commitment_usage": (D("50.00"), D("0")),
+        "commitment_fees": (D("10.00"), D("98.00")),
+        "tax": (D("2.00"), D("2.00")),
+    }
+    lines = tuple(
+        BridgeLine(key, label, types if key in figures else (), *figures.get(key, (D(0), D(0))))
+        for key, label, types in ROWS
+    )
+    return CostBridge("2026-W47", "USD", lines, D("1362.00"), D("1400.00"))
 
 
 def sample_report(*, missing_days: tuple[date, ...] = ()) -> WeeklyReport:
@@ -81,4 +98,5 @@ def sample_report(*, missing_days: tuple[date, ...] = ()) -> WeeklyReport:
         under,
         divergent,
         freshness,
+        bridge=sample_bridge(),
     )

@@ -92,7 +92,14 @@ def test_csv_agrees_with_allocate_to_the_cent(w47: tuple[Path, Allocation, Alloc
             _c(t.total),
             _c(t.waste),
         )
-        assert r["previous week"] == _c(prev.get(t.team, Decimal(0)))
+    # W46's parts rounded together so that they add up to its total shown (5,762.204 -> 5,762.20):
+    # search 1,615.936 -> 1,615.93, idle 4,128.768 -> 4,128.77, unallocated 17.50 (each rounded alone,
+    # 1,615.94 + 4,128.77 + 17.50 = 5,762.21 under a total of 5,762.20).
+    assert {t.team: rows[t.team]["previous week"] for t in now.teams} == {
+        "search": "1615.93",
+        "vision": "0.00",
+    }
+    assert sorted(prev) == ["search"]
     assert (rows["idle GPU time"]["total"], rows["unallocated"]["total"], rows["total"]["total"]) == (
         _c(now.idle),
         _c(now.unallocated),
@@ -141,12 +148,12 @@ def test_html_and_pdf_agree_with_allocate(w47: tuple[Path, Allocation, Allocatio
     _, pages = pdf_lines((out / "report.pdf").read_bytes())
     lines = [ln for page in pages for ln in page]
     for t in now.teams:
-        expected = [f"{cents(x):,.2f}" for x in (t.direct, t.shared, t.total)]
+        expected = [f"${cents(x):,.2f}" for x in (t.direct, t.shared, t.total)]
         assert [rows[t.team][c] for c in ("direct", "shared", "total")] == expected
         assert pdf_team_row(lines, t.team) == ["team", *expected]
-    assert rows["total"]["total"] == f"{cents(now.total):,.2f}"
+    assert rows["total"]["total"] == f"${cents(now.total):,.2f}"
     recon = lines.index("CUR total (amortized)")
-    assert lines[recon + 1] == f"{cents(now.total):,.2f}"
+    assert lines[recon + 1] == f"${cents(now.total):,.2f}"
     assert "Incomplete week" not in " ".join(pages[0])
 
 
@@ -261,3 +268,80 @@ def test_idle_share_passes_through_to_allocate(warehouse: Path, tmp_path: Path) 
         t.team: _c(t.total) for t in shared.teams
     }
     assert rows["idle GPU time"]["total"] == "0.00" and rows["total"]["total"] == "5762.20"
+
+
+def test_an_empty_week_is_refused_unless_allowed(
+    warehouse: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """W40 (Sep 28 - Oct 5): the fixtures hold November only. Before, four reports of zeros and exit 0."""
+    argv = [
+        "report",
+        "weekly",
+        "--week",
+        "2026-W40",
+        "--out",
+        str(tmp_path / "out"),
+        "--warehouse",
+        str(warehouse),
+    ]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "week 2026-W40 (2026-09-28 to 2026-10-05) has no CUR usage line and no GPU usage rollup" in err
+    assert "CUR usage up to 2026-11-24 00:00 and GPU usage up to 2026-11-23 23:00" in err
+    assert "--allow-empty" in err
+    assert not (tmp_path / "out").exists()
+    assert main([*argv, "--allow-empty"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "report.csv",
+        "report.html",
+        "report.pdf",
+        "report.xlsx",
+    ]
+
+
+def test_only_runs_active_in_the_week_are_listed(warehouse: Path, tmp_path: Path) -> None:
+    """A run is listed in the weeks it logged a step or held a GPU. Two runs whose loss went NaN:
+    october-run logged Oct 1-4 (listed in W40 only); a llm.c log carries no times and its job held no
+    GPU of the warehouse, so no week can claim it (before, it was listed in every week)."""
+    copy = tmp_path / "w.duckdb"
+    copy.write_bytes(warehouse.read_bytes())
+    october = tmp_path / "october-run.csv"
+    rows = [
+        f"{s},{4.0 - s / 100},october-run,search,2026-10-0{1 + s // 10}T00:00:00Z" for s in range(0, 40, 5)
+    ]
+    october.write_text(
+        "step,loss,job_id,team,ts\n" + "\n".join(rows) + "\n40,nan,october-run,search,2026-10-04T12:00:00Z\n"
+    )
+    untimed = tmp_path / "untimed.log"
+    untimed.write_text("".join(f"s:{s} trl:{4.0 - s / 100:.4f}\n" for s in range(40)) + "s:40 trl:nan\n")
+    assert main(["ingest", "runs", str(october), str(untimed), "--warehouse", str(copy)]) == 0
+
+    def listed(week: str) -> list[str]:
+        out = tmp_path / week
+        argv = [
+            "report",
+            "weekly",
+            "--week",
+            week,
+            "--out",
+            str(out),
+            "--warehouse",
+            str(copy),
+            "--allow-empty",
+        ]
+        assert main(argv) == 0
+        return [r["job_id"] for r in csv_sections((out / "report.csv").read_text())["divergent_runs"]]
+
+    assert listed("2026-W47") == ["vision-llm"]
+    assert listed("2026-W40") == ["october-run"]
+
+
+def test_the_bridge_of_the_week_is_allocates_two_totals(w47: tuple[Path, Allocation, Allocation]) -> None:
+    """W47 holds only usage and tax: billed = amortized, line by line; the amortized total is the
+    report's total (5,762.20) and the tax row is 7/30 of 30.00 = 7.00."""
+    out, now, _ = w47
+    rows = {r["line"]: r for r in csv_sections((out / "report.csv").read_text())["bridge"]}
+    assert (rows["total"]["amortized"], rows["total"]["billed"]) == (_c(now.total), _c(now.billed_total))
+    assert rows["Tax"]["amortized"] == rows["Tax"]["billed"] == "7.00"
+    assert rows["total"]["billed - amortized"] == "0.00"

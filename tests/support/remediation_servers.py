@@ -109,7 +109,7 @@ class WebhookSink:
         sink = self
 
         class Handler(_Quiet):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 sink.bodies.append(json.loads(body))
                 self._send(sink.status, {})
@@ -119,7 +119,7 @@ class WebhookSink:
 
 
 class _Quiet(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _send(self, code: int, doc: Any) -> None:
@@ -194,7 +194,7 @@ def _kube_handler(api: KubeApi) -> type[BaseHTTPRequestHandler]:
     eviction_path = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/eviction$")
 
     class Handler(_Quiet):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             url = urlparse(self.path)
             api.requests.append(("GET", url.path))
             if m := node_path.match(url.path):
@@ -208,7 +208,7 @@ def _kube_handler(api: KubeApi) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send(404, _status(404, "NotFound", url.path))
 
-        def do_PATCH(self) -> None:  # noqa: N802
+        def do_PATCH(self) -> None:
             url = urlparse(self.path)
             api.requests.append(("PATCH", url.path))
             patch = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -219,7 +219,7 @@ def _kube_handler(api: KubeApi) -> type[BaseHTTPRequestHandler]:
             api.nodes[m[1]]["spec"].update(patch.get("spec", {}))
             self._send(200, api.nodes[m[1]])
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             url = urlparse(self.path)
             api.requests.append(("POST", url.path))
             self.rfile.read(int(self.headers["Content-Length"]))

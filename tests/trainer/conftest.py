@@ -19,15 +19,27 @@ class Receiver:
         self.sock.bind(str(path))
         self.sock.settimeout(0.05)
 
-    def records(self) -> list[dict[str, Any]]:
-        """Every datagram received so far, decoded strictly (NaN is not JSON)."""
+    def records(self, timeline: bool = False) -> list[dict[str, Any]]:
+        """Every datagram received so far, decoded strictly (NaN is not JSON); the `run` and `phase`
+        records (the time model) only with `timeline=True`."""
         out = []
         while True:
             try:
                 data = self.sock.recv(65536)
             except (TimeoutError, BlockingIOError):
                 return out
-            out.append(json.loads(data, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}")))
+            record = json.loads(data, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+            if timeline or record["kind"] not in TIMELINE:
+                out.append(record)
+
+
+TIMELINE = ("run", "phase")
+
+
+def log_records(path: Path, timeline: bool = False) -> list[dict[str, Any]]:
+    """The records of a JSONL log; the `run` and `phase` records only with `timeline=True`."""
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return [r for r in records if timeline or r["kind"] not in TIMELINE]
 
 
 @pytest.fixture

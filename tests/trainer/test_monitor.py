@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import socket
@@ -19,7 +18,7 @@ from gpulens.errors import GpulensError
 from gpulens.trainer import Anomaly, StepMonitor
 from gpulens.trainer.sinks import SEND_BUFFER, SocketSink, encode
 from tests.support.servers import free_port
-from tests.trainer.conftest import Receiver
+from tests.trainer.conftest import Receiver, log_records
 
 SPEC_STEP_KEYS = {
     "v",
@@ -30,6 +29,7 @@ SPEC_STEP_KEYS = {
     "local_rank",
     "gpu",
     "pid",
+    "attempt",
     "step",
     "ts",
     "step_seconds",
@@ -77,7 +77,7 @@ def test_step_records_follow_spec_4_on_the_socket_and_in_the_jsonl(
     assert first["loss"] == pytest.approx(2.5) and first["grad_norm"] == 1.5 and first["lr"] == 3e-4
     assert first["tokens"] == 1000 and first["samples"] == 4 and first["step_seconds"] > 0
     assert first["mfu"] == pytest.approx(6e6 * 1000 / first["step_seconds"] / 1e12)
-    assert [json.loads(line) for line in log.read_text().splitlines()] == got
+    assert log_records(log) == got
     assert monitor.dropped == 0
 
 
@@ -132,7 +132,7 @@ def test_callback_runs_on_the_training_thread_at_the_next_step_end(receiver: Rec
 def test_no_agent_listening_drops_and_counts_without_raising(tmp_path: Path) -> None:
     monitor = StepMonitor("j", "t", socket=tmp_path / "nobody.sock", env={})
     run_steps(monitor, [2.0] * 20)
-    assert monitor.dropped == 20
+    assert monitor.dropped == 1 + 20 + 1  # run start, the steps, run end
 
 
 def test_full_socket_buffer_drops_instead_of_blocking(receiver: Receiver) -> None:
@@ -143,7 +143,7 @@ def test_full_socket_buffer_drops_instead_of_blocking(receiver: Receiver) -> Non
             step.record(loss=2.0)
     monitor.close()
     assert 0 < monitor.dropped < steps
-    assert monitor.sinks[0].sent + monitor.dropped == steps  # type: ignore[attr-defined]
+    assert monitor.sinks[0].sent + monitor.dropped == 1 + steps + 1  # type: ignore[attr-defined]  # + run start, end
 
 
 def test_a_burst_the_default_send_buffer_would_drop_is_queued(receiver: Receiver) -> None:
@@ -202,7 +202,7 @@ def test_train_log_comes_from_the_environment_mapping(tmp_path: Path) -> None:
     run_steps(
         StepMonitor("j", "t", socket=tmp_path / "none.sock", env={"GPULENS_TRAIN_LOG": str(log)}), [2.0]
     )
-    assert json.loads(log.read_text())["job_id"] == "j"
+    assert [r["job_id"] for r in log_records(log)] == ["j"]
 
 
 def test_explicit_step_numbers_and_failed_steps(receiver: Receiver) -> None:
@@ -234,11 +234,15 @@ def test_own_prometheus_endpoint_on_base_port_plus_local_rank(tmp_path: Path) ->
         prometheus_port=base - 1,
         env={"LOCAL_RANK": "1"},
         report_interval=0,
+        attempt=3,
     )
     try:
         for loss in [2.0, 1.9, float("nan")]:
             with monitor.step(tokens=500) as step:
                 step.record(loss=loss)
+        monitor.add_phase("eval", 100.0, 102.5)
+        monitor.add_phase("eval", 200.0, 200.5)
+        monitor.add_phase("compile", 300.0, 301.0)  # not a named phase: counted as other
         with urllib.request.urlopen(f"http://127.0.0.1:{base}/metrics", timeout=5) as resp:
             text = resp.read().decode()
     finally:
@@ -258,6 +262,14 @@ def test_own_prometheus_endpoint_on_base_port_plus_local_rank(tmp_path: Path) ->
     assert samples[("gpulens_train_tokens_total", None)][0] == 1500
     assert samples[("gpulens_train_loss_anomalies_total", "nan")][0] == 1
     assert 0 < samples[("gpulens_train_mfu_ratio", None)][0]
+    assert samples[("gpulens_train_attempt", None)] == (3, labels)
+    phases = {
+        s.labels["phase"]: (s.value, s.labels["gpu"])
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "gpulens_train_phase_seconds_total"
+    }
+    assert phases == {"eval": (3.0, "1"), "other": (1.0, "1")}  # on the GPU of this process's steps
     assert math.isnan(samples[("gpulens_train_loss", None)][0])
 
 

@@ -1,9 +1,12 @@
-"""The record encoders (SPEC §4): orjson when importable, else the standard library, writing the same JSON."""
+"""The record encoders (docs/design.md §4): orjson when importable, else the standard library, writing
+the same JSON; the agent socket's sender."""
 
 from __future__ import annotations
 
 import json
 import math
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ import torch
 
 from gpulens import wire
 from gpulens.trainer import StepMonitor, sinks
+from tests.trainer.conftest import Receiver
 
 IDENTITY = {
     "v": 1,
@@ -100,4 +104,29 @@ def test_an_unencodable_step_is_dropped_and_counted_and_its_loss_still_judged(tm
     monitor.close()
     assert monitor.dropped == 1
     assert [a.kind for a in monitor.anomalies] == ["nan"]
-    assert [json.loads(line)["kind"] for line in log.read_text().splitlines()] == ["step", "anomaly"]
+    kinds = [json.loads(line)["kind"] for line in log.read_text().splitlines()]
+    assert kinds == ["run", "step", "anomaly", "run"]  # the run's start and end around them
+
+
+def test_the_socket_sink_reconnects_to_an_agent_that_restarted(tmp_path: Path) -> None:
+    """The sender's socket is connected to the agent's path (a `send` is cheaper than a `sendto`); an
+    agent that restarts binds a new socket there, which the sender reaches again after its retry delay."""
+    with tempfile.TemporaryDirectory(prefix="gl-", dir="/tmp") as short:
+        path = Path(short) / "agent.sock"
+        first = Receiver(path)
+        sink = sinks.SocketSink(path)
+        line = wire.encode({**IDENTITY, **FIELDS[0]})
+        sink.emit({}, line)
+        assert (sink.sent, len(first.records())) == (1, 1)
+        first.sock.close()
+        path.unlink()
+        sink.emit({}, line)  # the old agent is gone: dropped, counted, not raised
+        assert sink.dropped == 1
+        second = Receiver(path)
+        deadline = time.monotonic() + 30
+        while sink.sent < 2 and time.monotonic() < deadline:
+            sink.emit({}, line)  # dropped until the retry delay (1 s) has passed, then connected again
+            time.sleep(0.05)
+        assert sink.sent == 2 and len(second.records()) == 1
+        sink.close()
+        second.sock.close()

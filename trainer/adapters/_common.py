@@ -7,7 +7,8 @@ from typing import Any
 
 
 def count_tokens(batch: Any) -> int | None:
-    """Tokens in a batch: `input_ids` of a mapping, else the first tensor of a sequence, else the tensor itself."""
+    """Tokens in a batch: `input_ids` of a mapping, else the first tensor of a sequence, else the tensor
+    itself."""
     if isinstance(batch, Mapping):
         batch = batch.get("input_ids")
     elif isinstance(batch, (list, tuple)) and batch:

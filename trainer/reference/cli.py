@@ -1,15 +1,31 @@
-"""Command-line options of the reference trainer, shared by `python -m gpulens.trainer.reference` and `gpulens train`."""
+"""Command-line options of the reference trainer, shared by `python -m gpulens.trainer.reference` and
+`gpulens train`."""
 
 from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from gpulens.trainer.reference.run import ReferenceConfig, train
+from gpulens.trainer.reference.run import InjectedCrash, ReferenceConfig, train
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {value}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--log",
         type=Path,
         default=None,
-        help="append SPEC §4 records to this JSONL file (default: $GPULENS_TRAIN_LOG, if set)",
+        help="append the trainer's records to this JSONL file (default: $GPULENS_TRAIN_LOG)",
     )
     parser.add_argument(
         "--diverge-at",
@@ -36,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="blow the learning rate up at step K so that the loss diverges",
     )
     parser.add_argument("--nan-at", type=int, default=None, metavar="K", help="make step K's loss NaN")
-    parser.add_argument("--stall-at", type=int, default=None, metavar="K", help="stall step K's input")
+    parser.add_argument(
+        "--stall-at", type=int, default=None, metavar="K", help="stall step K's input (a data_wait phase)"
+    )
     parser.add_argument(
         "--stall-seconds", type=float, default=5.0, metavar="S", help="how long the stall lasts (default 5)"
     )
@@ -48,6 +66,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="peak FLOP/s of one device for MFU (default: GPU table, or a nominal CPU figure)",
+    )
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where checkpoints are saved and resumed from (default: ./checkpoints/JOB_ID)",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="save a checkpoint after every N steps",
+    )
+    parser.add_argument(
+        "--checkpoint-seconds",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="save a checkpoint when S seconds have passed since the last one",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="load the latest checkpoint and go on from its step, as the job's next attempt",
+    )
+    parser.add_argument(
+        "--crash-at",
+        type=int,
+        default=None,
+        metavar="K",
+        help="fail at step K (exit 1, no clean end of the run); --resume goes on from the last checkpoint",
+    )
+    parser.add_argument(
+        "--eval-every",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="an eval phase after every N steps",
+    )
+    parser.add_argument(
+        "--pace",
+        type=_positive_float,
+        default=None,
+        metavar="R",
+        help="at most R steps a second (a step lasts at least 1/R s): a demo trainer leaves the CPU idle",
+    )
+    parser.add_argument(
+        "--attempt",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="which attempt of the job this is (default: from the launcher's restart counters, or "
+        "with --resume one more than the checkpoint directory has seen)",
     )
     parser.add_argument(
         "--prometheus-port",
@@ -73,6 +146,14 @@ def config_from_args(args: argparse.Namespace) -> ReferenceConfig:
         threads=args.threads,
         peak_flops=args.peak_flops,
         prometheus_port=args.prometheus_port,
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every=args.checkpoint_every,
+        checkpoint_seconds=args.checkpoint_seconds,
+        resume=args.resume,
+        crash_at=args.crash_at,
+        eval_every=args.eval_every,
+        pace=args.pace,
+        attempt=args.attempt,
     )
 
 
@@ -86,7 +167,11 @@ def run(args: argparse.Namespace) -> int:
         # A demo or a scheduler stops the run with SIGTERM: unwind as for Ctrl-C, so that the monitor
         # closes and the last records reach the agent and the log.
         signal.signal(signal.SIGTERM, _interrupt)
-    summary = train(config)
+    try:
+        summary = train(config)
+    except InjectedCrash as crash:
+        print(f"gpulens reference trainer: job {config.job_id}: {crash}", file=sys.stderr, flush=True)
+        return 1
     print(summary.line(config.job_id), flush=True)
     return 0
 

@@ -5,9 +5,19 @@ StepMonitor, with switches that inject each failure SPEC §7 describes (for demo
   loss really diverges: it leaves its minimum and stays away.
 - `nan_at=K`: step K's loss is made non-finite (as an fp16 overflow does) and that step's update is
   skipped, as a dynamic loss scaler would; the NaN is reported at exactly step K.
-- `stall_at=K`, `stall_seconds=S`: step K waits S seconds for its input (a stalled data loader).
+- `stall_at=K`, `stall_seconds=S`: the input of step K arrives S seconds late (a stalled data loader):
+  a `data_wait` phase before step K.
+- `checkpoint_every=N`, `checkpoint_seconds=S`: a real checkpoint (`torch.save` of model, optimizer and
+  data stream, `checkpoint.py`) after every N steps and/or when S seconds have passed since the last,
+  each a `checkpoint_save` phase; `resume`: load the latest one first (a `checkpoint_load` phase) and go
+  on from its step, as the next attempt of the job; `crash_at=K`: fail at the start of step K
+  (`InjectedCrash`), with no clean end of the run, losing the steps since the last checkpoint.
+- `eval_every=N`: an `eval` phase (the loss of a few batches, no update) after every N steps.
+- `pace=R`: at most R steps a second; a step that would be faster lasts 1/R s (as on a slower device),
+  so a demo's trainer does not keep a core busy.
 
-Every figure of a step stays on the device until the monitor reads it; the loop never synchronizes.
+Building the model is an `init` phase. Every figure of a step stays on the device until the monitor
+reads it; the loop never synchronizes.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gpulens.trainer.monitor import StepMonitor
-from gpulens.trainer.reference import corpus
+from gpulens.trainer.reference import checkpoint, corpus
 from gpulens.trainer.sinks import SocketSink
 
 CPU_NOMINAL_HZ = 3.0e9  # a nominal all-core clock; MFU on a CPU is a demonstration figure, not a benchmark
@@ -57,6 +67,26 @@ class ReferenceConfig:
     threads: int | None = None
     peak_flops: float | None = None
     prometheus_port: int | None = None
+    checkpoint_dir: Path | None = None
+    checkpoint_every: int | None = None
+    checkpoint_seconds: float | None = None
+    resume: bool = False
+    crash_at: int | None = None
+    eval_every: int | None = None
+    eval_batches: int = 4
+    pace: float | None = None
+    attempt: int | None = None
+
+    def checkpoints(self) -> Path:
+        return self.checkpoint_dir if self.checkpoint_dir is not None else Path("checkpoints") / self.job_id
+
+
+class InjectedCrash(RuntimeError):
+    """`crash_at`: the run fails here, as a lost node or a CUDA error would end it."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"crashed at step {step} (--crash-at)")
+        self.step = step
 
 
 @dataclass(frozen=True)
@@ -69,12 +99,16 @@ class Summary:
     anomalies: tuple[str, ...] = field(default=())
     sent: int = 0
     dropped: int = 0
+    attempt: int = 1
+    first_step: int = 0
 
     def line(self, job_id: str) -> str:
         rate = self.steps / self.seconds if self.seconds > 0 else 0.0
         found = ", ".join(self.anomalies) or "none"
+        resumed = f" from step {self.first_step}" if self.first_step else ""
         return (
-            f"gpulens reference trainer: job {job_id}: {self.steps} steps in {self.seconds:.1f} s "
+            f"gpulens reference trainer: job {job_id} (attempt {self.attempt}): {self.steps} steps{resumed} "
+            f"in {self.seconds:.1f} s "
             f"({rate:.1f} steps/s, {self.tokens / max(self.seconds, 1e-9):.0f} tokens/s); "
             f"loss {self.first_loss:.3f} -> {self.final_loss:.3f}; anomalies: {found}; "
             f"datagrams sent {self.sent}, dropped {self.dropped}"
@@ -106,7 +140,7 @@ class Workload:
     def tokens_per_step(self) -> int:
         return self.config.batch * self.config.seq_len
 
-    def batch(self) -> tuple[Any, Any]:
+    def batch(self, generator: Any = None) -> tuple[Any, Any]:
         import torch
 
         starts = torch.randint(
@@ -114,7 +148,7 @@ class Workload:
             self.data.numel() - self.config.seq_len - 1,
             (self.config.batch, 1),
             device=self.device,
-            generator=self.generator,
+            generator=self.generator if generator is None else generator,
         )
         window = self.data[starts + self.offsets]
         return window[:, :-1], window[:, 1:]
@@ -130,11 +164,11 @@ class Workload:
             values["grad_norm"] = grad_norm
         return values
 
-    def step(self, skip_update: bool = False) -> tuple[Any, Any]:
-        """One optimizer step; returns (loss, grad_norm) as device tensors, unread."""
+    def step(self, batch: tuple[Any, Any], skip_update: bool = False) -> tuple[Any, Any]:
+        """One optimizer step on `batch`; returns (loss, grad_norm) as device tensors, unread."""
         import torch
 
-        x, y = self.batch()
+        x, y = batch
         loss = self.model(x, y)
         if skip_update:
             return loss * float("nan"), None
@@ -144,9 +178,19 @@ class Workload:
         self.optimizer.zero_grad(set_to_none=True)
         return loss.detach(), grad_norm
 
+    def evaluate(self, batches: int) -> Any:
+        """The mean loss of the same `batches` batches every time (their own random stream, so the training
+        stream is untouched), without an update (a device tensor, unread)."""
+        import torch
+
+        generator = torch.Generator(device=self.device).manual_seed(self.config.seed + 1)
+        with torch.no_grad():
+            return torch.stack([self.model(*self.batch(generator)) for _ in range(batches)]).mean()
+
 
 def default_peak(config: ReferenceConfig) -> float | None:
-    """The peak FLOP/s MFU is measured against: the override, else (CPU) a nominal figure, else the GPU table."""
+    """The peak FLOP/s MFU is measured against: the override, else (CPU) a nominal figure, else the GPU
+    table."""
     if config.peak_flops is not None:
         return config.peak_flops
     if config.device == "cpu":
@@ -156,53 +200,134 @@ def default_peak(config: ReferenceConfig) -> float | None:
     return None  # StepMonitor looks the GPU up by name
 
 
-def build_monitor(config: ReferenceConfig, work: Workload) -> StepMonitor:
+def attempt_of(config: ReferenceConfig) -> int | None:
+    """The attempt this run is: `config.attempt`, else with `resume` one more than the checkpoint directory
+    has seen, else None (StepMonitor's own, from the launcher's restart counters)."""
+    if config.attempt is not None:
+        return config.attempt
+    return checkpoint.next_attempt(config.checkpoints()) if config.resume else None
+
+
+def build_monitor(config: ReferenceConfig) -> StepMonitor:
+    """The run's monitor; its `flops_per_token` is set once the model is built (`train`)."""
     return StepMonitor(
         config.job_id,
         config.team,
-        flops_per_token=work.shape.flops_per_token(),
         peak_flops=default_peak(config),
         socket=config.socket,
         log_path=config.log,
         prometheus_port=config.prometheus_port,
+        attempt=attempt_of(config),
     )
 
 
+def batches(work: Workload, config: ReferenceConfig, first: int, sleep: Any = time.sleep) -> Any:
+    """The input of steps `first`, `first` + 1, ...; the one of `stall_at` arrives `stall_seconds` late."""
+    index = first
+    while True:
+        if index == config.stall_at:
+            sleep(config.stall_seconds)
+        yield work.batch()
+        index += 1
+
+
+class Checkpointer:
+    """When to save (every `checkpoint_every` steps, `checkpoint_seconds` after the last save), and saving."""
+
+    def __init__(self, config: ReferenceConfig, monitor: StepMonitor) -> None:
+        self.config, self.monitor = config, monitor
+        self.directory = config.checkpoints()
+        self.last = time.monotonic()
+        self.saved: Path | None = None
+
+    def enabled(self) -> bool:
+        return bool(self.config.checkpoint_every or self.config.checkpoint_seconds or self.config.resume)
+
+    def restore(self, work: Workload) -> int:
+        """Load the latest checkpoint (a `checkpoint_load` phase); the step to run next (0 without one)."""
+        found = checkpoint.latest(self.directory)
+        if found is None:
+            return 0
+        with self.monitor.phase("checkpoint_load") as phase:
+            restored = checkpoint.load(found, work)
+            phase.step = restored.step
+        return restored.step
+
+    def after(self, done: int, work: Workload) -> None:
+        """Save after `done` steps if one is due."""
+        every, seconds = self.config.checkpoint_every, self.config.checkpoint_seconds
+        due = bool(every and done % every == 0) or bool(seconds and time.monotonic() - self.last >= seconds)
+        if due:
+            with self.monitor.phase("checkpoint_save", step=done):
+                self.saved = checkpoint.save(self.directory, done, work)
+            self.last = time.monotonic()
+
+
+def pace(config: ReferenceConfig, started: float) -> None:
+    """Make the step that began at `started` (perf_counter) last at least 1/`config.pace` seconds."""
+    if config.pace:
+        left = 1.0 / config.pace - (time.perf_counter() - started)
+        if left > 0:
+            time.sleep(left)
+
+
 def train(config: ReferenceConfig, monitor: StepMonitor | None = None) -> Summary:
-    """Run `config.steps` steps, reporting through `monitor` (built from the config when None), and close it."""
+    """Run steps up to `config.steps`, reporting through `monitor` (built from the config when None), and
+    close it: with a clean end of the run when training finished, without one when it failed
+    (`InjectedCrash`, an interrupt, an error), which propagates."""
     import torch
 
     if config.threads:
         torch.set_num_threads(config.threads)
-    work = Workload(config)
-    monitor = monitor or build_monitor(config, work)
+    monitor = monitor or build_monitor(config)
+    saver = Checkpointer(config, monitor)
+    if saver.enabled():  # the directory counts attempts, so that a later --resume is the next one
+        checkpoint.count_attempt(config.checkpoints(), monitor.attempt)
     first: Any = None
     recent: deque[Any] = deque(maxlen=10)
-    started = time.perf_counter()
+    clean = False
     try:
-        for index in range(config.steps):
+        with monitor.phase("init"):
+            work = Workload(config)
+        if monitor.flops_per_token is None:
+            monitor.flops_per_token = work.shape.flops_per_token()
+        start = saver.restore(work) if config.resume else 0
+        started = time.perf_counter()
+        inputs = monitor.data(batches(work, config, start))
+        for index, batch in zip(range(start, config.steps), inputs, strict=False):
+            if index == config.crash_at:
+                raise InjectedCrash(index)
             with monitor.step(tokens=work.tokens_per_step, samples=config.batch, step=index) as step:
-                if index == config.stall_at:
-                    time.sleep(config.stall_seconds)
+                began = time.perf_counter()
                 if index == config.diverge_at:
                     work.set_lr(config.lr * config.diverge_factor)
-                loss, grad_norm = work.step(skip_update=index == config.nan_at)
+                loss, grad_norm = work.step(batch, skip_update=index == config.nan_at)
                 step.record(**work.figures(loss, grad_norm))
+                pace(config, began)
             first = loss if first is None else first
             recent.append(loss)
+            done = index + 1
+            if config.eval_every and done % config.eval_every == 0:
+                with monitor.phase("eval", step=done):
+                    # an evaluation reads its figure, so the phase ends when the device is done too
+                    work.evaluate(config.eval_batches).item()
+            saver.after(done, work)
+        clean = True
     finally:
-        monitor.close()
+        monitor.close(clean=clean)
     seconds = time.perf_counter() - started
     # One read of the device at the very end, after the timed loop, for the summary line.
     final = torch.stack(list(recent)).float().nanmean().item() if recent else float("nan")
     socket_sink = next((s for s in monitor.sinks if isinstance(s, SocketSink)), None)
     return Summary(
-        steps=config.steps,
+        steps=config.steps - start,
         seconds=seconds,
-        tokens=config.steps * work.tokens_per_step,
+        tokens=(config.steps - start) * work.tokens_per_step,
         first_loss=float(first) if first is not None else float("nan"),
         final_loss=final,
         anomalies=tuple(f"{a.kind}@{a.step}" for a in monitor.anomalies),
         sent=socket_sink.sent if socket_sink else 0,
         dropped=monitor.dropped,
+        attempt=monitor.attempt,
+        first_step=start,
     )

@@ -1,6 +1,7 @@
 """/cost: spend over time by team and category, drill-down to jobs and instances, unallocated resources.
 
-URL: `?start=YYYY-MM-DD&end=YYYY-MM-DD&team=a,b&basis=amortized|billed&stack=category|team&view=teams|jobs|unallocated`.
+URL: `?start=YYYY-MM-DD&end=YYYY-MM-DD&team=a,b&basis=amortized|billed&stack=category|team`
+`&view=teams|jobs|idle|unallocated`.
 """
 
 from __future__ import annotations
@@ -9,20 +10,33 @@ import calendar
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
+from gpulens.attribution.money import round_money, round_parts
+from gpulens.attribution.present import csv_text, format_money
 from gpulens.dashboards.explorer import figures, ids, urlstate, widgets
-from gpulens.dashboards.explorer.queries import CostFilter, Queries
+from gpulens.dashboards.explorer.queries import COMMITMENT_TYPES, GROUP_ORDER, CostFilter, Queries
 
-VIEWS = (("teams", "Teams"), ("jobs", "Jobs & instances"), ("unallocated", "Unallocated resources"))
+GROUPS = GROUP_ORDER  # direct, shared, idle, unallocated: the parts of Total on the cards
+
+VIEWS = (
+    ("teams", "Teams"),
+    ("jobs", "Jobs & instances"),
+    ("idle", "Idle by instance"),
+    ("unallocated", "Unallocated"),
+)
 VIEW_TITLES = {
     "teams": "Cost by team",
     "jobs": "Jobs and instances",
-    "unallocated": "Unallocated spend by resource (tag these to allocate them)",
+    "idle": "Idle GPU time by instance and day (paid for on shared nodes, held by no job)",
+    "unallocated": "Unallocated spend by resource, line type and service, with what to do about each",
 }
+# The rows "(idle)" and "(unallocated)" of the team table drill into these views.
+DRILL_VIEWS = {"(idle)": "idle", "(unallocated)": "unallocated"}
 MONEY_COLUMNS = {"direct", "shared", "total", "waste", "cost"}
 LABELS = {
     "team": "Team",
@@ -30,13 +44,23 @@ LABELS = {
     "shared": "Shared",
     "total": "Total",
     "gpu_hours": "GPU hours",
-    "waste": "Waste",
+    "waste": "Of which wasted",
     "job_id": "Job",
+    "node": "Node",
+    "instance_type": "Instance type",
     "resource_id": "Instance / resource",
     "category": "Category",
     "cost": "Cost",
     "days": "Days",
+    "day": "Day",
+    "line_item_type": "Line type",
+    "service": "Service",
+    "action": "What to do",
 }
+WASTE_HINT = (
+    "Of the spend above: the cost of GPU time teams held but did not keep busy, cost x (1 - SM active), "
+    "over all held time. Not the same as /utilization's waste on flagged GPUs (below the SM threshold)."
+)
 
 
 @dataclass(frozen=True)
@@ -110,17 +134,26 @@ def layout(queries: Queries, params: Mapping[str, str]) -> html.Div:
     return html.Div(
         [
             controls,
-            html.Div(id=ids.COST_CARDS, className="stats"),
-            widgets.panel("Spend per day", dcc.Graph(id=ids.COST_CHART, config=widgets.GRAPH_CONFIG)),
+            widgets.url_note(ids.COST_URL_NOTE, ignored_params(params, rng.teams)),
+            widgets.loading(
+                html.Div(id=ids.COST_NOTE),
+                html.Div(id=ids.COST_CARDS),
+                widgets.panel("Spend per day", dcc.Graph(id=ids.COST_CHART, config=widgets.GRAPH_CONFIG)),
+                element_id=ids.COST_LOADING,
+            ),
             widgets.panel(
                 html.Span(id=ids.COST_TABLE_TITLE),
                 widgets.radio(ids.COST_VIEW, list(VIEWS), state.view),
-                widgets.table(ids.COST_TABLE, page_size=12),
+                widgets.loading(
+                    widgets.table(ids.COST_TABLE, page_size=12, wrap=("resource_id", "action", "job_id"))
+                ),
                 dcc.Download(id=ids.COST_CSV),
                 extra=html.Button("Download CSV", id=ids.COST_CSV_BUTTON, className="button"),
             ),
             html.P(
-                "Click a team in the chart or the table to see its jobs and instances.", className="muted"
+                "Click a team in the chart or the table to see its jobs and instances; click (idle) or "
+                "(unallocated) to see what is behind them.",
+                className="muted",
             ),
         ]
     )
@@ -146,6 +179,26 @@ def state_from_params(
     )
 
 
+def ignored_params(params: Mapping[str, str], teams: tuple[str, ...]) -> list[str]:
+    """URL values `state_from_params` could not use, worded for the page."""
+    out = [
+        f"{k}={params[k]} (not a date YYYY-MM-DD)"
+        for k in ("start", "end")
+        if k in params and urlstate.get_date(params, k, None) is None
+    ]
+    for key, choices in (
+        ("basis", ("amortized", "billed")),
+        ("stack", ("category", "team")),
+        ("view", tuple(v for v, _ in VIEWS)),
+    ):
+        if key in params and params[key] not in choices:
+            out.append(f"{key}={params[key]} (one of {', '.join(choices)})")
+    unknown = urlstate.unknown_list_values(params, "team", teams)
+    if unknown:
+        out.append(f"team={','.join(unknown)} (no such team in the warehouse)")
+    return out
+
+
 def _month_end(day: date) -> date:
     return date(day.year, day.month, calendar.monthrange(day.year, day.month)[1])
 
@@ -162,6 +215,8 @@ def table_frame(queries: Queries, state: CostState) -> pd.DataFrame:
     """The rows the table on screen shows (and the CSV download holds)."""
     if state.view == "jobs":
         return queries.team_jobs(state.filter)
+    if state.view == "idle":
+        return queries.idle(state.filter)
     if state.view == "unallocated":
         return queries.unallocated(state.filter)
     return queries.team_table(state.filter)
@@ -173,52 +228,126 @@ def render(queries: Queries, state: CostState) -> tuple[Any, ...]:
 
 
 def _render(queries: Queries, state: CostState) -> tuple[Any, ...]:
-    """Cards, chart, table columns and rows, table title for one state."""
+    """Billed note, cards, chart, table columns and rows, table title for one state."""
     rng = queries.data_range()
     totals = queries.cost_totals(state.filter)
-    cards = [
-        widgets.stat("Total", widgets.money(totals["total"], rng.currency)),
-        widgets.stat("Direct", widgets.money(totals["direct"], rng.currency), tone="direct"),
-        widgets.stat("Shared", widgets.money(totals["shared"], rng.currency), tone="shared"),
+    chart = figures.spend_stack(
+        queries.spend_by_day(state.filter), stack=state.stack, currency=rng.currency, teams=rng.teams
+    )
+    df = table_frame(queries, state)
+    columns = [_column(c, rng.currency) for c in df.columns]
+    return (
+        billed_note(queries, state),
+        cards(queries.cost_parts(state.filter), totals["waste"], rng.currency),
+        chart,
+        columns,
+        df.to_dict("records"),
+        VIEW_TITLES[state.view],
+    )
+
+
+def cards(exact: dict[str, Decimal], waste: float, currency: str) -> html.Div:
+    """Total and the four parts that add up to it, in one row, rounded together to whole units
+    (`round_parts`: the parts shown add up to the total shown); waste apart, as part of that spend."""
+    shown = dict(
+        zip(GROUPS, round_parts([exact[g] for g in GROUPS], exact["total"], unit=Decimal(1)), strict=True)
+    )
+    totals = {**shown, "total": round_money(exact["total"], Decimal(1)), "waste": waste}
+
+    def money(value: float | Decimal) -> str:
+        return format_money(value, currency, decimals=0)
+
+    parts = [
+        widgets.stat("Direct", money(totals["direct"]), tone="direct", hint="resources tagged with the team"),
+        widgets.stat(
+            "Shared", money(totals["shared"]), tone="shared", hint="shared nodes split by GPU-seconds held"
+        ),
         widgets.stat(
             "Idle",
-            widgets.money(totals["idle"], rng.currency),
+            money(totals["idle"]),
             tone="idle",
             hint="GPU time paid for on shared nodes that no job held",
         ),
         widgets.stat(
             "Unallocated",
-            widgets.money(totals["unallocated"], rng.currency),
+            money(totals["unallocated"]),
             tone="unallocated",
-            hint="untagged resources, taxes, unused commitments",
-        ),
-        widgets.stat(
-            "Waste",
-            widgets.money(totals["waste"], rng.currency),
-            tone="waste",
-            hint="cost of GPU time held but not kept busy: cost x (1 - SM active)",
+            hint="untagged resources, taxes, credits, commitment fees",
         ),
     ]
-    chart = figures.spend_stack(
-        queries.spend_by_day(state.filter), stack=state.stack, currency=rng.currency, teams=rng.teams
+    return html.Div(
+        className="card-groups",
+        children=[
+            html.Div(
+                className="stats sum",
+                children=[widgets.stat("Total", money(totals["total"]), tone="total"), *parts],
+                title="Direct + Shared + Idle + Unallocated = Total",
+            ),
+            html.Div(
+                className="stats apart",
+                children=[
+                    widgets.stat("Of which wasted", money(totals["waste"]), tone="waste", hint=WASTE_HINT),
+                ],
+            ),
+        ],
     )
-    df = table_frame(queries, state)
-    columns = [_column(c) for c in df.columns]
-    return cards, chart, columns, df.to_dict("records"), VIEW_TITLES[state.view]
 
 
-def _column(name: str) -> dict[str, Any]:
+def billed_note(queries: Queries, state: CostState) -> Any:
+    """Under Billed, why so much is unallocated and teams carry less: the commitment fees."""
+    if state.filter.basis != "billed":
+        return None
+    currency = queries.data_range().currency
+    unallocated = queries.unallocated(state.filter)
+    fees = float(unallocated[unallocated.line_item_type.isin(COMMITMENT_TYPES)].cost.sum())
+    total = queries.cost_totals(state.filter)["total"]
+    share = f" ({fees / total:.0%} of this range's spend)" if total else ""
+    return html.Div(
+        id=ids.COST_BILLED_NOTE,
+        className="note",
+        children=[
+            html.Strong("Billed is the invoice's view. "),
+            f"Savings Plan and Reserved Instance commitments are billed as fees on the commitment itself, "
+            f"which carries no team tag: {format_money(fees, currency)}{share} sits in unallocated. "
+            "The usage they cover is billed to teams at $0 (the covered usage is negated), so teams look "
+            "cheaper here. Amortized spreads each commitment over the usage it covered, which is who used "
+            "it; only the unused part of a commitment stays unallocated there.",
+        ],
+    )
+
+
+def _column(name: str, currency: str) -> dict[str, Any]:
     column: dict[str, Any] = {"name": LABELS.get(name, name), "id": name}
     if name in MONEY_COLUMNS:
-        column.update(type="numeric", format=widgets.MONEY)
-    elif name in ("gpu_hours", "days"):
+        column.update(type="numeric", format=widgets.money_format(currency))
+    elif name == "gpu_hours":
         column.update(type="numeric", format=widgets.ONE_DECIMAL)
+    elif name == "days":
+        column.update(type="numeric", format=widgets.INTEGER)
     return column
 
 
 def csv_name(state: CostState) -> str:
+    """`gpulens-cost-teams-amortized-20261001-20261031-all-teams.csv`: the view, the cost basis, the
+    days and the teams it holds, so two downloads of different views never read as the same file."""
     f = state.filter
-    return f"gpulens-cost-{state.view}-{f.start:%Y%m%d}-{f.end:%Y%m%d}.csv"
+    teams = "-".join(f.teams) if f.teams and state.view in ("teams", "jobs") else "all-teams"
+    return f"gpulens-cost-{state.view}-{f.basis}-{f.start:%Y%m%d}-{f.end:%Y%m%d}-{_file_safe(teams)}.csv"
+
+
+def _file_safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:80]
+
+
+def csv_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The table as saved: text cells that a spreadsheet would run as a formula (a tag value such as
+    `=HYPERLINK(...)`) start with an apostrophe; numbers are untouched."""
+    out = df.copy()
+    for name in out.columns:
+        # Text columns are `object` or pandas' `str` dtype, depending on the pandas version.
+        if not pd.api.types.is_numeric_dtype(out[name]):
+            out[name] = [csv_text(v) if isinstance(v, str) else v for v in out[name]]
+    return out
 
 
 def url_search(state: CostState) -> str:
@@ -248,6 +377,7 @@ FILTERS = [Input(i, p) for i, p in FILTER_PROPS]
 
 def register(app: Dash, queries: Queries) -> None:
     @app.callback(
+        Output(ids.COST_NOTE, "children"),
         Output(ids.COST_CARDS, "children"),
         Output(ids.COST_CHART, "figure"),
         Output(ids.COST_TABLE, "columns"),
@@ -270,7 +400,8 @@ def register(app: Dash, queries: Queries) -> None:
     )
     def _csv(_: int, *values: Any) -> dict[str, Any]:
         state = make_state(*values)
-        return dcc.send_data_frame(table_frame(queries, state).to_csv, csv_name(state), index=False)
+        frame = csv_frame(table_frame(queries, state))
+        return dcc.send_data_frame(frame.to_csv, csv_name(state), index=False)
 
     @app.callback(
         Output(ids.COST_RANGE, "start_date"),
@@ -299,8 +430,10 @@ def register(app: Dash, queries: Queries) -> None:
         rows: list[dict[str, Any]] | None,
         view: str,
     ) -> tuple[Any, Any]:
-        team = drill_target(click, cell, rows, view, queries.data_range().teams)
-        return ([team], "jobs") if team else (no_update, no_update)
+        target = drill_target(click, cell, rows, view, queries.data_range().teams)
+        if target in DRILL_VIEWS:
+            return no_update, DRILL_VIEWS[target]
+        return ([target], "jobs") if target else (no_update, no_update)
 
 
 def drill_target(
@@ -310,14 +443,17 @@ def drill_target(
     view: str,
     teams: tuple[str, ...],
 ) -> str | None:
-    """The team a click on a chart bar (team mode) or a team-table row asks to drill into."""
+    """The team a click on a chart bar (team mode) or a team-table row asks to drill into, or the
+    label `(idle)` / `(unallocated)` of those rows (their own views)."""
     from dash import ctx
 
     if ctx.triggered_id == ids.COST_CHART and click:
         name = click["points"][0].get("customdata")
+        if f"({name})" in DRILL_VIEWS:
+            return f"({name})"
         return name if name in teams else None
     if ctx.triggered_id == ids.COST_TABLE and cell and rows and view == "teams":
         row = cell.get("row", -1)
         team = rows[row].get("team") if 0 <= row < len(rows) else None
-        return team if team in teams else None
+        return team if team in teams or team in DRILL_VIEWS else None
     return None

@@ -1,4 +1,5 @@
-"""Writes this node's EC2 instance id and instance type for the gpulens agent (the chart's agent.nodeIdentity).
+"""Writes this node's EC2 instance id and instance type for the gpulens agent (the chart's
+agent.nodeIdentity).
 
     node_identity.py NODE_NAME OUT_DIR [--api URL] [--token FILE] [--ca FILE]
 
