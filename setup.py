@@ -1,4 +1,4 @@
-"""Maps the component folders at the repository root to sub-packages of `gpulens` (SPEC §1).
+"""Maps the component folders at the repository root to sub-packages of `gpulens` (docs/design.md §1).
 
 setuptools' `package-dir` cannot glob sub-packages of a renamed folder, so they are listed here;
 editable installs (`pip install -e .`) honour the same mapping.

@@ -1,4 +1,4 @@
-"""Amortized (effective) cost per line, SPEC §6, as SQL expressions over normalized CUR columns.
+"""Amortized (effective) cost per line, docs/design.md §6, as SQL expressions over normalized CUR columns.
 
 Every CUR flavour is first renamed to the CUR 2.0 column names (legacy `lineItem/UnblendedCost` ->
 `line_item_unblended_cost`), so the table below is written once. FOCUS states the amortized cost
@@ -9,7 +9,7 @@ are the normalized names of `line_item_line_item_type` and `line_item_unblended_
 
 from __future__ import annotations
 
-# SPEC §6, one row per line type. `Fee` with a reservation ARN is an RI upfront fee, already
+# docs/design.md §6, one row per line type. `Fee` with a reservation ARN is an RI upfront fee, already
 # amortized into DiscountedUsage/RIFee; any other Fee is real money.
 CUR_AMORTIZED = """
 CASE line_item_type

@@ -1,4 +1,4 @@
-"""SPEC §7 flags: underutilized (GPU, job) pairs and divergent runs, as `gpulens flags` and the
+"""docs/design.md §7 flags: underutilized (GPU, job) pairs and divergent runs, as `gpulens flags` and the
 explorer show them.
 
 Waste is money: the cost of the GPU time a job held x (1 - mean SM activity), priced exactly as the
@@ -72,7 +72,7 @@ def underutilized(
 
 def divergent_runs(con: duckdb.DuckDBPyConnection) -> tuple[DivergentRun, ...]:
     """One entry per run and anomaly kind (nan, spike, divergence), at its first step; the team
-    normalized as SPEC §6 normalizes tags (rows ingested before `ingest runs` did so)."""
+    normalized as docs/design.md §6 normalizes tags (rows ingested before `ingest runs` did so)."""
     found = con.execute("""
         SELECT job_id,
                any_value(NULLIF(lower(trim(team)), '')) FILTER (WHERE NULLIF(trim(team), '') IS NOT NULL),
@@ -139,4 +139,13 @@ def find_flags(
     pairs: tuple[UnderutilizedGpu, ...] = ()
     if end is not None:
         pairs = underutilized(con, alloc.Window(end - window, end), sm_threshold)
-    return Flags(underutilized=pairs, divergent_runs=divergent_runs(con))
+    return Flags(underutilized=pairs, divergent_runs=divergent_runs(con), currency=billing_currency(con))
+
+
+def billing_currency(con: duckdb.DuckDBPyConnection) -> str:
+    """The currency most cost lines are billed in (USD for an empty warehouse), for showing waste."""
+    row = con.execute(
+        "SELECT currency FROM cost_line_items WHERE currency IS NOT NULL "
+        "GROUP BY currency ORDER BY count(*) DESC, currency LIMIT 1"
+    ).fetchone()
+    return str(row[0]) if row else "USD"

@@ -1,6 +1,7 @@
 """The plain data that crosses module boundaries in attribution: money results and flags.
 
-Money is `Decimal` until presentation (STYLE §7). `allocate.py` is the only place that builds an
+Money is `Decimal` until presentation (docs/design.md, convention 7). `allocate.py` is the only place that
+builds an
 `Allocation`; the CLI, the explorer and the weekly report read it and never re-aggregate cost.
 """
 
@@ -101,6 +102,7 @@ class DivergentRun:
 class Flags:
     underutilized: tuple[UnderutilizedGpu, ...]
     divergent_runs: tuple[DivergentRun, ...]
+    currency: str = "USD"  # of `UnderutilizedGpu.waste`: the billing currency of the priced lines
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
--- The warehouse (SPEC §5). One DuckDB file locally; the same tables as Parquet on S3 at scale.
+-- The warehouse (docs/design.md §5). One DuckDB file locally; the same tables as Parquet on S3 at scale.
 -- Money is DECIMAL(38, 10) until presentation: sub-cent CUR lines must sum exactly.
 
 CREATE TABLE IF NOT EXISTS cost_line_items (
     billing_period   VARCHAR NOT NULL,          -- YYYY-MM
-    payer_account_id VARCHAR NOT NULL,          -- the replacement key with billing_period (SPEC §5)
+    payer_account_id VARCHAR NOT NULL,          -- the replacement key with billing_period (docs/design.md §5)
     usage_start      TIMESTAMP NOT NULL,        -- UTC
     usage_end        TIMESTAMP NOT NULL,        -- UTC
     account_id       VARCHAR,
@@ -84,7 +84,7 @@ CREATE TABLE IF NOT EXISTS train_runs (
     world_size INTEGER
 );
 
--- SPEC §6 results, per period, day, team and category. `category` is explicit: direct, shared_gpu,
+-- docs/design.md §6 results, per period, day, team and category. `category` is explicit: direct, shared_gpu,
 -- shared_other, idle, unallocated. `team` is NULL for idle and unallocated.
 CREATE TABLE IF NOT EXISTS allocations (
     period      VARCHAR NOT NULL,
@@ -119,7 +119,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 -- When AWS made the delivery (its manifest's time, else its newest file's), to refuse an older one.
 ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS created TIMESTAMP;
 
--- Loss anomalies per run (SPEC §7), found by the one detector (gpulens.trainer.health) when runs are
+-- Loss anomalies per run (docs/design.md §7), found by the one detector (gpulens.trainer.health) when runs are
 -- ingested, or reported online by the trainer (kind=anomaly records). `flags` and the explorer read it.
 CREATE TABLE IF NOT EXISTS train_anomalies (
     job_id VARCHAR NOT NULL,

@@ -1,4 +1,4 @@
-"""The DuckDB warehouse (SPEC §5): one file, the schema in `schema.sql`, UTC everywhere."""
+"""The DuckDB warehouse (docs/design.md §5): one file, the schema in `schema.sql`, UTC everywhere."""
 
 from __future__ import annotations
 

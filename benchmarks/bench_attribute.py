@@ -6,7 +6,7 @@ held, SM activity 0-1); one CUR line per instance-hour (a fifth of the instances
 rest shared and tagged with one of 4 clusters; a third of the hours covered by a Savings Plan, with
 their negation lines), daily FSx lines per cluster, daily EBS lines per instance, tax and a credit.
 Then, each in its own process:
-  - ours: `gpulens attribute --period 2026-10` (every SPEC §6 step, the allocations table written);
+  - ours: `gpulens attribute --period 2026-10` (every docs/design.md §6 step, the allocations table written);
   - pandas: the shared-GPU step alone (merge usage with hourly lines, share by GPU-seconds, group by team),
     the obvious hand-rolled alternative, reading the same tables.
 Target: attribute <= 10 s. Writes its section of benchmarks/results/attribution.md.
@@ -152,7 +152,7 @@ def main() -> int:
             "| tool | time (s) | CPU (s) | peak RSS (GiB) | vs ours (time) | target |",
             "|---|---:|---:|---:|---:|---|",
             _row(
-                "gpulens attribute (all SPEC §6 steps, allocations table written)",
+                "gpulens attribute (all docs/design.md §6 steps, allocations table written)",
                 ours,
                 ours,
                 f"<= 10 s: {verdict}",

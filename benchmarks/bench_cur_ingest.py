@@ -5,7 +5,7 @@ line-type mix (on-demand usage, Savings Plan covered usage and negations, reserv
 credits) and tag cardinality (60 teams, 12 clusters, 2,000 projects, a third of the lines untagged),
 written by DuckDB, vectorized. Then, each in its own process so peak RSS is that process's alone:
   - ours: `gpulens ingest cur FILE --warehouse NEW` (normalize, amortize, validate, replace, commit);
-  - pandas: read_parquet, amortize per SPEC §6 with np.select, team from the tag map, groupby team;
+  - pandas: read_parquet, amortize per docs/design.md §6 with np.select, team from the tag map, groupby team;
   - bare DuckDB: one SELECT that amortizes and groups by team (the floor: no write, no checks);
   - DuckDB write floor: CREATE TABLE AS of the same 17 columns, raw (no casts, amortization or checks),
     into a new DuckDB file with the ingest's settings: what DuckDB's storage alone costs.

@@ -269,7 +269,7 @@ def cuda_host_cost(sock: Path, blocks: int = 40, block: int = 100) -> dict[str, 
 
 
 def encode_us(n: int = 20000) -> dict[str, float]:
-    """µs per step record (SPEC §4, 17 fields): orjson, and the fallback's prefix join."""
+    """µs per step record (docs/design.md §4, 17 fields): orjson, and the fallback's prefix join."""
     from gpulens import wire
 
     identity = {

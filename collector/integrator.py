@@ -1,4 +1,5 @@
-"""Exact time integrals of window-mean ratios (STYLE §5: time is passed in, never read here).
+"""Exact time integrals of window-mean ratios (docs/design.md, convention 5: time is passed in, never read
+here).
 
 A reading taken at `t` is the mean of its ratio over the window (t_prev, t], so the integral grows
 by `ratio x (t - t_prev)`: `rate()` of the resulting `_seconds_total` counter over any range is the

@@ -115,7 +115,7 @@ class Sampler:
             return self.backend.read(device)
         except DeviceLost as exc:
             self._log_once(device, f"lost: {exc}")
-        except Exception as exc:  # noqa: BLE001 - the per-device guard (STYLE §12): one device, not the agent
+        except Exception as exc:  # noqa: BLE001 - the per-device guard (docs/design.md, convention 12): one device, not the agent
             self._log_once(device, f"{type(exc).__name__}: {exc}")
         job, team = self._last_job.get(device.uuid, (None, None))
         return GpuReading(identity=device, up=False, job_id=job, team=team)

@@ -6,7 +6,7 @@ leptonai/gpud `components/accelerator/nvidia/xid/catalog_generated.go` (Apache-2
 4a8de33a3f02e207f39e9023d67125592d599731) into `xid_catalog.csv` beside this module (columns
 `code, mnemonic, description, immediate_resolution, investigatory_resolution`, XIDs 1-172).
 
-NVIDIA's "immediate resolution" vocabulary is mapped onto the five SPEC §3 actions:
+NVIDIA's "immediate resolution" vocabulary is mapped onto the five docs/design.md §3 actions:
 
 | NVIDIA resolution | action | recoverable |
 |---|---|---|

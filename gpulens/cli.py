@@ -1,4 +1,4 @@
-"""The `gpulens` command: flags -> environment -> defaults; errors -> exit codes (SPEC §2).
+"""The `gpulens` command: flags -> environment -> defaults; errors -> exit codes (docs/design.md §2).
 
 Exit codes: 0 success, 1 a handled error (one line on stderr), 2 bad usage (argparse), 130 Ctrl-C.
 A package that a command's extra would install, missing, is a handled error naming the extra; any

@@ -1,4 +1,4 @@
-"""The metric catalog (SPEC §3): one tuple of specs that exposition, dashboards and rules import.
+"""The metric catalog (docs/design.md §3): one tuple of specs that exposition, dashboards and rules import.
 
 `source` names the NVML function, DCGM field or GPM metric the value comes from; units are base
 units, converted once at the backend boundary.

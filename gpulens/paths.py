@@ -1,4 +1,4 @@
-"""Default locations shared by the agent and the training processes that report to it (SPEC §4)."""
+"""Default locations shared by the agent and the training processes that report to it (docs/design.md §4)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,6 @@ def default_socket_path(env: Mapping[str, str] | None = None, uid: int | None = 
 
 
 def default_warehouse_path(env: Mapping[str, str] | None = None) -> Path:
-    """`$GPULENS_WAREHOUSE`, else `./gpulens.duckdb` (SPEC §2)."""
+    """`$GPULENS_WAREHOUSE`, else `./gpulens.duckdb` (docs/design.md §2)."""
     env = os.environ if env is None else env
     return Path(env.get("GPULENS_WAREHOUSE") or "gpulens.duckdb")

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 Status = Literal["firing", "resolved"]
 
-# SPEC §2: the results an audit record may carry. `pending` is the write-ahead line of an action
+# docs/design.md §2: the results an audit record may carry. `pending` is the write-ahead line of an action
 # that is about to run for real (--execute); its outcome follows as `done` or `failed`.
 RESULTS: tuple[str, ...] = ("done", "dry_run", "deduplicated", "rate_limited", "skipped", "failed", "pending")
 
@@ -74,7 +74,7 @@ class ActionStep:
 
 @dataclass(frozen=True)
 class AuditRecord:
-    """One line of the audit log, with exactly the keys of SPEC §2.
+    """One line of the audit log, with exactly the keys of docs/design.md §2.
 
     `ts` is RFC 3339 UTC; `node`, `gpu` and `xid` are the alert's label values (None when absent).
     """

@@ -1,4 +1,4 @@
-"""SPEC §1: the layout and the one-way arrows between components, checked from the source."""
+"""docs/design.md §1: the layout and the one-way arrows between components, checked from the source."""
 
 from __future__ import annotations
 

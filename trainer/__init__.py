@@ -1,5 +1,5 @@
 """gpulens.trainer: in-process instrumentation of training loops (StepMonitor), the loss-health
-detector (SPEC §7), MFU helpers, framework adapters and a reference trainer.
+detector (docs/design.md §7), MFU helpers, framework adapters and a reference trainer.
 
 Imports without torch: torch is touched only inside functions that handle a tensor.
 """

@@ -1,4 +1,4 @@
-"""The one loss-health detector (SPEC §7): online (`LossHealth.observe`) and offline (`scan`).
+"""The one loss-health detector (docs/design.md §7): online (`LossHealth.observe`) and offline (`scan`).
 
 Three kinds, each reported once per episode:
 
@@ -39,7 +39,7 @@ class Anomaly:
 
 @dataclass(frozen=True)
 class HealthConfig:
-    """Detector thresholds; the defaults are SPEC §7's.
+    """Detector thresholds; the defaults are docs/design.md §7's.
 
     `alpha` is the EMA weight of the newest loss for both the spike baseline and the smoothed
     loss (0.1: a span of about 20 observations).

@@ -1,6 +1,6 @@
-"""Where StepMonitor's records go: the agent socket (SPEC §4), a JSONL file, or its own /metrics.
+"""Where StepMonitor's records go: the agent socket (docs/design.md §4), a JSONL file, or its own /metrics.
 
-A record is a SPEC §4 datagram object (`kind` "step" or "anomaly"), a flat dict of JSON scalars in
+A record is a docs/design.md §4 datagram object (`kind` "step" or "anomaly"), a flat dict of JSON scalars in
 which non-finite numbers are already `None` (strict JSON: `NaN` is not a JSON token). No sink ever
 blocks or raises into the training loop for a missing or slow reader: it drops and counts.
 """

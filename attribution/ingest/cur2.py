@@ -9,7 +9,7 @@ from gpulens.attribution.amortize import CUR_AMORTIZATION_INPUTS, CUR_AMORTIZED
 from gpulens.attribution.ingest.fields import Field, field, literal, quote
 
 NAME = "cur2"
-# Without these a line cannot be placed in time, money or a delivery (SPEC §5).
+# Without these a line cannot be placed in time, money or a delivery (docs/design.md §5).
 REQUIRED = (
     "bill_payer_account_id",
     "line_item_line_item_type",

@@ -2,7 +2,7 @@
 
 FOCUS states the amortized cost itself (`EffectiveCost`) and the cash view (`BilledCost`); tags are
 a JSON object in `Tags`. It has no instance-type column, so the EC2 instance type is taken from the
-charge description (`... g5.4xlarge ...`) for the GPU-count table (SPEC §6).
+charge description (`... g5.4xlarge ...`) for the GPU-count table (docs/design.md §6).
 """
 
 from __future__ import annotations

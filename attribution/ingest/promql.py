@@ -7,11 +7,11 @@ Each query evaluated at time T covers the hour (T - 1h, T]; its rollup row is st
 
 from __future__ import annotations
 
-# Seconds of the hour each GPU was held, per job (SPEC §3 gpulens_gpu_held_seconds_total).
+# Seconds of the hour each GPU was held, per job (docs/design.md §3 gpulens_gpu_held_seconds_total).
 HELD_SECONDS_PER_HOUR = (
     "sum by (node, gpu, uuid, model, job_id, team) (increase(gpulens_gpu_held_seconds_total[1h]))"
 )
-# Exact mean SM activity over the hour: the rate of its integral (SPEC §3). The agent keeps one
+# Exact mean SM activity over the hour: the rate of its integral (docs/design.md §3). The agent keeps one
 # integral per (gpu, job_id, team), so a job change splits the hour across series: they are summed
 # (each holds only its own part of the hour), never averaged; clamp_max absorbs counter-reset jitter.
 SM_ACTIVE_MEAN_PER_HOUR = (

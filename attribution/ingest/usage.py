@@ -1,4 +1,4 @@
-"""Hourly GPU usage rollups (`gpu_usage_hourly`, SPEC §5) from CSV/Parquet files or from Prometheus.
+"""Hourly GPU usage rollups (`gpu_usage_hourly`, docs/design.md §5) from CSV/Parquet files or from Prometheus.
 
 Re-ingesting an hour of a node replaces it, so overlapping exports never double GPU-seconds.
 """
@@ -171,7 +171,7 @@ def _commit_stage(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def ingest_usage_files(con: duckdb.DuckDBPyConnection, paths: Sequence[Path]) -> int:
-    """Loads CSV/Parquet rollup files (columns of SPEC §5); returns the rows loaded."""
+    """Loads CSV/Parquet rollup files (columns of docs/design.md §5); returns the rows loaded."""
     _new_stage(con)
     for path in paths:
         if not path.exists():

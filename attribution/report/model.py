@@ -1,6 +1,7 @@
 """The weekly report as plain data: what `build_weekly_report` returns and every renderer reads.
 
-Money is `Decimal` in the billing currency, exactly as `allocate` returned it (STYLE §7); rounding to
+Money is `Decimal` in the billing currency, exactly as `allocate` returned it (docs/design.md, convention 7);
+rounding to
 the cent happens only when a renderer formats a cell.
 """
 

@@ -1,6 +1,6 @@
 """One-shot check of `gpulens agent --backend nvml` on a real GPU (run once by the lead on an H100).
 
-Starts the agent on a free port, scrapes /metrics twice 3 s apart, and prints: which SPEC §3
+Starts the agent on a free port, scrapes /metrics twice 3 s apart, and prints: which docs/design.md §3
 `gpulens_gpu_*` families appeared (GPM ones included) and which were absent, the
 gpulens_agent_info labels, how the counters moved between the scrapes, and the first sample lines.
 Exit status is nonzero only if the agent failed to start. Only the standard library is used.
@@ -128,7 +128,7 @@ def report(first: str, second: str) -> None:
     f1, f2 = families(first), families(second)
     present = [f for f in GPU_FAMILIES if f in f2 or f in f1]
     absent = [f for f in GPU_FAMILIES if f not in present]
-    print("\n== SPEC §3 gpulens_gpu_* families present ==")
+    print("\n== docs/design.md §3 gpulens_gpu_* families present ==")
     for f in present:
         tag = " [GPM]" if f in GPM else ""
         print(f"  {f}{tag}: {len(f2.get(f, f1.get(f, [])))} series")

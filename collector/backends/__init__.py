@@ -1,1 +1,2 @@
-"""GPU backends behind one small protocol (STYLE §1): nvml, dcgm, sim, and `auto` selection."""
+"""GPU backends behind one small protocol (docs/design.md, convention 1): nvml, dcgm, sim, and `auto`
+selection."""

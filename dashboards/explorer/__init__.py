@@ -1,1 +1,2 @@
-"""The Dash cost explorer: `/cost`, `/utilization`, `/training` over the warehouse (SPEC §2, STYLE §11)."""
+"""The Dash cost explorer: `/cost`, `/utilization`, `/training` over the warehouse (docs/design.md §2,
+docs/design.md, convention 11)."""

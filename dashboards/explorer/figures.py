@@ -1,4 +1,4 @@
-"""Pure figure builders: `(df, *, options) -> go.Figure`, no I/O, no state (STYLE §11)."""
+"""Pure figure builders: `(df, *, options) -> go.Figure`, no I/O, no state (docs/design.md, convention 11)."""
 
 from __future__ import annotations
 

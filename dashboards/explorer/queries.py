@@ -1,4 +1,5 @@
-"""The only module of the explorer that opens the warehouse or calls attribution (STYLE §11).
+"""The only module of the explorer that opens the warehouse or calls attribution (docs/design.md, convention
+11).
 
 Every query aggregates in DuckDB and returns a small DataFrame (never hourly rows for the browser);
 every value that comes from a URL is a bound parameter. Results are cached per query and arguments,

@@ -60,7 +60,7 @@ def gpu_states(window: str) -> str:
 
 
 def underutilized() -> str:
-    """GPUs held by one job for the last hour with mean SM activity under $threshold (SPEC §7)."""
+    """GPUs held by one job for the last hour with mean SM activity under $threshold (docs/design.md §7)."""
     holding = held("1h", ">= 0.95")  # held for the hour, allowing for scrape jitter (as the alert)
     return (
         f"({gpu_activity('1h')})\n* on ({GPU_KEY}) group_right (source)\nclamp({holding}, 1, 1)\n< $threshold"

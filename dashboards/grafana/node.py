@@ -220,7 +220,7 @@ def health_panels() -> tuple[Panel, ...]:
             "Trainer datagrams",
             "timeseries",
             "Trainer datagrams the agent received per second, by result; "
-            "malformed ones are dropped (SPEC §4).",
+            "malformed ones are dropped (docs/design.md §4).",
             (
                 Target(
                     f"sum by (node, result) (rate({m.AGENT_DATAGRAMS.name}[{W}])"

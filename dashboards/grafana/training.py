@@ -48,7 +48,7 @@ def anomalies() -> Annotation:
         "Loss anomalies",
         expr,
         "{{kind}} (rank {{rank}})",
-        "Job {{job_id}} reported a {{kind}} loss anomaly (SPEC §7).",
+        "Job {{job_id}} reported a {{kind}} loss anomaly (docs/design.md §7).",
     )
 
 
@@ -220,7 +220,7 @@ def loss_panels() -> tuple[Panel, ...]:
             "timeseries",
             "Latest training loss per rank; red marks are loss anomalies the trainer's "
             "detector reported (nan, spike: >= 25% above baseline for 3 steps, divergence: >= 10% above the "
-            "running minimum for 50 steps; SPEC §7).",
+            "running minimum for 50 steps; docs/design.md §7).",
             (Target(sel(m.TRAIN_LOSS.name, TRAIN), RANK_LEGEND),),
             width=16,
             height=9,

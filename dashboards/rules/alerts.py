@@ -1,4 +1,4 @@
-"""Alerting rules (SPEC §7 semantics), each with summary, description, severity and runbook link."""
+"""Alerting rules (docs/design.md §7 semantics), each with summary, description, severity and runbook link."""
 
 from __future__ import annotations
 

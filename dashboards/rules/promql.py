@@ -1,6 +1,6 @@
 """PromQL building blocks shared by the rules and the Grafana dashboards, so both mean the same thing.
 
-Metric names come from the catalog (`gpulens.metrics`, SPEC §3); nothing here hard-codes
+Metric names come from the catalog (`gpulens.metrics`, docs/design.md §3); nothing here hard-codes
 a metric name twice.
 """
 
@@ -23,7 +23,7 @@ TRAIN_ATTEMPT = m.TRAIN_ATTEMPT.name
 # same steps, so summing ranks would count the wall clock world-size times.
 RANK0 = 'rank="0"'
 
-# Values of the `source` label that says which metric an SM-activity figure came from (SPEC §3:
+# Values of the `source` label that says which metric an SM-activity figure came from (docs/design.md §3:
 # dashboards fall back to the coarse utilization where no profiling metric exists, and say so).
 SOURCE_SM_ACTIVE = "sm_active"
 SOURCE_UTILIZATION = "utilization_ratio"
@@ -47,7 +47,7 @@ def sm_activity(window: str, matchers: str = "", by: str = GPU_LABELS) -> str:
     """Mean SM activity (0..1) over `window` per `by`, with `source` saying which metric it is.
 
     Where a GPU exports `gpulens_gpu_sm_active_seconds_total` its rate is the exact mean of
-    sm_active over the window (SPEC §3). A GPU without a profiling metric (an A100 without DCGM)
+    sm_active over the window (docs/design.md §3). A GPU without a profiling metric (an A100 without DCGM)
     falls back to the mean of `gpulens_gpu_utilization_ratio`, labelled source="utilization_ratio".
     `by` must contain the GPU key so that the fallback only fills GPUs the first half lacks.
     """
@@ -86,7 +86,8 @@ def metric_names(exprs: Iterable[str]) -> set[str]:
 
 
 def unknown_metrics(exprs: Iterable[str]) -> set[str]:
-    """Names in `exprs` that are neither catalog metrics (SPEC §3) nor a catalog histogram's series."""
+    """Names in `exprs` that are neither catalog metrics (docs/design.md §3) nor a catalog histogram's
+    series."""
 
     def known(name: str) -> bool:
         if name in m.BY_NAME:

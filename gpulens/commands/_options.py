@@ -9,7 +9,7 @@ from gpulens.paths import default_warehouse_path
 
 
 def add_warehouse_option(parser: argparse.ArgumentParser) -> None:
-    """`--warehouse FILE`, else `$GPULENS_WAREHOUSE`, else `./gpulens.duckdb` (SPEC §2)."""
+    """`--warehouse FILE`, else `$GPULENS_WAREHOUSE`, else `./gpulens.duckdb` (docs/design.md §2)."""
     parser.add_argument(
         "--warehouse",
         type=Path,

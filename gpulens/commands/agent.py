@@ -1,4 +1,5 @@
-"""`gpulens agent`: sample GPUs, receive trainer datagrams, serve /metrics and /healthz (SPEC §2-§4).
+"""`gpulens agent`: sample GPUs, receive trainer datagrams, serve /metrics and /healthz (docs/design.md
+§2-§4).
 
 Flags are read here and only here; the collector gets plain values. SIGTERM/SIGINT stop it
 gracefully (server, sampler, socket, backend, in that order); SIGUSR1 toggles the profiler lock

@@ -1,4 +1,4 @@
-"""`gpulens attribute --period YYYY-MM`: allocate a billing period's cost to teams (SPEC §6)."""
+"""`gpulens attribute --period YYYY-MM`: allocate a billing period's cost to teams (docs/design.md §6)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "attribute",
         help="allocate a billing period's cost to teams, idle and unallocated",
-        description="Allocate a period (SPEC §6), write the allocations table and print the result. Exits 1 "
+        description="Allocate a period (docs/design.md §6), write the allocations table and print the "
+        "result. Exits 1 "
         "if teams + idle + unallocated ever differ from the total by a cent.",
     )
     parser.add_argument("--period", required=True, metavar="YYYY-MM")
@@ -62,7 +63,7 @@ def _attribute(args: argparse.Namespace) -> int:
 
 
 def as_json(a: Any) -> dict[str, Any]:
-    """SPEC §2 shape; money as numbers in the billing currency, never rounded before summing."""
+    """docs/design.md §2 shape; money as numbers in the billing currency, never rounded before summing."""
     return {
         "period": a.period,
         "currency": a.currency,

@@ -1,4 +1,4 @@
-"""`gpulens demo`: the whole system on one machine, no cloud account, no GPU (SPEC §2)."""
+"""`gpulens demo`: the whole system on one machine, no cloud account, no GPU (docs/design.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`gpulens explorer`: the Dash cost explorer over the warehouse (SPEC §2)."""
+"""`gpulens explorer`: the Dash cost explorer over the warehouse (docs/design.md §2)."""
 
 from __future__ import annotations
 

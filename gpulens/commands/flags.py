@@ -1,4 +1,4 @@
-"""`gpulens flags`: underutilized GPUs and divergent runs (SPEC §7), as the explorer shows them."""
+"""`gpulens flags`: underutilized GPUs and divergent runs (docs/design.md §7), as the explorer shows them."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
 
 
 def as_json(flags: Any) -> dict[str, Any]:
-    """SPEC §2 shape."""
+    """docs/design.md §2 shape."""
     return {
         "underutilized": [
             {
@@ -78,6 +78,7 @@ def as_json(flags: Any) -> dict[str, Any]:
 
 def _flags(args: argparse.Namespace) -> int:
     from gpulens.attribution.flags import find_flags
+    from gpulens.attribution.present import format_hours, format_money
 
     with open_warehouse(args, read_only=True) as con:  # flags only read: never block the explorer
         flags = find_flags(con, window=args.window, until=args.until, sm_threshold=args.sm_threshold)
@@ -88,8 +89,8 @@ def _flags(args: argparse.Namespace) -> int:
     for u in flags.underutilized:
         label = "SM" if u.measure == "sm_active" else "util (no SM metric)"
         print(
-            f"  {u.node or u.instance_id} gpu {u.gpu}  {u.team or '-'}/{u.job_id}  {u.hours:.1f} h  "
-            f"{label} {u.sm_active:.0%}  waste {u.waste:.2f}"
+            f"  {u.node or u.instance_id} gpu {u.gpu}  {u.team or '-'}/{u.job_id}  {format_hours(u.hours)}  "
+            f"{label} {u.sm_active:.0%}  waste {format_money(u.waste, flags.currency)}"
         )
     print(f"divergent runs ({len(flags.divergent_runs)}):")
     for r in flags.divergent_runs:

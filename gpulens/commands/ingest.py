@@ -1,5 +1,5 @@
 """`gpulens ingest cur|usage|runs`: load billing exports, GPU usage rollups and training runs into
-the warehouse (SPEC §2, §5)."""
+the warehouse (docs/design.md §2, §5)."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def register(subparsers: Any) -> None:
 
 
 class _IntermixedParser(argparse.ArgumentParser):
-    """Options anywhere among the PATHs (SPEC §2: `ingest cur a.csv --warehouse W b.csv`): plain
+    """Options anywhere among the PATHs (docs/design.md §2: `ingest cur a.csv --warehouse W b.csv`): plain
     argparse stops filling a positional at the first option and rejects the PATHs after it."""
 
     _mixing = False

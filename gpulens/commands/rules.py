@@ -1,4 +1,4 @@
-"""`gpulens rules build --out DIR`: write the Prometheus recording and alerting rules (SPEC §2)."""
+"""`gpulens rules build --out DIR`: write the Prometheus recording and alerting rules (docs/design.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`gpulens runs check PATH [--format table|json]`: the SPEC §7 detector, offline, on one loss curve."""
+"""`gpulens runs check PATH [--format table|json]`: the docs/design.md §7 detector, offline, on one loss
+curve."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def register(subparsers: Any) -> None:
     sub = parser.add_subparsers(dest="runs_command", metavar="SUBCOMMAND", required=True)
     check = sub.add_parser(
         "check",
-        help="scan one loss curve for NaN, spikes and divergence (SPEC §7)",
+        help="scan one loss curve for NaN, spikes and divergence (docs/design.md §7)",
         description="Scan one run's loss log with the same detector the trainer runs online. The format "
         "is detected: CSV with step,loss columns, the trainer's JSONL, llm.c or modded-nanogpt text logs "
         "(s:N trl:X, step:N/M train_loss:X), Hugging Face trainer_state.json, Lightning CSVLogger "

@@ -2,8 +2,8 @@
 
 <root>/cur/data/BILLING_PERIOD=YYYY-MM/gpulens-demo-00001.snappy.parquet   CUR 2.0 (Data Exports)
 <root>/cur/metadata/BILLING_PERIOD=YYYY-MM/gpulens-demo-Manifest.json
-<root>/usage/usage-YYYY-MM.parquet                                          SPEC §5 hourly rollups
-<root>/runs/<job_id>.jsonl                                                  SPEC §4 step records
+<root>/usage/usage-YYYY-MM.parquet                                          docs/design.md §5 hourly rollups
+<root>/runs/<job_id>.jsonl                                                  docs/design.md §4 step records
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The demo month's AWS bill as CUR 2.0 line items (Data Exports snake_case columns, `resource_tags` map).
 
-Lines follow AWS's conventions, so the amortized cost of each is the one SPEC §6 gives:
+Lines follow AWS's conventions, so the amortized cost of each is the one docs/design.md §6 gives:
 - p5 nodes run under a Compute Savings Plan: per hour a `SavingsPlanCoveredUsage` line (on-demand cost
   unblended, `savings_plan_savings_plan_effective_cost` at the plan rate), a `SavingsPlanNegation` line
   that cancels the on-demand cost, and one `SavingsPlanRecurringFee` line for the hourly commitment

@@ -1,7 +1,7 @@
-"""Trainer JSONL logs for a `Scenario`: the step records of SPEC §4, one file per run.
+"""Trainer JSONL logs for a `Scenario`: the step records of docs/design.md §4, one file per run.
 
 A record is written every 30 minutes of the run (as a trainer logging at a fixed interval would);
-healthy curves decay with ~2% batch noise, which the SPEC §7 detector must not flag.
+healthy curves decay with ~2% batch noise, which the docs/design.md §7 detector must not flag.
 """
 
 from __future__ import annotations

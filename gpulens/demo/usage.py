@@ -1,4 +1,5 @@
-"""Hourly GPU usage rollups for a `Scenario`, in the columns of SPEC §5 (what `ingest usage` reads)."""
+"""Hourly GPU usage rollups for a `Scenario`, in the columns of docs/design.md §5 (what `ingest usage`
+reads)."""
 
 from __future__ import annotations
 

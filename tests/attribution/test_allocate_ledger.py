@@ -1,6 +1,6 @@
 """The ledger month 2026-10 (tests/fixtures/cur/build.py writes it in every flavour), allocated by hand.
 
-Lines (amortized cost, SPEC §6):
+Lines (amortized cost, docs/design.md §6):
   L01 i-shared p4d.24xlarge (8 GPUs)  Usage 00-01h               32.00  untagged, cluster "C1 "
   L02 i-shared                        SPCoveredUsage 01-02h      20.00  (unblended 32.00; SP effective 20.00)
   L03 i-shared                        SPNegation 01-02h           0.00  (unblended -32.00)

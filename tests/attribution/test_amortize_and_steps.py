@@ -1,4 +1,4 @@
-"""SPEC §6 amortization, row by row, and the allocation steps one at a time.
+"""docs/design.md §6 amortization, row by row, and the allocation steps one at a time.
 
 Amortization ledger (tests/fixtures/cur/build.py, CUR 2.0 and legacy spellings):
   SavingsPlanCoveredUsage  effective cost 20.00                 -> 20.00

@@ -1,4 +1,5 @@
-"""Deliveries are atomic (SPEC §5): restatements replace by (period, payer); a bad file changes nothing.
+"""Deliveries are atomic (docs/design.md §5): restatements replace by (period, payer); a bad file changes
+nothing.
 
 Ledger: the 2026-10 month of tests/fixtures/cur (15 lines, 85.95 amortized, 243.35 billed, payer
 111111111111). Each bad file below is the ledger CSV with one cell or column spoiled.

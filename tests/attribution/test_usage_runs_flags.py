@@ -1,4 +1,4 @@
-"""Usage rollups, training runs and SPEC §7 flags.
+"""Usage rollups, training runs and docs/design.md §7 flags.
 
 Flags ledger (window 2026-10-01 00:00 to 02:00, the usage ledger plus the rows below):
   i-direct gpu 0  j-ml     ml   1 h  SM 0.20          -> flagged (0.20 < 0.25), waste 0.60 x 0.80 = 0.48
@@ -170,6 +170,16 @@ def test_flags_json_shape(
         "waste",
     }
     assert out["underutilized"][0]["waste"] == pytest.approx(0.48)
+
+
+def test_flags_table_shows_waste_as_money_and_hours_with_their_unit(
+    flagged: Path, gpulens: Callable[..., int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The ledger's j-ml row: 1 h held at SM 0.20, waste 0.48 USD (was printed as `waste 0.48`)."""
+    capsys.readouterr()
+    assert gpulens("flags", "--until", "2026-10-01T02:00:00Z", "--window", "2h") == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "/j-ml" in line]
+    assert len(rows) == 1 and rows[0].endswith("1.0 h  SM 20%  waste $0.48"), rows
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Every backend honours the same contract (STYLE §1): sim, NVML (fake pynvml), DCGM (fake session)."""
+"""Every backend honours the same contract (docs/design.md, convention 1): sim, NVML (fake pynvml), DCGM
+(fake session)."""
 
 from __future__ import annotations
 

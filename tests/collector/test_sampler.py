@@ -1,4 +1,5 @@
-"""The sampler with literal times (STYLE §5): exact integrals, held seconds, XIDs, lost GPUs, the profiler
+"""The sampler with literal times (docs/design.md, convention 5): exact integrals, held seconds, XIDs, lost
+GPUs, the profiler
 lock."""
 
 from __future__ import annotations

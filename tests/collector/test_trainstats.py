@@ -1,4 +1,4 @@
-"""Trainer records (SPEC §4) -> aggregates; malformed datagrams are counted, never fatal."""
+"""Trainer records (docs/design.md §4) -> aggregates; malformed datagrams are counted, never fatal."""
 
 from __future__ import annotations
 

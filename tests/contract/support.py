@@ -83,7 +83,7 @@ def as_json(proc: subprocess.CompletedProcess[str]) -> dict:
 
 
 def handled_error(proc: subprocess.CompletedProcess[str], *names: str) -> str:
-    """SPEC §2: exit 1, exactly one non-empty line on stderr, naming each of `names`."""
+    """docs/design.md §2: exit 1, exactly one non-empty line on stderr, naming each of `names`."""
     assert proc.returncode == 1, f"exit {proc.returncode}, expected 1\nstderr: {proc.stderr}"
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, f"expected one stderr line, got {len(lines)}:\n{proc.stderr}"

@@ -1,4 +1,4 @@
-"""SPEC §3 metric names and labels from a sim agent; §4 wire format (unknown keys ignored, malformed
+"""docs/design.md §3 metric names and labels from a sim agent; §4 wire format (unknown keys ignored, malformed
 counted and dropped, the agent survives)."""
 
 from __future__ import annotations

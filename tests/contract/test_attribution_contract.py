@@ -1,4 +1,5 @@
-"""SPEC §2 JSON shape, §5 restatement, §6 semantics — against the ledger in tests/contract/ledger.py.
+"""docs/design.md §2 JSON shape, §5 restatement, §6 semantics — against the ledger in
+tests/contract/ledger.py.
 
 Scenarios are numbered in the ledger's terms; expected values are Decimal literals computed by hand.
 """
@@ -259,7 +260,7 @@ def test_11_gpu_count_fallback_and_line_window(tmp_path: Path) -> None:
 
 
 def test_12_amortization_table(tmp_path: Path) -> None:
-    # SPEC §6 amortized cost per line type (unblended in brackets), all tagged team "fin" -> direct:
+    # docs/design.md §6 amortized cost per line type (unblended in brackets), all tagged team "fin" -> direct:
     #   A1 DiscountedUsage          reservation_effective_cost 0.60                        [0.00]
     #   A2 RIFee                    unused upfront 1.50 + unused recurring 0.50 = 2.00     [10.00]
     #   A3 Fee with reservation ARN 0                                                      [100.00]

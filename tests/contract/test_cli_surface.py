@@ -1,4 +1,5 @@
-"""SPEC §2: every command exists, answers --help with 0, bad usage 2, handled errors 1 + one line."""
+"""docs/design.md §2: every command exists, answers --help with 0, bad usage 2, handled errors 1 + one
+line."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def test_every_spec_command_is_listed_in_top_level_help() -> None:
         assert f" {name} " in out.stdout or f" {name}\n" in out.stdout, name
 
 
-# Each documented option of SPEC §2, spelled as SPEC spells it, must appear in that command's help.
+# Each documented option of docs/design.md §2, spelled as SPEC spells it, must appear in that command's help.
 OPTIONS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("agent",): (
         "--backend",

@@ -1,4 +1,4 @@
-"""SPEC §2/§5 `ingest cur`: a legacy CUR delivery in AWS's layout, with manifests, from a local
+"""docs/design.md §2/§5 `ingest cur`: a legacy CUR delivery in AWS's layout, with manifests, from a local
 directory and from s3://bucket/prefix on a real S3-compatible server (moto's standalone server).
 
 Layout (legacy CUR, report `gl`, October 2026):

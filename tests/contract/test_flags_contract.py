@@ -1,4 +1,4 @@
-"""SPEC §2 `flags --format json` and §7 underutilization, on the ledger warehouse plus one run.
+"""docs/design.md §2 `flags --format json` and §7 underutilization, on the ledger warehouse plus one run.
 
 Usage (ledger.py): i-shared gpus 0-3 j-s sm 0.5 (busy); gpu 4 j-m sm 0.1, 3600 s (underutilized);
 i-direct gpu 0 j-d sm 0.2, 3600 s (underutilized). A 30-minute hold at sm 0.05 (gpu 5, hour 01:00, its own
@@ -93,7 +93,8 @@ def test_ingest_runs_csv_with_job_and_team_columns(tmp_path: Path) -> None:
 
 def test_trainer_jsonl_nan_reaches_flags_like_runs_check(tmp_path: Path) -> None:
     # The trainer's own JSONL (StepMonitor log_path) for a run whose loss is NaN at step 6: JSON has no
-    # NaN, so the trainer writes `"loss": null` (SPEC §4). `runs check` and `flags` (after `ingest runs`)
+    # NaN, so the trainer writes `"loss": null` (docs/design.md §4). `runs check` and `flags` (after `ingest
+    # runs`)
     # must both report nan at step 6 (§7: the same definitions everywhere).
     from gpulens.trainer import StepMonitor
 
@@ -104,7 +105,7 @@ def test_trainer_jsonl_nan_reaches_flags_like_runs_check(tmp_path: Path) -> None
             step.record(loss=loss)
     monitor.close()
     # The same log without the trainer's own `anomaly` records (a rank whose health the trainer does not
-    # judge, or another writer of the SPEC §4 format): the `null` loss alone must still be a nan.
+    # judge, or another writer of the docs/design.md §4 format): the `null` loss alone must still be a nan.
     log.write_text(
         "".join(line + "\n" for line in log.read_text().splitlines() if '"kind":"anomaly"' not in line)
     )

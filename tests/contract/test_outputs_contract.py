@@ -1,5 +1,5 @@
-"""SPEC §2 outputs of `rules build`, `dashboards build` and `explorer`, checked from the outside:
-rules pass promtool and name only SPEC §3 metrics (or recording rules built on them), dashboards are
+"""docs/design.md §2 outputs of `rules build`, `dashboards build` and `explorer`, checked from the outside:
+rules pass promtool and name only docs/design.md §3 metrics (or recording rules built on them), dashboards are
 Grafana JSON, the explorer answers on 127.0.0.1."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.contract.support import gl, ok
 from tests.support.servers import free_port, gpulens_exe, http_get, require_binary, stop, wait_http
 
-# SPEC §3, verbatim (histograms add _bucket/_sum/_count).
+# docs/design.md §3, verbatim (histograms add _bucket/_sum/_count).
 SPEC_METRICS = {
     "gpulens_gpu_up",
     "gpulens_gpu_utilization_ratio",
@@ -39,7 +39,7 @@ SPEC_METRICS = {
     "gpulens_train_mfu_ratio",
     "gpulens_train_last_step_timestamp_seconds",
     "gpulens_train_loss_anomalies_total",
-    "gpulens_train_phase_seconds_total",  # SPEC §3 "Also exported" (goodput, §8)
+    "gpulens_train_phase_seconds_total",  # docs/design.md §3 "Also exported" (goodput, §8)
     "gpulens_train_attempt",
     "gpulens_agent_info",
     "gpulens_agent_sample_seconds",
@@ -114,7 +114,7 @@ def _hrefs(node: object) -> list[str]:
 
 
 def test_hourly_sm_active_rollup_survives_a_job_change(tmp_path: Path) -> None:
-    # SPEC §3: GPU series gain job_id/team when a job is mapped, so one GPU's
+    # docs/design.md §3: GPU series gain job_id/team when a job is mapped, so one GPU's
     # gpulens_gpu_sm_active_seconds_total is two series in an hour where a job starts at :30.
     # SM activity is 0.5 all hour (30 s per 1-minute sample) -> the hourly mean must be ~0.5, not 0.25.
     rules = tmp_path / "rules"

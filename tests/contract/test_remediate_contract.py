@@ -1,5 +1,6 @@
-"""SPEC §2 `gpulens remediate serve`: POST /alerts (Alertmanager v4), 401 wrong token, 400 malformed,
-dry-run unless --execute, every decision in the JSONL audit log with exactly the SPEC keys."""
+"""docs/design.md §2 `gpulens remediate serve`: POST /alerts (Alertmanager v4), 401 wrong token, 400
+malformed,
+dry-run unless --execute, every decision in the JSONL audit log with exactly the keys of docs/design.md §2."""
 
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ def test_execute_final_results_are_spec_words(tmp_path: Path) -> None:
         lines = audit_lines(audit)
     final = [
         ln for ln in lines if ln["result"] != "pending"
-    ]  # see the contract report: `pending` is not SPEC
+    ]  # see the contract report: `pending` is not in docs/design.md §2's result list
     assert [(ln["action"], ln["result"], ln["dry_run"]) for ln in final] == [("command", "done", False)]
     for line in lines:
         assert set(line) == AUDIT_KEYS, line

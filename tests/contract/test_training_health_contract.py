@@ -1,4 +1,4 @@
-"""SPEC §2 `runs check --format json` and §7 defaults, on loss curves written here.
+"""docs/design.md §2 `runs check --format json` and §7 defaults, on loss curves written here.
 
 Curves (step,loss CSV, steps 0..n-1; the base loss is flat so the smoothed baseline is exactly 2.0):
   A flat 2.0 x 200                                     -> nothing
@@ -83,7 +83,8 @@ def test_table_format_is_default(tmp_path: Path) -> None:
 
 
 def test_h_trainer_jsonl_is_accepted(tmp_path: Path) -> None:
-    # SPEC §2 `ingest runs`/§4: the trainer's JSONL holds wire-format records; anomaly records are skipped.
+    # docs/design.md §2 `ingest runs`/§4: the trainer's JSONL holds wire-format records; anomaly records are
+    # skipped.
     path = tmp_path / "run.jsonl"
     records = []
     for step, loss in enumerate(curve(200, s100_104=3.0)):

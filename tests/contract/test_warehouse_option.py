@@ -1,4 +1,4 @@
-"""SPEC §2: `--warehouse FILE` after the subcommand, anywhere among its arguments; else
+"""docs/design.md §2: `--warehouse FILE` after the subcommand, anywhere among its arguments; else
 $GPULENS_WAREHOUSE; else ./gpulens.duckdb in the working directory."""
 
 from __future__ import annotations

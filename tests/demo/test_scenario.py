@@ -1,5 +1,5 @@
 """The demo month's artifacts: deterministic, in the real layouts and columns, and with amounts that
-follow SPEC §6 (Savings Plan and RI lines consistent with each other)."""
+follow docs/design.md §6 (Savings Plan and RI lines consistent with each other)."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_savings_plan_lines_are_consistent(bill: pa.Table) -> None:
     for hour, fee in fees.items():
         assert fee["savings_plan_used_commitment"] == pytest.approx(used[hour])
         assert fee["savings_plan_total_commitment_to_date"] == fee["line_item_unblended_cost"] == 400.0
-    # 6 p5 x $98.32 x 0.6 = $353.952 used of $400: $46.048 an hour unused (SPEC §6: unallocated).
+    # 6 p5 x $98.32 x 0.6 = $353.952 used of $400: $46.048 an hour unused (docs/design.md §6: unallocated).
     assert fees[min(fees)]["savings_plan_used_commitment"] == pytest.approx(353.952)
 
 

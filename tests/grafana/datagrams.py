@@ -1,4 +1,4 @@
-"""A trainer stand-in for end-to-end tests: raw SPEC §4 datagrams to the agent's Unix socket."""
+"""A trainer stand-in for end-to-end tests: raw docs/design.md §4 datagrams to the agent's Unix socket."""
 
 from __future__ import annotations
 

@@ -126,7 +126,7 @@ def test_panels_have_descriptions_units_and_sm_activity_explained(name: str) -> 
     for panel, expr in targets(MODELS[name]):
         assert len(panel["description"]) > 40, panel["title"]
         if "gpulens_gpu_sm_active_seconds_total" in expr:
-            # The fallback is in the query and said in the words (SPEC §3).
+            # The fallback is in the query and said in the words (docs/design.md §3).
             assert "gpulens_gpu_utilization_ratio" in expr and 'source", "utilization_ratio"' in expr
             assert '"GPU utilization"' in panel["description"] and "fall back" in panel["description"]
             unit = panel["fieldConfig"]["defaults"]["unit"]

@@ -1,5 +1,5 @@
 """End to end with real parts: a real Prometheus scrapes a real `gpulens agent --backend sim` while a
-trainer stand-in sends SPEC §4 datagrams; every panel query of every dashboard (variables set to
+trainer stand-in sends docs/design.md §4 datagrams; every panel query of every dashboard (variables set to
 match-all), every annotation and variable query, and every recording rule returns series; and the XID and
 NaN alerts fire with the labels remediation matches on.
 

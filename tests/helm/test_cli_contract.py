@@ -1,5 +1,5 @@
 """Every command line the chart and the systemd unit run is accepted by the real `gpulens` parser
-(SPEC §2), so a renamed flag breaks this test instead of a DaemonSet in production."""
+(docs/design.md §2), so a renamed flag breaks this test instead of a DaemonSet in production."""
 
 from __future__ import annotations
 

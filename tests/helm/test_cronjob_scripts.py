@@ -1,5 +1,5 @@
 """The CronJobs' shell scripts, run by /bin/sh here exactly as rendered: they compute the time window (the
-last complete hour, the previous ISO week) at run time and hand `gpulens` the SPEC §2 arguments.
+last complete hour, the previous ISO week) at run time and hand `gpulens` the docs/design.md §2 arguments.
 
 `gpulens` on PATH is replaced by a recorder that writes its argv, one per line: what is under test is the
 chart's shell and quoting, not the commands themselves (their own suites test those)."""

@@ -1,4 +1,5 @@
-"""STYLE §10: every values.yaml key is commented and maps to a flag, a variable or a Kubernetes field;
+"""docs/design.md, convention 10: every values.yaml key is commented and maps to a flag, a variable or a
+Kubernetes field;
 values.yaml and values.schema.json describe the same keys."""
 
 from __future__ import annotations

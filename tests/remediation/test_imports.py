@@ -1,4 +1,4 @@
-"""SPEC §1 for remediation/: it reads the collector's XID catalog and metric names, nothing else."""
+"""docs/design.md §1 for remediation/: it reads the collector's XID catalog and metric names, nothing else."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A datagram socket standing in for the agent's (SPEC §4), bound by the test itself."""
+"""A datagram socket standing in for the agent's (docs/design.md §4), bound by the test itself."""
 
 from __future__ import annotations
 

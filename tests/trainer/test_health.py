@@ -1,4 +1,5 @@
-"""SPEC §7 detector: synthetic curves with known anomalies, real logs, and property tests on healthy noise."""
+"""docs/design.md §7 detector: synthetic curves with known anomalies, real logs, and property tests on
+healthy noise."""
 
 from __future__ import annotations
 

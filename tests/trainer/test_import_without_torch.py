@@ -1,4 +1,5 @@
-"""SPEC §1: `gpulens.trainer` imports, and StepMonitor works on plain numbers, with torch (and orjson)
+"""docs/design.md §1: `gpulens.trainer` imports, and StepMonitor works on plain numbers, with torch (and
+orjson)
 blocked."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""StepMonitor on the CPU: SPEC §4 records to a real datagram socket and a JSONL file, ranks, anomalies."""
+"""StepMonitor on the CPU: docs/design.md §4 records to a real datagram socket and a JSONL file, ranks,
+anomalies."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`gpulens runs check PATH [--format table|json]` (SPEC §2, §7) on CSV and trainer JSONL, and its errors."""
+"""`gpulens runs check PATH [--format table|json]` (docs/design.md §2, §7) on CSV and trainer JSONL, and its
+errors."""
 
 from __future__ import annotations
 

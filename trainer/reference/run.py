@@ -1,5 +1,5 @@
 """The reference trainer: a small decoder-only transformer learning a generated corpus, instrumented with
-StepMonitor, with switches that inject each failure SPEC §7 describes (for demos and tests).
+StepMonitor, with switches that inject each failure docs/design.md §7 describes (for demos and tests).
 
 - `diverge_at=K`: from step K the learning rate is multiplied by `diverge_factor` (a blow-up), and the
   loss really diverges: it leaves its minimum and stays away.

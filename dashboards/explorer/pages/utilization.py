@@ -1,4 +1,4 @@
-"""/utilization: the underutilized (GPU, job) pairs of SPEC §7 and a heatmap of SM activity per GPU.
+"""/utilization: the underutilized (GPU, job) pairs of docs/design.md §7 and a heatmap of SM activity per GPU.
 
 The table is `find_flags` (the function behind `gpulens flags`); the window ends at the newest usage
 hour in the warehouse. URL: `?window=24h|7d|30d&threshold=0.25&model=all|a100|h100&team=a,b`.
@@ -45,7 +45,8 @@ def layout(queries: Queries, params: Mapping[str, str]) -> html.Div:
                 "gpulens ingest usage --prometheus http://PROMETHEUS:9090 "
                 "--start 2026-10-01 --end 2026-11-01",
             ],
-            note="Usage rollups are the hourly GPU-seconds and SM activity the agent exports (SPEC §5).",
+            note="Usage rollups are the hourly GPU-seconds and SM activity the agent exports "
+            "(docs/design.md §5).",
         )
     f = filter_from_params(params, rng.teams)
     ignored = ignored_params(params, rng.teams)

@@ -6,7 +6,8 @@ agent.nodeIdentity).
 Reads the Node object from the API server: `spec.providerID` (`aws:///us-east-1a/i-0abc...`) gives the
 instance id and the well-known label `node.kubernetes.io/instance-type` the type. They go to
 OUT_DIR/instance-id and OUT_DIR/instance-type (empty files off AWS), which the agent's container passes
-as --instance-id/--instance-type: gpulens_node_info is what joins GPU usage to CUR resource ids (SPEC §6),
+as --instance-id/--instance-type: gpulens_node_info is what joins GPU usage to CUR resource ids
+(docs/design.md §6),
 and a DaemonSet cannot set per-node flags any other way (the downward API does not expose the Node).
 Runs in an init container that alone mounts the ServiceAccount token; standard library only.
 """
