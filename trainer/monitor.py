@@ -39,10 +39,10 @@ from gpulens.paths import default_socket_path
 from gpulens.trainer import context as _context
 from gpulens.trainer import mfu as _mfu
 from gpulens.trainer.health import DEFAULTS, Anomaly, HealthConfig, LossHealth
-from gpulens.trainer.reporter import Reporter
+from gpulens.trainer.reporter import Reporter, write_record
 from gpulens.trainer.sinks import JsonlSink, PrometheusSink, Sink, SocketSink
 from gpulens.trainer.timing import CpuTiming, CudaTiming, Timing
-from gpulens.wire import PHASE, RUN, encode
+from gpulens.wire import PHASE, RUN
 
 log = logging.getLogger("gpulens.trainer")
 
@@ -391,14 +391,8 @@ class StepMonitor:
         if self._reporter is not None:
             self._reporter.enqueue(record)
             return
-        try:
-            line = encode(record)
-        except (TypeError, ValueError):  # e.g. a phase name no encoder takes: lose the record, not the run
+        if not write_record(self.sinks, record, flush=True):
             self._unencodable += 1
-            return
-        for sink in self.sinks:
-            sink.emit(record, line)
-            sink.flush()
 
     def _call_back(self, reporter: Reporter) -> None:
         while reporter.fired:

@@ -31,6 +31,20 @@ MAX_PENDING = 4096  # steps whose end has not completed; beyond this the oldest 
 Finished = tuple[Any, Any, float]
 
 
+def write_record(sinks: Sequence[Sink], record: dict[str, Any], *, flush: bool = False) -> bool:
+    """Encode a run or phase record once and hand it to every sink (flushing each, when asked); False
+    when no encoder takes it (e.g. an odd phase name): the record is lost, not the run."""
+    try:
+        line = encode(record)
+    except (TypeError, ValueError):
+        return False
+    for sink in sinks:
+        sink.emit(record, line)
+        if flush:
+            sink.flush()
+    return True
+
+
 class Reporter:
     def __init__(
         self,
@@ -110,13 +124,8 @@ class Reporter:
             sink.close()
 
     def _write(self, record: dict[str, Any]) -> None:
-        try:
-            line = encode(record)
-        except (TypeError, ValueError):  # e.g. a phase name no encoder takes: lose the record, not the run
+        if not write_record(self.sinks, record):
             self.unencodable += 1
-            return
-        for sink in self.sinks:
-            sink.emit(record, line)
 
     def _judge(self, step: Any, ready: Any, ts: float) -> None:
         timing = self.timing

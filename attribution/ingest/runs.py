@@ -185,14 +185,27 @@ def _attempt(rec: dict[str, Any], path: Path, row: int) -> int | None:
     return attempt
 
 
-def _metric_row(rec: dict[str, Any], path: Path, row: int, *, null_is_nan: bool = False) -> list[Any]:
+def _job(rec: dict[str, Any], path: Path) -> str:
+    """A record without a job_id belongs to the log's job, named after its file."""
+    return str(rec.get("job_id") or path.stem)
+
+
+def _who(rec: dict[str, Any], path: Path, row: int) -> tuple[str, str | None, int | None]:
+    """Job, team and rank: the columns every step, phase and anomaly row starts with."""
+    return _job(rec, path), _team(rec.get("team")), _number(rec.get("rank"), path, row, "rank", int)
+
+
+def _required_step(rec: dict[str, Any], path: Path, row: int, record: str) -> int:
     step = _number(rec.get("step"), path, row, "step", int)
     if step is None:
-        raise GpulensError("a step record needs a step", path=path, row=row, field="step")
+        raise GpulensError(f"{record} needs a step", path=path, row=row, field="step")
+    return step
+
+
+def _metric_row(rec: dict[str, Any], path: Path, row: int, *, null_is_nan: bool = False) -> list[Any]:
+    step = _required_step(rec, path, row, "a step record")
     return [
-        str(rec.get("job_id") or path.stem),
-        _team(rec.get("team")),
-        _number(rec.get("rank"), path, row, "rank", int),
+        *_who(rec, path, row),
         step,
         _ts(rec.get("ts"), path, row),
         _loss(rec, path, row, null_is_nan),
@@ -215,9 +228,7 @@ def _phase_row(rec: dict[str, Any], path: Path, row: int, attempt: int) -> tuple
     if not isinstance(rec.get("phase"), str) or not rec["phase"]:
         raise GpulensError("a phase record needs a phase name", path=path, row=row, field="phase")
     return (
-        str(rec.get("job_id") or path.stem),
-        _team(rec.get("team")),
-        _number(rec.get("rank"), path, row, "rank", int),
+        *_who(rec, path, row),
         attempt,
         rec["phase"],
         start,
@@ -227,13 +238,9 @@ def _phase_row(rec: dict[str, Any], path: Path, row: int, attempt: int) -> tuple
 
 
 def _online_anomaly(rec: dict[str, Any], path: Path, row: int) -> tuple[Any, ...]:
-    step = _number(rec.get("step"), path, row, "step", int)
-    if step is None:
-        raise GpulensError("an anomaly record needs a step", path=path, row=row, field="step")
+    step = _required_step(rec, path, row, "an anomaly record")
     return (
-        str(rec.get("job_id") or path.stem),
-        _team(rec.get("team")),
-        _number(rec.get("rank"), path, row, "rank", int),
+        *_who(rec, path, row),
         step,
         rec["anomaly"],
         _number(rec.get("loss"), path, row, "loss"),
@@ -250,7 +257,7 @@ def read_jsonl(path: Path, counters: Counters | None = None) -> dict[str, _Run]:
     runs: dict[str, _Run] = {}
     for row, rec in read_records(path):
         kind = rec["kind"]
-        job = str(rec.get("job_id") or path.stem)
+        job = _job(rec, path)
         rank = _number(rec.get("rank"), path, row, "rank", int)
         counter = counters.setdefault((job, rank), AttemptCounter())
         if kind == STEP:

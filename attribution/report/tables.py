@@ -267,6 +267,33 @@ def teams(report: WeeklyReport) -> Table:
     )
 
 
+def cost_kinds(report: WeeklyReport) -> Table:
+    """Each team's spend split into GPU instance time (EC2, SageMaker, Capacity Blocks), the storage
+    behind training (FSx, S3, EFS, EBS) and everything else, beside each other (docs/design.md §6)."""
+    zero = Decimal(0)
+    rows = []
+    for t in sorted(report.allocation.teams, key=lambda t: (-t.total, t.team)):
+        other = t.total - t.gpu - t.storage
+        gpu, storage, rest = _parts([t.gpu, t.storage, other], t.total)
+        rows.append(
+            (
+                text(t.team),
+                money(t.gpu, gpu),
+                money(t.storage, storage),
+                money(other if other else zero, rest),
+                money(t.total, cents(t.total)),
+            )
+        )
+    return Table(
+        "cost_kinds",
+        "GPU and storage cost by team",
+        ("team", "gpu", "storage", "other", "total"),
+        tuple(rows),
+        note="Storage is the FSx, S3, EFS and EBS spend shared to a team by its cluster tag or tagged to it; "
+        "other is the rest of its tagged spend (networking, control planes).",
+    )
+
+
 def underutilized(report: WeeklyReport) -> Table:
     ranked = sorted(report.underutilized, key=lambda u: (-u.waste, u.node or "", u.gpu or 0))
     rows = tuple(
@@ -562,6 +589,7 @@ def sections(report: WeeklyReport) -> tuple[Table, ...]:
     return (
         headline(report),
         teams(report),
+        cost_kinds(report),
         underutilized(report),
         divergent(report),
         lost_training(report),

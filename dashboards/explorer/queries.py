@@ -217,7 +217,8 @@ class Queries:
         return self._cached(("cost_parts", f), compute)
 
     def team_table(self, f: CostFilter) -> pd.DataFrame:
-        """Per team: direct, shared, total, GPU hours, waste; idle and unallocated as their own rows."""
+        """Per team: direct, shared, total, of which GPU instance time and storage (FSx, S3, EFS: the
+        data sets and checkpoints behind training), GPU hours, waste; idle and unallocated as own rows."""
 
         def compute() -> pd.DataFrame:
             where, params = self._cost_where(f)
@@ -228,11 +229,15 @@ class Queries:
                     SELECT coalesce(team, '(' || category || ')') AS label, team,
                            sum(cost) FILTER (category = 'direct') AS direct,
                            sum(cost) FILTER (category IN ('shared_gpu', 'shared_other')) AS shared,
-                           sum(cost) AS total, sum(waste) AS waste
+                           sum(cost) AS total, sum(waste) AS waste,
+                           sum(cost) FILTER (cost_kind = 'gpu') AS gpu,
+                           sum(cost) FILTER (cost_kind = 'storage') AS storage
                     FROM allocations WHERE {where} GROUP BY label, team)
                 SELECT label AS team, round(CAST(coalesce(direct, 0) AS DOUBLE), 2) AS direct,
                        round(CAST(coalesce(shared, 0) AS DOUBLE), 2) AS shared,
                        round(CAST(total AS DOUBLE), 2) AS total,
+                       round(CAST(coalesce(gpu, 0) AS DOUBLE), 2) AS gpu_cost,
+                       round(CAST(coalesce(storage, 0) AS DOUBLE), 2) AS storage,
                        round(coalesce(u.gpu_hours, 0), 1) AS gpu_hours,
                        round(CAST(waste AS DOUBLE), 2) AS waste
                 FROM a LEFT JOIN ({usage}) u ON u.team = a.team

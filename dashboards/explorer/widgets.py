@@ -20,7 +20,6 @@ def number(decimals: int) -> Format:
 ONE_DECIMAL = number(1)
 PERCENT = Format(precision=1, scheme=Scheme.percentage)
 INTEGER = Format(precision=0, scheme=Scheme.fixed).group(True)
-GRAPH_CONFIG = {"displaylogo": False, "displayModeBar": False}
 
 
 def money_format(currency: str) -> Format:
@@ -79,6 +78,25 @@ def url_note(element_id: str, ignored: Sequence[str]) -> html.Div | None:
 
 def field(label: str, control: Any, *, width: str = "") -> html.Div:
     return html.Div(className=f"field {width}".strip(), children=[html.Label(label), control])
+
+
+def multi_select(
+    element_id: str, options: Sequence[str], value: Sequence[str], placeholder: str
+) -> dcc.Dropdown:
+    """A dropdown of several choices; the placeholder says what choosing none means."""
+    return dcc.Dropdown(
+        id=element_id, options=list(options), value=list(value), multi=True, placeholder=placeholder
+    )
+
+
+def teams_field(element_id: str, teams: Sequence[str], chosen: Sequence[str]) -> html.Div:
+    """Every page's team filter: none chosen reads as all teams."""
+    return field("Teams", multi_select(element_id, teams, chosen, "all teams"), width="wide")
+
+
+def graph(element_id: str) -> dcc.Graph:
+    """A figure without Plotly's logo and mode bar (the explorer's figures need neither)."""
+    return dcc.Graph(id=element_id, config={"displaylogo": False, "displayModeBar": False})
 
 
 def panel(title: Any, *children: Any, extra: Any = None) -> html.Section:

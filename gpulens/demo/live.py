@@ -118,7 +118,38 @@ def agent_argv(port: int, sock: Path, node: str, instance_id: str) -> list[str]:
 TRAINER_PACE = 5.0  # steps a second: the live panel moves, and the trainer leaves the laptop's core idle
 
 
-def trainer_argv(sock: Path, log_file: Path, steps: int) -> list[str]:
+@dataclass(frozen=True)
+class LiveTrainer:
+    """The live reference run, which fails once and is resumed: attempt 1 saves a checkpoint every
+    `checkpoint_every` steps and crashes at step `crash_at` (the steps since its last checkpoint are lost);
+    attempt 2 resumes from that checkpoint (docs/demo.md)."""
+
+    sock: Path
+    log_file: Path
+    checkpoints: Path
+    steps: int
+    checkpoint_every: int = 100
+    crash_at: int | None = 380  # ~80 s in at TRAINER_PACE: 80 steps after the step-300 checkpoint
+    pace: float = TRAINER_PACE
+
+    def argv(self, attempt: int) -> list[str]:
+        """Attempt 1 as planned to crash; a later one with `--resume` and no crash. The attempt is passed
+        explicitly: the demo is the launcher that counts the restarts."""
+        argv = [
+            *trainer_argv(self.sock, self.log_file, self.steps, self.pace),
+            "--checkpoint-dir",
+            str(self.checkpoints),
+            "--checkpoint-every",
+            str(self.checkpoint_every),
+            "--attempt",
+            str(attempt),
+        ]
+        if attempt > 1:
+            return [*argv, "--resume"]
+        return argv if self.crash_at is None else [*argv, "--crash-at", str(self.crash_at)]
+
+
+def trainer_argv(sock: Path, log_file: Path, steps: int, pace: float = TRAINER_PACE) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -136,8 +167,47 @@ def trainer_argv(sock: Path, log_file: Path, steps: int) -> list[str]:
         "--threads",
         "1",
         "--pace",
-        str(TRAINER_PACE),
+        str(pace),
     ]
+
+
+@dataclass
+class ResumingLauncher:
+    """Runs a `LiveTrainer` as a scheduler with one retry would: `start` launches attempt 1; `poll`, called
+    now and then by whoever runs the demo, starts the next attempt (with `--resume`) once the current one
+    has exited non-zero, up to `max_attempts`. Each attempt is a child of `procs` (log `trainer.log`, then
+    `trainer-attempt-2.log`), so stopping `procs` stops whichever is running."""
+
+    procs: Processes
+    trainer: LiveTrainer
+    max_attempts: int = 2
+    attempt: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> subprocess.Popen[bytes]:
+        self.attempt += 1
+        name = "trainer" if self.attempt == 1 else f"trainer-attempt-{self.attempt}"
+        self.proc = self.procs.start(name, self.trainer.argv(self.attempt))
+        return self.proc
+
+    def poll(self) -> bool:
+        """True when the current attempt had failed and the next one was started now."""
+        if self.proc is None or self.attempt >= self.max_attempts:
+            return False
+        code = self.proc.poll()
+        if code is None or code == 0:
+            return False
+        log.info(
+            "live trainer attempt %d exited %d; resuming as attempt %d", self.attempt, code, self.attempt + 1
+        )
+        self.start()
+        return True
+
+    def done(self) -> bool:
+        """The last attempt has ended (cleanly, or failed with no attempt left)."""
+        if self.proc is None or self.proc.poll() is None:
+            return False
+        return self.proc.returncode == 0 or self.attempt >= self.max_attempts
 
 
 def prometheus_argv(home: Path, port: int, agent_port: int) -> list[str] | None:

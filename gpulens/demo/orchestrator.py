@@ -4,8 +4,10 @@ print where to look, and on Ctrl-C or SIGTERM stop everything it started."""
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,21 +43,23 @@ def run(
     server: ExplorerServer | None = None
     try:
         built = build(config.workdir.resolve(), seed=config.seed, rebuild=config.rebuild, say=say)
-        prometheus = _start_live(config, built, procs, say) if config.live and not stop.is_set() else None
+        started = _start_live(config, built, procs, say) if config.live and not stop.is_set() else None
         if stop.is_set():
             return 0
         try:
+            prometheus = started.prometheus if started else None
             server = ExplorerServer(ExplorerConfig(built.warehouse, config.host, config.port, prometheus))
         except OSError as exc:
             raise GpulensError(
                 f"cannot serve the explorer on {config.host}:{config.port}: {exc.strerror or exc}; try --port"
             ) from exc
         server.start()
-        say(_guide(server.url, built, procs, prometheus))
-        live_log = config.workdir.resolve() / "live" / LIVE_LOG
-        while not stop.wait(LIVE_INGEST_EVERY_S):
-            if config.live:
-                ingest_live_run(built, live_log)
+        say(_guide(server.url, built, procs, started))
+        if started is not None:
+            _watch_live(started, built, stop, say)
+        else:
+            while not stop.wait(LIVE_INGEST_EVERY_S):  # a timeout, so that signals are seen promptly
+                pass
         say("stopping the demo ...")
         return 0
     finally:
@@ -67,6 +71,30 @@ def run(
 
 LIVE_LOG = "live-demo-run.jsonl"
 LIVE_INGEST_EVERY_S = 20.0
+LIVE_POLL_S = 1.0  # how soon a crashed trainer attempt is restarted (the restart gap's floor)
+
+
+@dataclass(frozen=True)
+class Live:
+    trainer: live.ResumingLauncher
+    prometheus: str | None  # its URL, when one is installed and ready
+
+
+def _watch_live(started: Live, built: DemoBuild, stop: threading.Event, say: Callable[[str], None]) -> None:
+    """Until `stop`: restart the live trainer with --resume when its first attempt crashes, and ingest its
+    log every LIVE_INGEST_EVERY_S (and right after a restart, so /training shows the crash soon)."""
+    launcher = started.trainer
+    next_ingest = time.monotonic() + LIVE_INGEST_EVERY_S
+    while not stop.wait(LIVE_POLL_S):
+        if launcher.poll():
+            say(
+                f"live trainer attempt {launcher.attempt - 1} crashed at step {launcher.trainer.crash_at} "
+                f"(--crash-at); restarted with --resume as attempt {launcher.attempt}"
+            )
+            next_ingest = time.monotonic()
+        if time.monotonic() >= next_ingest:
+            ingest_live_run(built, launcher.trainer.log_file)
+            next_ingest = time.monotonic() + LIVE_INGEST_EVERY_S
 
 
 def ingest_live_run(built: DemoBuild, log_file: Path) -> bool:
@@ -87,8 +115,9 @@ def ingest_live_run(built: DemoBuild, log_file: Path) -> bool:
 
 def _start_live(
     config: DemoConfig, built: DemoBuild, procs: live.Processes, say: Callable[[str], None]
-) -> str | None:
-    """Agent on a simulated H100 node, the reference trainer reporting to it, Prometheus if installed."""
+) -> Live:
+    """Agent on a simulated H100 node, the reference trainer reporting to it (a run that crashes once and
+    is resumed), Prometheus if installed."""
     node = built.scenario.nodes[-1]
     sock = config.workdir.resolve() / "run" / "agent.sock"
     sock.parent.mkdir(parents=True, exist_ok=True)
@@ -97,11 +126,26 @@ def _start_live(
     if not live.wait_http(f"http://127.0.0.1:{agent_port}/healthz", agent):
         raise GpulensError(f"the agent did not start; see {procs.logs / 'agent.log'}")
     say(f"agent (simulated 8x H100) on http://127.0.0.1:{agent_port}/metrics")
-    procs.start(
-        "trainer",
-        live.trainer_argv(sock, config.workdir.resolve() / "live" / LIVE_LOG, config.trainer_steps),
+    launcher = live.ResumingLauncher(procs, _live_trainer(config, sock))
+    launcher.start()
+    say(
+        f"reference trainer 'live-demo-run' training on the CPU, reporting to {sock}; attempt 1 crashes at "
+        f"step {launcher.trainer.crash_at} and is resumed from its last checkpoint"
     )
-    say(f"reference trainer 'live-demo-run' training on the CPU, reporting to {sock}")
+    return Live(launcher, _start_prometheus(config, procs, agent_port))
+
+
+def _live_trainer(config: DemoConfig, sock: Path) -> live.LiveTrainer:
+    """The live run starts over with each demo: a log appended to from an earlier demo, or checkpoints and
+    an attempt count left in its directory, would read as more attempts of one run."""
+    home = config.workdir.resolve() / "live"
+    trainer = live.LiveTrainer(sock, home / LIVE_LOG, home / "checkpoints", config.trainer_steps)
+    trainer.log_file.unlink(missing_ok=True)
+    shutil.rmtree(trainer.checkpoints, ignore_errors=True)
+    return trainer
+
+
+def _start_prometheus(config: DemoConfig, procs: live.Processes, agent_port: int) -> str | None:
     home = config.workdir.resolve() / "prometheus"
     prom_port = live.free_port()
     argv = live.prometheus_argv(home, prom_port, agent_port)
@@ -112,7 +156,7 @@ def _start_live(
     return url if live.wait_http(f"{url}/-/ready", prom, timeout=20) else None
 
 
-def _guide(url: str, built: DemoBuild, procs: live.Processes, prometheus: str | None) -> str:
+def _guide(url: str, built: DemoBuild, procs: live.Processes, started: Live | None) -> str:
     period = built.scenario.period
     total = built.summary.get("total")
     money = f" (${total:,.0f} amortized)" if isinstance(total, (int, float)) else ""
@@ -127,8 +171,16 @@ def _guide(url: str, built: DemoBuild, procs: live.Processes, prometheus: str | 
         "                       waste in dollars; node-05 is an A100 without DCGM (coarse utilization)",
         f"  {url}/training      llm-70b-pretrain diverges and keeps burning H100 time;",
         "                       asr-conformer-xl goes NaN",
-        "",
     ]
+    if started is not None:
+        trainer = started.trainer.trainer
+        lines += [
+            f"                       live-demo-run (live) crashes at step {trainer.crash_at}, resumes from",
+            "                       a checkpoint: 2 attempts, wasted progress, a restart gap in its goodput",
+            f"                       (ingested every ~20 s); `gpulens runs goodput {trainer.log_file}`",
+        ]
+    lines.append("")
+    prometheus = started.prometheus if started else None
     if procs.children:
         lines.append(
             f"live: {', '.join(name for name, _ in procs.children)} running; logs in {procs.logs}"

@@ -40,6 +40,18 @@ def test_cost_page_shows_the_allocation_of_gpulens_attribute(demo_data: DemoBuil
     assert queries.spend_by_day(OCTOBER).cost.sum() == pytest.approx(totals["total"])
 
 
+def test_team_table_shows_gpu_and_storage_beside_each_other(demo_data: DemoBuild, queries: Queries) -> None:
+    """The demo's FSx file system and checkpoint bucket are storage shared by cluster tag: each team's
+    storage is the allocation's `TeamCost.storage`, its GPU instance time `TeamCost.gpu`."""
+    with Warehouse(demo_data.warehouse).connect(read_only=True) as con:
+        allocation = allocate_period(con, "2026-10")
+    table = queries.team_table(OCTOBER).set_index("team")
+    for t in allocation.teams:
+        assert table.loc[t.team, "gpu_cost"] == pytest.approx(float(t.gpu), abs=0.01)
+        assert table.loc[t.team, "storage"] == pytest.approx(float(t.storage), abs=0.01)
+    assert sum(float(t.storage) for t in allocation.teams) > 0  # the demo's FSx and S3 reach the teams
+
+
 def test_billed_view_is_the_billed_allocation(demo_data: DemoBuild, queries: Queries) -> None:
     with Warehouse(demo_data.warehouse).connect(read_only=True) as con:
         billed = allocate_period(con, "2026-10", basis="billed")

@@ -2,7 +2,8 @@
 
 Week 2026-W47 (Mon 2026-11-16 .. Mon 2026-11-23), USD, amortized:
   search: direct 1,000.005 + shared 234.5678 = 1,234.5728 (waste 100.125, 150.5 GPU-hours)
-  vision: direct 0 + shared 45.10 = 45.10 (waste 40.004, 20 GPU-hours)
+          of it GPU 1,100.00, storage 100.00, other 34.5728 (shown 34.57)
+  vision: direct 0 + shared 45.10 = 45.10 (waste 40.004, 20 GPU-hours), all GPU
   idle 70.3272, unallocated 12.00 (i-0abc 10.00, tax 2.00)   -> total 1,362.00
 Previous week: search 1,000.00, vision 0 (absent), idle 100.00, unallocated 0 -> total 1,100.00
 Bridge (amortized / billed): usage 1,300.00 / 1,300.00; SP/RI usage 50.00 / 0; commitment fees
@@ -48,8 +49,8 @@ def sample_report(*, missing_days: tuple[date, ...] = ()) -> WeeklyReport:
         currency="USD",
         basis="amortized",
         teams=(
-            TeamCost("search", D("1000.005"), D("234.5678"), D("150.5"), D("100.125")),
-            TeamCost("vision", D("0"), D("45.10"), D("20"), D("40.004")),
+            TeamCost("search", D("1000.005"), D("234.5678"), D("150.5"), D("100.125"), D("1100"), D("100")),
+            TeamCost("vision", D("0"), D("45.10"), D("20"), D("40.004"), D("45.10")),
         ),
         idle=D("70.3272"),
         unallocated=D("12.00"),

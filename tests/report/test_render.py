@@ -33,6 +33,7 @@ def test_csv_has_every_section_and_the_teams_to_the_cent(files: dict[str, bytes]
     assert list(sec) == [
         "headline",
         "teams",
+        "cost_kinds",
         "underutilized",
         "divergent_runs",
         "lost_training",
@@ -51,6 +52,11 @@ def test_csv_has_every_section_and_the_teams_to_the_cent(files: dict[str, bytes]
     assert recon["difference"] == "0.00"
     assert [r["resource_id"] for r in sec["unallocated"]] == ["i-0abc", "(no resource id)"]
     assert sec["divergent_runs"][0]["spend after onset"] == "321.99"
+    kinds = {r["team"]: (r["gpu"], r["storage"], r["other"], r["total"]) for r in sec["cost_kinds"]}
+    assert kinds == {
+        "search": ("1100.00", "100.00", "34.57", "1234.57"),
+        "vision": ("45.10", "0.00", "0.00", "45.10"),
+    }
 
 
 def test_xlsx_money_is_numbers_in_a_currency_format(files: dict[str, bytes]) -> None:

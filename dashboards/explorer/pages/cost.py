@@ -37,12 +37,14 @@ VIEW_TITLES = {
 }
 # The rows "(idle)" and "(unallocated)" of the team table drill into these views.
 DRILL_VIEWS = {"(idle)": "idle", "(unallocated)": "unallocated"}
-MONEY_COLUMNS = {"direct", "shared", "total", "waste", "cost"}
+MONEY_COLUMNS = {"direct", "shared", "total", "gpu_cost", "storage", "waste", "cost"}
 LABELS = {
     "team": "Team",
     "direct": "Direct",
     "shared": "Shared",
     "total": "Total",
+    "gpu_cost": "of which GPU",
+    "storage": "of which storage",
     "gpu_hours": "GPU hours",
     "waste": "Of which wasted",
     "job_id": "Job",
@@ -110,17 +112,7 @@ def layout(queries: Queries, params: Mapping[str, str]) -> html.Div:
                     display_format="YYYY-MM-DD",
                 ),
             ),
-            widgets.field(
-                "Teams",
-                dcc.Dropdown(
-                    id=ids.COST_TEAMS,
-                    options=list(rng.teams),
-                    value=list(f.teams),
-                    multi=True,
-                    placeholder="all teams",
-                ),
-                width="wide",
-            ),
+            widgets.teams_field(ids.COST_TEAMS, rng.teams, f.teams),
             widgets.field(
                 "Cost",
                 widgets.radio(ids.COST_BASIS, [("amortized", "Amortized"), ("billed", "Billed")], f.basis),
@@ -138,7 +130,7 @@ def layout(queries: Queries, params: Mapping[str, str]) -> html.Div:
             widgets.loading(
                 html.Div(id=ids.COST_NOTE),
                 html.Div(id=ids.COST_CARDS),
-                widgets.panel("Spend per day", dcc.Graph(id=ids.COST_CHART, config=widgets.GRAPH_CONFIG)),
+                widgets.panel("Spend per day", widgets.graph(ids.COST_CHART)),
                 element_id=ids.COST_LOADING,
             ),
             widgets.panel(

@@ -71,17 +71,7 @@ def layout(queries: Queries, params: Mapping[str, str]) -> html.Div:
     controls = html.Div(
         className="filters",
         children=[
-            widgets.field(
-                "Teams",
-                dcc.Dropdown(
-                    id=ids.TRAIN_TEAMS,
-                    options=list(rng.teams),
-                    value=teams,
-                    multi=True,
-                    placeholder="all teams",
-                ),
-                width="wide",
-            ),
+            widgets.teams_field(ids.TRAIN_TEAMS, rng.teams, teams),
             widgets.field(
                 "Run",
                 dcc.Dropdown(id=ids.TRAIN_RUN, options=list(runs.job_id), value=run, clearable=False),
@@ -89,13 +79,7 @@ def layout(queries: Queries, params: Mapping[str, str]) -> html.Div:
             ),
             widgets.field(
                 "Overlay runs",
-                dcc.Dropdown(
-                    id=ids.TRAIN_COMPARE,
-                    options=list(runs.job_id),
-                    value=compare,
-                    multi=True,
-                    placeholder="compare with ...",
-                ),
+                widgets.multi_select(ids.TRAIN_COMPARE, runs.job_id, compare, "compare with ..."),
                 width="wide",
             ),
         ],
@@ -142,17 +126,12 @@ def layout(queries: Queries, params: Mapping[str, str]) -> html.Div:
                     children=[
                         widgets.panel(
                             "Loss (anomaly where detected; last good step = the loss minimum before it)",
-                            dcc.Graph(id=ids.TRAIN_LOSS, config=widgets.GRAPH_CONFIG),
+                            widgets.graph(ids.TRAIN_LOSS),
                         ),
-                        widgets.panel(
-                            "Step time and MFU", dcc.Graph(id=ids.TRAIN_PERF, config=widgets.GRAPH_CONFIG)
-                        ),
+                        widgets.panel("Step time and MFU", widgets.graph(ids.TRAIN_PERF)),
                     ],
                 ),
-                widgets.panel(
-                    "Gradient norm and learning rate",
-                    dcc.Graph(id=ids.TRAIN_OPTIMIZER, config=widgets.GRAPH_CONFIG),
-                ),
+                widgets.panel("Gradient norm and learning rate", widgets.graph(ids.TRAIN_OPTIMIZER)),
                 element_id=ids.TRAIN_LOADING,
             ),
         ]
@@ -167,11 +146,9 @@ def goodput_panels() -> html.Div:
         children=[
             widgets.panel(
                 "Goodput of the run: where its wall time went and what the lost time cost",
-                dcc.Graph(id=ids.TRAIN_GOODPUT, config=widgets.GRAPH_CONFIG),
+                widgets.graph(ids.TRAIN_GOODPUT),
             ),
-            widgets.panel(
-                "Badput by team and cause", dcc.Graph(id=ids.TRAIN_BADPUT, config=widgets.GRAPH_CONFIG)
-            ),
+            widgets.panel("Badput by team and cause", widgets.graph(ids.TRAIN_BADPUT)),
         ],
     )
 

@@ -65,17 +65,7 @@ def layout(queries: Queries, params: Mapping[str, str]) -> html.Div:
                 ),
             ),
             widgets.field("GPU", widgets.radio(ids.UTIL_MODEL, list(MODELS), f.model)),
-            widgets.field(
-                "Teams",
-                dcc.Dropdown(
-                    id=ids.UTIL_TEAMS,
-                    options=list(rng.teams),
-                    value=list(f.teams),
-                    multi=True,
-                    placeholder="all teams",
-                ),
-                width="wide",
-            ),
+            widgets.teams_field(ids.UTIL_TEAMS, rng.teams, f.teams),
         ],
     )
     live = []
@@ -100,7 +90,7 @@ def layout(queries: Queries, params: Mapping[str, str]) -> html.Div:
                 ),
                 widgets.panel(
                     "SM activity per GPU",
-                    dcc.Graph(id=ids.UTIL_HEATMAP, config=widgets.GRAPH_CONFIG),
+                    widgets.graph(ids.UTIL_HEATMAP),
                     html.P(HEATMAP_GAPS, className="muted"),
                 ),
                 element_id=ids.UTIL_LOADING,
