@@ -554,8 +554,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     lines += [
         "",
-        "orjson is a core dependency; the fallback keeps `gpulens.trainer` working where only torch is "
-        "installed. Both write the same JSON values (non-finite numbers as null).",
+        "orjson comes with `gpulens[trainer]` (the core has no dependencies); the fallback keeps "
+        "`gpulens.trainer` working where only torch is installed. Both write the same JSON values "
+        "(non-finite numbers as null).",
         "",
     ]
     text = "\n".join(lines)

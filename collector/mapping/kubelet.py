@@ -107,7 +107,7 @@ class PodResourcesClient:
             import grpc
         except ImportError:
             raise GpulensError(
-                "grpcio is not installed: pod-resources mapping is off (pip install grpcio)"
+                "grpcio is not installed: pod-resources mapping is off (pip install 'gpulens[kubelet]')"
             ) from None
         self._channel = grpc.insecure_channel(f"unix://{socket}")
         self._call = self._channel.unary_unary(

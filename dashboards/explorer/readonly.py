@@ -8,6 +8,7 @@ closed `idle_s` seconds after the last query; a changed file (a new ingest) is o
 
 from __future__ import annotations
 
+import atexit
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,9 @@ class ReadOnlyWarehouse:
         self._users = 0
         self._timer: threading.Timer | None = None
         self._cursors: set[duckdb.DuckDBPyConnection] = set()
+        # Close before the interpreter tears down: a connection left to finalization, with an idle
+        # timer thread still pending, can abort the process from DuckDB's C++ side on exit.
+        atexit.register(self.close)
 
     def version(self) -> int:
         """Changes whenever the file is rewritten (mtime in ns); 0 while it does not exist."""

@@ -99,6 +99,11 @@ def graph(element_id: str) -> dcc.Graph:
     return dcc.Graph(id=element_id, config={"displaylogo": False, "displayModeBar": False})
 
 
+def two_columns(left: Any, right: Any) -> html.Div:
+    """Two panels side by side, the left one wider (style.css `.two-col`: 3 to 2)."""
+    return html.Div(className="two-col", children=[left, right])
+
+
 def panel(title: Any, *children: Any, extra: Any = None) -> html.Section:
     head = html.Div(className="panel-head", children=[html.H2(title), extra])
     return html.Section(className="panel", children=[head, *children])

@@ -140,31 +140,35 @@ def now_panels() -> tuple[Panel, ...]:
             no_value="0",
             options=STAT,
         ),
-        Panel(
+        per_hour_stat(
             "GPU spend now (per hour)",
-            "stat",
             f"Held GPUs x the price of a GPU-second of their instance type and team {PRICES_HOW}, per hour.",
-            (Target(f"sum(\n{priced(held('5m'))}\n) * 3600", instant=True),),
-            unit=MONEY_UNIT,
-            decimals=2,
-            width=12,
-            height=4,
-            thresholds=(Step("blue"),),
-            options=STAT | {"colorMode": "value"},
+            held("5m"),
+            "blue",
         ),
-        Panel(
+        per_hour_stat(
             "Wasted now (per hour)",
-            "stat",
             f"Held x (1 - SM activity) x the price of a GPU-second {PRICES_HOW}, per hour, with "
             + SM_ACTIVITY_WHY,
-            (Target(f"sum(\n{priced(idle_of_held('5m'))}\n) * 3600", instant=True),),
-            unit=MONEY_UNIT,
-            decimals=2,
-            width=12,
-            height=4,
-            thresholds=(Step("orange"),),
-            options=STAT | {"colorMode": "value"},
+            idle_of_held("5m"),
+            "orange",
         ),
+    )
+
+
+def per_hour_stat(title: str, description: str, gpus: str, color: str) -> Panel:
+    """The fleet's money per hour now: the GPUs of `gpus` priced per GPU-second, summed, x 3600."""
+    return Panel(
+        title,
+        "stat",
+        description,
+        (Target(f"sum(\n{priced(gpus)}\n) * 3600", instant=True),),
+        unit=MONEY_UNIT,
+        decimals=2,
+        width=12,
+        height=4,
+        thresholds=(Step(color),),
+        options=STAT | {"colorMode": "value"},
     )
 
 

@@ -104,29 +104,35 @@ def range_panels() -> tuple[Panel, ...]:
             thresholds=RATIO_STEPS,
             options=BAR,
         ),
-        Panel(
+        money_by_team(
             "Spend, by team",
-            "bargauge",
             f"GPU time each team held in the range x the price of a GPU-second {PRICES_HOW}.",
-            (Target(spend("team"), "{{team}}", instant=True),),
-            unit=MONEY_UNIT,
-            min=0,
-            decimals=2,
-            width=12,
-            options=BAR,
+            spend("team"),
         ),
-        Panel(
+        money_by_team(
             "Waste in money, by team",
-            "bargauge",
             f"Held x (1 - SM activity) x the price of a GPU-second {PRICES_HOW}, with " + SM_ACTIVITY_WHY,
-            (Target(wasted_money("team"), "{{team}}", instant=True),),
-            unit=MONEY_UNIT,
-            min=0,
-            decimals=2,
-            width=12,
-            options=BAR,
+            wasted_money("team"),
             thresholds=(Step("orange"),),
         ),
+    )
+
+
+def money_by_team(
+    title: str, description: str, expr: str, thresholds: tuple[Step, ...] = Panel.thresholds
+) -> Panel:
+    """One bar of money per team over the time range (`expr` is by team)."""
+    return Panel(
+        title,
+        "bargauge",
+        description,
+        (Target(expr, "{{team}}", instant=True),),
+        unit=MONEY_UNIT,
+        min=0,
+        decimals=2,
+        width=12,
+        options=BAR,
+        thresholds=thresholds,
     )
 
 

@@ -115,7 +115,7 @@ def agent_argv(port: int, sock: Path, node: str, instance_id: str) -> list[str]:
     )
 
 
-TRAINER_PACE = 5.0  # steps a second: the live panel moves, and the trainer leaves the laptop's core idle
+TRAINER_PACE = 2.0  # steps a second: the live panel moves, and the trainer leaves the laptop's core idle
 
 
 @dataclass(frozen=True)
@@ -128,8 +128,8 @@ class LiveTrainer:
     log_file: Path
     checkpoints: Path
     steps: int
-    checkpoint_every: int = 100
-    crash_at: int | None = 380  # ~80 s in at TRAINER_PACE: 80 steps after the step-300 checkpoint
+    checkpoint_every: int = 50
+    crash_at: int | None = 170  # ~85 s in at TRAINER_PACE: 20 steps after the step-150 checkpoint
     pace: float = TRAINER_PACE
 
     def argv(self, attempt: int) -> list[str]:
@@ -176,7 +176,9 @@ class ResumingLauncher:
     """Runs a `LiveTrainer` as a scheduler with one retry would: `start` launches attempt 1; `poll`, called
     now and then by whoever runs the demo, starts the next attempt (with `--resume`) once the current one
     has exited non-zero, up to `max_attempts`. Each attempt is a child of `procs` (log `trainer.log`, then
-    `trainer-attempt-2.log`), so stopping `procs` stops whichever is running."""
+    `trainer-attempt-2.log`), so stopping `procs` stops whichever is running. Call `poll` from the thread
+    that lives as long as the demo (the main one): a child gets its parent-death signal when the thread
+    that started it ends."""
 
     procs: Processes
     trainer: LiveTrainer
@@ -197,7 +199,7 @@ class ResumingLauncher:
         code = self.proc.poll()
         if code is None or code == 0:
             return False
-        log.info(
+        log.debug(  # the demo tells the user itself
             "live trainer attempt %d exited %d; resuming as attempt %d", self.attempt, code, self.attempt + 1
         )
         self.start()

@@ -56,7 +56,7 @@ def run(
         server.start()
         say(_guide(server.url, built, procs, started))
         if started is not None:
-            _watch_live(started, built, stop, say)
+            watch_live(started, built, stop, say)
         else:
             while not stop.wait(LIVE_INGEST_EVERY_S):  # a timeout, so that signals are seen promptly
                 pass
@@ -80,11 +80,18 @@ class Live:
     prometheus: str | None  # its URL, when one is installed and ready
 
 
-def _watch_live(started: Live, built: DemoBuild, stop: threading.Event, say: Callable[[str], None]) -> None:
+def watch_live(
+    started: Live,
+    built: DemoBuild,
+    stop: threading.Event,
+    say: Callable[[str], None],
+    *,
+    ingest_every: float = LIVE_INGEST_EVERY_S,
+) -> None:
     """Until `stop`: restart the live trainer with --resume when its first attempt crashes, and ingest its
-    log every LIVE_INGEST_EVERY_S (and right after a restart, so /training shows the crash soon)."""
+    log every `ingest_every` seconds (and right after a restart, so /training shows the crash soon)."""
     launcher = started.trainer
-    next_ingest = time.monotonic() + LIVE_INGEST_EVERY_S
+    next_ingest = time.monotonic() + ingest_every
     while not stop.wait(LIVE_POLL_S):
         if launcher.poll():
             say(
@@ -94,7 +101,7 @@ def _watch_live(started: Live, built: DemoBuild, stop: threading.Event, say: Cal
             next_ingest = time.monotonic()
         if time.monotonic() >= next_ingest:
             ingest_live_run(built, launcher.trainer.log_file)
-            next_ingest = time.monotonic() + LIVE_INGEST_EVERY_S
+            next_ingest = time.monotonic() + ingest_every
 
 
 def ingest_live_run(built: DemoBuild, log_file: Path) -> bool:

@@ -56,12 +56,11 @@ def _openmetrics(h0: datetime) -> str:
     )
 
 
-def test_usage_from_prometheus(tmp_path: Path, gpulens: Callable[..., int], warehouse: Path) -> None:
+def _backfill(tmp_path: Path, openmetrics: str) -> None:
+    """Write the series as TSDB blocks where `run_prometheus(tmp_path)` keeps its data."""
     promtool = require_binary("promtool")
-    now = datetime.now(timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0)
-    h0 = now - timedelta(hours=5)
     source = tmp_path / "series.om"
-    source.write_text(_openmetrics(h0))
+    source.write_text(openmetrics)
     data = tmp_path / "prometheus" / "data"
     data.mkdir(parents=True)
     subprocess.run(
@@ -70,6 +69,12 @@ def test_usage_from_prometheus(tmp_path: Path, gpulens: Callable[..., int], ware
         capture_output=True,
         timeout=120,
     )
+
+
+def test_usage_from_prometheus(tmp_path: Path, gpulens: Callable[..., int], warehouse: Path) -> None:
+    now = datetime.now(timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+    h0 = now - timedelta(hours=5)
+    _backfill(tmp_path, _openmetrics(h0))
     with run_prometheus(tmp_path, targets=[]) as prom:
         code = gpulens(
             "ingest",
@@ -144,19 +149,9 @@ def test_each_job_gets_the_sm_mean_of_its_own_seconds(
       j4 held gpu 1 for 1200 s at 0.9 -> 0.9, j5 for 2400 s at 0.3 -> 0.3 (before: both
       0.9 x 1/3 + 0.3 x 2/3 = 0.5)
     """
-    promtool = require_binary("promtool")
     now = datetime.now(timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0)
     h0 = now - timedelta(hours=5)
-    source = tmp_path / "series.om"
-    source.write_text(_shared_hour_openmetrics(h0))
-    data = tmp_path / "prometheus" / "data"
-    data.mkdir(parents=True)
-    subprocess.run(
-        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    _backfill(tmp_path, _shared_hour_openmetrics(h0))
     with run_prometheus(tmp_path, targets=[]) as prom:
         code = gpulens(
             "ingest", "usage", "--prometheus", prom.url,

@@ -48,10 +48,13 @@ def test_demo_serves_and_stops_cleanly(demo_data: DemoBuild, tmp_path: Path, sig
         children = psutil.Process(proc.pid).children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)
         assert "agent" in names and "gpulens.trainer.reference" in names, names
+        # attempt 1 of the crash-and-resume run (tests/demo/test_live_resume.py runs one through)
+        assert f"--checkpoint-dir {workdir / 'live' / 'checkpoints'}" in names and "--crash-at" in names
         assert "gpulens" in http_get(f"http://127.0.0.1:{port}/cost")
         text = log.read_text()
         assert "reusing the demo month" in text
         assert f"http://127.0.0.1:{port}" in text and "/utilization" in text and "/training" in text
+        assert "live-demo-run (live) crashes at step" in text
         if sig == signal.SIGINT:
             assert_trainer_reports_to_agent(log)
         if sig == signal.SIGINT:

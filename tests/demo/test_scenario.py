@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pyarrow as pa
@@ -62,7 +62,7 @@ def test_savings_plan_lines_are_consistent(bill: pa.Table) -> None:
     assert sum(r["line_item_unblended_cost"] for r in covered) == pytest.approx(
         -sum(r["line_item_unblended_cost"] for r in negation)
     )
-    used = Counter()
+    used: defaultdict[object, float] = defaultdict(float)  # committed dollars used per hour
     for r in covered:
         used[r["line_item_usage_start_date"]] += r["savings_plan_savings_plan_effective_cost"]
     for hour, fee in fees.items():

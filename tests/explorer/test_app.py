@@ -69,18 +69,23 @@ def test_auth_variable_is_user_colon_password() -> None:
         auth_from_env("nopassword")
 
 
+def _explorer_on_new_warehouse(port: int, tmp_path: Path) -> list[str]:
+    """`gpulens explorer` on `port` with default binding, creating an empty warehouse under tmp_path."""
+    return [
+        gpulens_exe(),
+        "explorer",
+        "--port",
+        str(port),
+        "--create",
+        "--warehouse",
+        str(tmp_path / "w.duckdb"),
+    ]
+
+
 def test_command_binds_localhost_by_default(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [
-            gpulens_exe(),
-            "explorer",
-            "--port",
-            str(port),
-            "--create",
-            "--warehouse",
-            str(tmp_path / "w.duckdb"),
-        ],
+        _explorer_on_new_warehouse(port, tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -101,15 +106,7 @@ def test_command_reports_a_busy_port_in_one_line(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         done = subprocess.run(
-            [
-                gpulens_exe(),
-                "explorer",
-                "--port",
-                str(port),
-                "--create",
-                "--warehouse",
-                str(tmp_path / "w.duckdb"),
-            ],
+            _explorer_on_new_warehouse(port, tmp_path),
             capture_output=True,
             text=True,
             timeout=60,

@@ -74,7 +74,7 @@ def expected(record: dict[str, Any]) -> dict[str, Any]:
 def test_orjson_and_the_fallback_write_the_same_values_in_the_same_order(
     fields: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert wire._orjson is not None  # a core dependency: installed here
+    assert wire._orjson is not None  # installed here with gpulens[trainer]
     record = {**IDENTITY, **fields}
     fast = wire.encode(record)
     fast_step = wire.step_encoder(IDENTITY)(record, fields)

@@ -121,15 +121,12 @@ def layout(queries: Queries, params: Mapping[str, str]) -> html.Div:
             goodput_panels(),
             curve_controls,
             widgets.loading(
-                html.Div(
-                    className="two-col",
-                    children=[
-                        widgets.panel(
-                            "Loss (anomaly where detected; last good step = the loss minimum before it)",
-                            widgets.graph(ids.TRAIN_LOSS),
-                        ),
-                        widgets.panel("Step time and MFU", widgets.graph(ids.TRAIN_PERF)),
-                    ],
+                widgets.two_columns(
+                    widgets.panel(
+                        "Loss (anomaly where detected; last good step = the loss minimum before it)",
+                        widgets.graph(ids.TRAIN_LOSS),
+                    ),
+                    widgets.panel("Step time and MFU", widgets.graph(ids.TRAIN_PERF)),
                 ),
                 widgets.panel("Gradient norm and learning rate", widgets.graph(ids.TRAIN_OPTIMIZER)),
                 element_id=ids.TRAIN_LOADING,
@@ -141,15 +138,12 @@ def layout(queries: Queries, params: Mapping[str, str]) -> html.Div:
 def goodput_panels() -> html.Div:
     """Goodput (docs/design.md §8): the selected run's wall time by bucket with its badput in money and
     step vs effective MFU, and the fleet's badput by team and cause."""
-    return html.Div(
-        className="two-col",
-        children=[
-            widgets.panel(
-                "Goodput of the run: where its wall time went and what the lost time cost",
-                widgets.graph(ids.TRAIN_GOODPUT),
-            ),
-            widgets.panel("Badput by team and cause", widgets.graph(ids.TRAIN_BADPUT)),
-        ],
+    return widgets.two_columns(
+        widgets.panel(
+            "Goodput of the run: where its wall time went and what the lost time cost",
+            widgets.graph(ids.TRAIN_GOODPUT),
+        ),
+        widgets.panel("Badput by team and cause", widgets.graph(ids.TRAIN_BADPUT)),
     )
 
 
