@@ -28,6 +28,7 @@ from typing import Any, Final
 import duckdb
 
 from gpulens.attribution import allocate as alloc
+from gpulens.errors import GpulensError
 from gpulens.wire import PHASES, phase_bucket
 
 PRODUCTIVE: Final = "productive"
@@ -352,11 +353,22 @@ def _job_costs(
 
 
 def _currency(con: duckdb.DuckDBPyConnection, window: alloc.Window) -> str:
-    row = con.execute(
-        "SELECT any_value(currency) FROM cost_line_items WHERE usage_start < ? AND usage_end > ?",
-        [window.end, window.start],
-    ).fetchone()
-    return row[0] if row and row[0] else "USD"
+    """The one currency of the window's lines; GPU time billed in two currencies cannot be added up."""
+    found = [
+        str(r[0])
+        for r in con.execute(
+            "SELECT DISTINCT currency FROM cost_line_items WHERE usage_start < ? AND usage_end > ? "
+            "AND currency IS NOT NULL ORDER BY 1",
+            [window.end, window.start],
+        ).fetchall()
+    ]
+    if len(found) > 1:
+        raise GpulensError(
+            f"the window's lines are billed in {len(found)} currencies ({', '.join(found)}); goodput "
+            "prices GPU time in one currency: keep one payer's billing exports per warehouse",
+            field="period",
+        )
+    return found[0] if found else "USD"
 
 
 def goodput_window(

@@ -55,7 +55,7 @@ def _team_prices(con: duckdb.DuckDBPyConnection, period: str, basis: str) -> tup
             SELECT resource_id, any_value(regexp_replace(instance_type, '^ml\\.', '')) AS instance_type
             FROM cost_line_items WHERE coalesce(instance_type, '') <> '' GROUP BY resource_id),
         a AS (
-            SELECT t.instance_type, a.team, any_value(a.currency) AS currency, sum(a.cost) AS cost,
+            SELECT t.instance_type, a.team, a.currency, sum(a.cost) AS cost,
                    sum(a.gpu_seconds) AS gpu_seconds
             FROM allocations a JOIN types t USING (resource_id)
             WHERE a.period = ? AND a.basis = ? AND a.team IS NOT NULL
@@ -75,11 +75,11 @@ def _type_prices(con: duckdb.DuckDBPyConnection, period: str, basis: str) -> tup
     cost = "amortized_cost" if basis == "amortized" else "unblended_cost"
     rows = con.execute(
         f"""
-        SELECT regexp_replace(instance_type, '^ml\\.', '') AS itype, any_value(currency), sum({cost}),
+        SELECT regexp_replace(instance_type, '^ml\\.', '') AS itype, currency, sum({cost}),
                sum(usage_amount)
         FROM cost_line_items
         WHERE billing_period = ? AND list_contains(?::VARCHAR[], line_item_type) AND usage_amount > 0
-        GROUP BY itype HAVING list_contains(?::VARCHAR[], itype) ORDER BY 1""",
+        GROUP BY itype, currency HAVING list_contains(?::VARCHAR[], itype) ORDER BY 1, 2""",
         [period, list(USAGE_TYPES), list(GPUS_PER_INSTANCE)],
     ).fetchall()
     return tuple(

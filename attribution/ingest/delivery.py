@@ -284,9 +284,12 @@ def _replace(
     for (period, payer), named in sources.items():
         _refuse_two_exports(period, payer, named)
     created = max((f.created or file_time(f.local) for f in files), default=None)
+    # Each period and payer is dated by its own files: an old month given beside a newer one is
+    # still older than the delivery held for it.
+    created_by_key = _created_by_key(files, sources)
     if not force:
         for period, payer in keys:
-            _refuse_older(con, period, payer, created, stamp)
+            _refuse_older(con, period, payer, created_by_key[(period, payer)], stamp)
     replaced = con.execute(
         """DELETE FROM cost_line_items c USING (
                SELECT DISTINCT billing_period, payer_account_id FROM cost_line_items
@@ -301,7 +304,7 @@ def _replace(
         con.execute(
             "INSERT INTO deliveries (billing_period, payer_account_id, source_format, files, line_items, "
             "ingested_at, created) VALUES (?, ?, ?, ?, ?, ?::TIMESTAMP, ?)",
-            [period, payer, fmt, names, count, stamp, created],
+            [period, payer, fmt, names, count, stamp, created_by_key[(period, payer)]],
         )
     return DeliveryResult(
         format=fmt,
@@ -313,6 +316,19 @@ def _replace(
         created=created,
         skipped=skipped,
     )
+
+
+def _created_by_key(
+    files: Sequence[SourceFile], sources: dict[tuple[str, str], list[str]]
+) -> dict[tuple[str, str], datetime | None]:
+    """When AWS wrote each (period, payer) of a delivery: the newest time of the files holding its lines
+    (a line's `source` is `flavour:name`)."""
+    created_of = {f.name: f.created or file_time(f.local) for f in files}
+    return {
+        key: max((created_of[s.partition(":")[2]] for s in named if s.partition(":")[2] in created_of),
+                 default=None)
+        for key, named in sources.items()
+    }  # fmt: skip
 
 
 # An AWS part: `<export or report name>-<part number>.<ext>` (`ledger-00001.csv.gz`, `daily-1.csv.zip`).

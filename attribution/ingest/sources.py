@@ -115,6 +115,9 @@ def local_files(root: Path) -> list[SourceFile]:
     """A file, or a directory walked recursively; manifests, where present, choose the files."""
     if not root.exists():
         raise GpulensError("no such file or directory", path=root)
+    # Manifest keys are matched on the tail of each path: a relative `ledger` or `.` must match as
+    # its absolute spelling does.
+    root = root.resolve()
     if root.is_file():
         if is_manifest(root.name):
             return _listed(root, root.parent, _walk(_bucket_root(root)))
@@ -124,17 +127,20 @@ def local_files(root: Path) -> list[SourceFile]:
     found = {p.as_posix(): p for p in everything if is_manifest(p.name)}
     manifests = [found[n] for n in current_manifests(sorted(found))]
     if not manifests:
-        return [_local(p) for p in everything if is_data(p.name)]
+        data = [p for p in everything if is_data(p.name)]
+        _refuse_missing_parts(data)
+        return [_local(p) for p in data]
     chosen: dict[Path, SourceFile] = {}
     periods: set[str | None] = set()
     for m in manifests:
         periods.add(manifest_period(m.read_text(encoding="utf-8"), m.as_posix()))
         for f in _listed(m, root, everything):
             chosen[f.local] = f
-    # A period that no manifest describes is read as given, never skipped in silence.
+    # A period that no manifest describes, or a file in no period folder, is read as given (its
+    # billing-period column decides), never skipped in silence.
     for p in everything:
         period = path_period(p.as_posix())
-        if is_data(p.name) and p not in chosen and period is not None and period not in periods:
+        if is_data(p.name) and p not in chosen and (period is None or period not in periods):
             chosen[p] = _local(p)
     return sorted(chosen.values(), key=lambda f: str(f.local))
 
@@ -143,13 +149,29 @@ def _refuse_partial(part: Path) -> None:
     """A data file given alone whose manifest (in AWS's layout around it) lists other parts."""
     for m in _nearby_manifests(part):
         keys = manifest_keys(m.read_text(encoding="utf-8"), str(m))
-        listed = [k for k in keys if part.as_posix().endswith("/" + k.lstrip("/"))]
+        listed = [k for k in keys if part.resolve().as_posix().endswith("/" + k.lstrip("/"))]
         others = [k.rsplit("/", 1)[-1] for k in keys if k not in listed]
         if listed and others:
             raise GpulensError(
                 f"is one part of a delivery whose manifest {m} also lists {', '.join(others)}; give the "
                 "manifest or the folder that holds every part (a part alone would replace the whole period)",
                 path=part,
+            )
+
+
+def _refuse_missing_parts(data: list[Path]) -> None:
+    """A folder of parts (without its manifest inside it) whose manifest, where AWS puts it, lists a
+    part that is not there: reading the rest would replace the whole period with part of it."""
+    given = [p.as_posix() for p in data]
+    for m in sorted({m for p in data for m in _nearby_manifests(p)}):
+        keys = manifest_keys(m.read_text(encoding="utf-8"), str(m))
+        present = [k for k in keys if any(g.endswith("/" + k.lstrip("/")) for g in given)]
+        missing = [k.rsplit("/", 1)[-1] for k in keys if k not in present]
+        if present and missing:
+            raise GpulensError(
+                f"holds parts of a delivery whose manifest {m} also lists {', '.join(missing)}, which are "
+                "not here; give the folder that holds every part, or the manifest",
+                path=data[0].parent,
             )
 
 

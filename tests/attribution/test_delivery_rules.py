@@ -209,6 +209,52 @@ def test_a_period_without_a_manifest_is_not_skipped(
     ]
 
 
+def test_an_export_given_by_a_relative_path_loads_like_its_absolute_one(
+    gpulens: Callable[..., int], warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gpulens ingest cur ledger` from the folder above the export: the manifest's keys are matched on
+    the path's tail, so the relative spelling loads both parts (85.95); it used to be refused as "not
+    under ledger", while part 1 alone given relatively slipped past the partial-delivery check."""
+    _manifested(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert gpulens("ingest", "cur", "ledger/data/BILLING_PERIOD=2026-10/ledger-00001.csv") == 1
+    assert not _state(warehouse) or _state(warehouse)[0] == []
+    assert gpulens("ingest", "cur", "ledger") == 0
+    assert _state(warehouse)[0] == [("2026-10", "111111111111", 15, LEDGER_TOTAL)]
+
+
+def test_a_period_folder_missing_a_part_is_refused(
+    held: Path, gpulens: Callable[..., int], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The period folder given alone holds only part 1 (60.00 of 85.95) of a two-part manifest kept in
+    the `metadata/` twin: it would replace 2026-10 with 60.00; refused naming the missing part."""
+    part1, _ = _manifested(tmp_path)
+    (part1.parent / "ledger-00002.csv").unlink()
+    err = _refused(gpulens, capsys, held, part1.parent)
+    assert "ledger-00002.csv" in err
+
+
+def test_a_file_outside_any_period_folder_is_read_beside_a_manifest(
+    gpulens: Callable[..., int], warehouse: Path, tmp_path: Path
+) -> None:
+    """The export folder (2026-10, manifest) also holds `november.csv` (one S3 line, 4.00, billing
+    period 2026-11 in its column, in no period folder): both load; November used to be skipped in
+    silence."""
+    _, folder = _manifested(tmp_path)
+    nov = [cur_line("N1", "Usage", "bucket-s", "4.00", product="AmazonS3")]
+    nov[0]["bill_billing_period_start_date"] = "2026-11-01T00:00:00Z"
+    nov[0]["line_item_usage_start_date"], nov[0]["line_item_usage_end_date"] = (
+        "2026-11-02T00:00:00Z",
+        "2026-11-03T00:00:00Z",
+    )
+    write_csv(folder / "november.csv", CUR2_COLUMNS, nov)
+    assert gpulens("ingest", "cur", folder) == 0
+    assert _state(warehouse)[0] == [
+        ("2026-10", "111111111111", 15, LEDGER_TOTAL),
+        ("2026-11", "111111111111", 1, Decimal("4.00")),
+    ]
+
+
 # --- item 3: the period comes from the bill, never from usage dates ------------------------------------
 
 
@@ -319,6 +365,34 @@ def test_an_older_delivery_is_refused_unless_forced(
         "2026-11-02 00:00:00",
         "2026-11-02 00:00:00",
     ]
+
+
+def test_an_old_month_given_beside_a_newer_month_is_still_older(
+    gpulens: Callable[..., int], warehouse: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """v2 of 2026-10 (made 2026-11-03, 87.45) is held. A folder holding v1 of 2026-10 (made 2026-11-02,
+    85.95) and a November file made 2026-12-01 was dated by its newest file as a whole, so v1 replaced
+    v2 and recorded 2026-12-01, after which v2 itself was refused. Each period is dated by its own
+    files: refused naming 2026-10 and 2026-11-02; v2 stays."""
+    rows = list(csv.DictReader(CUR2.open(newline="")))
+    rows[11]["line_item_unblended_cost"] = "3.50"
+    (tmp_path / "v2").mkdir()
+    v2 = write_csv(tmp_path / "v2" / "ledger-00001.csv", list(rows[0]), rows)
+    v1 = _copy(CUR2, tmp_path / "old" / "ledger-00001.csv")
+    nov = [cur_line("N1", "Usage", "bucket-s", "4.00", product="AmazonS3")]
+    nov[0]["bill_billing_period_start_date"] = "2026-11-01T00:00:00Z"
+    nov[0]["line_item_usage_start_date"], nov[0]["line_item_usage_end_date"] = (
+        "2026-11-02T00:00:00Z",
+        "2026-11-03T00:00:00Z",
+    )
+    november = write_csv(tmp_path / "old" / "november-00001.csv", CUR2_COLUMNS, nov)
+    os.utime(v2, (1793664000, 1793664000))  # 2026-11-03 00:00 UTC
+    os.utime(v1, (1793577600, 1793577600))  # 2026-11-02 00:00 UTC
+    os.utime(november, (1796083200, 1796083200))  # 2026-12-01 00:00 UTC
+    assert gpulens("ingest", "cur", v2) == 0
+    err = _refused(gpulens, capsys, warehouse, tmp_path / "old")
+    assert "2026-10" in err and "2026-11-02 00:00:00" in err
+    assert _state(warehouse)[0] == [("2026-10", "111111111111", 15, Decimal("87.45"))]
 
 
 # --- item 9: the smaller ones on the way in ------------------------------------------------------------

@@ -122,6 +122,20 @@ def test_goodput_prices_every_bucket_with_the_jobs_gpu_cost(priced: Path) -> Non
     assert report.gpu_cost == {"nlp": Decimal("13.00")}
 
 
+def test_goodput_refuses_gpu_time_billed_in_two_currencies(
+    priced: Path, gpulens: Callable[..., int], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A second payer billing 520.00 EUR in the same hour: adding it to the 36.00 USD line and calling
+    the sum USD (as the first version did) is wrong in either currency; refused in one line."""
+    eur = cur_line("E1", "Usage", "i-eur", "520.00", instance_type="p4d.24xlarge", payer="999999999999")
+    eur["line_item_currency_code"] = "EUR"
+    assert gpulens("ingest", "cur", write_csv(tmp_path / "eur.csv", CUR2_COLUMNS, [eur])) == 0
+    capsys.readouterr()
+    assert gpulens("goodput", "--period", "2026-10") == 1
+    err = capsys.readouterr().err.strip()
+    assert "2 currencies (EUR, USD)" in err and err.count("\n") == 0
+
+
 def test_goodput_command_json(
     priced: Path, gpulens: Callable[..., int], capsys: pytest.CaptureFixture[str]
 ) -> None:
