@@ -113,7 +113,7 @@ def _unsafe(directory: Path, st: os.stat_result, uid: int, gid: int) -> str | No
 
 
 def secure_dir(directory: Path, uid: int | None = None, gid: int | None = None) -> None:
-    """Create `directory` (each missing level 0700) or refuse an existing one another user controls.
+    """Create `directory` (each missing level 0755) or refuse an existing one another user controls.
 
     The socket's own directory and every ancestor not owned by root must be real directories owned
     by the agent and writable by nobody else (a root-owned sticky directory like /tmp is fine):
@@ -128,16 +128,19 @@ def secure_dir(directory: Path, uid: int | None = None, gid: int | None = None) 
         d = d.parent
     for m in reversed(missing):
         try:
-            os.mkdir(m, 0o700)
+            os.mkdir(m, 0o755)
+            # 0755, not 0700: trainers of other users must reach the socket (a root agent's
+            # /run/gpulens); nobody but the agent can create, rename or bind anything inside it.
+            os.chmod(m, 0o755)
         except FileExistsError:
             pass  # raced with someone: checked below like any existing directory
         except OSError as exc:
             raise GpulensError(f"cannot create the socket directory: {exc.strerror}", path=m) from None
     for d in (directory, *directory.parents):
         st = os.lstat(d)
-        if d != directory and st.st_uid == 0:
-            break  # a root-owned ancestor (/tmp, /run, /var/run -> /run): nobody else can swap it
         reason = _unsafe(d, st, uid, gid)
+        if d != directory and st.st_uid == 0 and reason is None:
+            break  # a root-owned ancestor nobody else may write in (/run, or sticky /tmp): no swap
         if reason is not None:
             raise GpulensError(
                 f"{reason}; refusing to put the trainer socket there (remove it, or pass --socket "

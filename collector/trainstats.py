@@ -22,6 +22,9 @@ from gpulens.wire import loads as _loads
 
 STEP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 MAX_JOBS = 64  # job label sets (job_id, team) exported per node
+MAX_RANKS = 512  # (job_id, team, rank, gpu) label sets per node: 64 jobs x 8 GPUs
+MAX_LABEL = 256  # characters of a label value; a longer job_id, team, rank or gpu is malformed
+MEMO_KEYS = 10_000  # label tuples memoised by _key (each at most 4 x MAX_LABEL characters)
 JOB_TTL = 600.0  # seconds a job's series outlive its last record
 RESULTS = ("ok", "malformed", "rejected", "over_limit")
 
@@ -100,9 +103,13 @@ def _key(job: str, team: object, rank: object, gpu: object) -> TrainKey:
     raw = (job, team, rank, gpu, type(rank), type(gpu))  # types too: 0, 0.0 and False hash alike
     key = _KEYS.get(raw)
     if key is None:
-        if len(_KEYS) > 100_000:
+        key = (job, _label(team), _label(rank), _label(gpu))
+        if max(map(len, key)) > MAX_LABEL:
+            raise Malformed("label value over 256 characters")
+        # Bounded by count and by size: a sender that is rejected later cannot grow the memo.
+        if len(_KEYS) >= MEMO_KEYS:
             _KEYS.clear()
-        key = _KEYS[raw] = (job, _label(team), _label(rank), _label(gpu))
+        _KEYS[raw] = key
     return key
 
 
@@ -191,6 +198,7 @@ class TrainStats:
         verifier: Verifier | None = None,
         max_jobs: int = MAX_JOBS,
         job_ttl: float = JOB_TTL,
+        max_ranks: int = MAX_RANKS,
     ) -> None:
         self._clock = clock
         self._map_every = map_every  # seconds between mapping refreshes per rank (the mapping lives 60 s)
@@ -202,6 +210,7 @@ class TrainStats:
         self._on_step = on_step
         self._verifier = verifier
         self.max_jobs = max_jobs
+        self.max_ranks = max_ranks
         self.job_ttl = job_ttl
         self._jobs: dict[tuple[str, str], float] = {}  # admitted (job_id, team) -> last record
         self._swept = clock()
@@ -247,7 +256,7 @@ class TrainStats:
                 self._expire(now)
             for entry in kept:
                 item = entry[0]
-                if not self._admit(item[1], now):
+                if not self._admit(item[1], now) or self._anomalies_full(item):
                     results["over_limit"] += 1
                     continue
                 applied += 1
@@ -279,12 +288,22 @@ class TrainStats:
                 on_step(device, pid, key[0], key[1])
 
     def _admit(self, key: TrainKey, now: float) -> bool:
-        """True when the record's job label set is exported (known, or admitted under `max_jobs`)."""
+        """True when the record's job label set is exported (known, or admitted under `max_jobs`) and
+        its rank label set too (known, or admitted under `max_ranks`: rank and gpu values vary freely)."""
         job = (key[0], key[1])
         if job not in self._jobs and len(self._jobs) >= self.max_jobs:
             return False
+        if key not in self.ranks and len(self.ranks) >= self.max_ranks:
+            return False
         self._jobs[job] = now
         return True
+
+    def _anomalies_full(self, item: Parsed) -> bool:
+        """An anomaly record of a new (rank, kind) when the anomaly series are at their bound."""
+        if item[0] != "anomaly":
+            return False
+        akey = (*item[1], item[3])
+        return akey not in self.anomalies and len(self.anomalies) >= self.max_ranks * len(ANOMALY_KINDS)
 
     def _expire(self, now: float) -> None:
         """Drop every series of jobs without a record for `job_ttl` seconds (lock held)."""

@@ -168,3 +168,29 @@ def test_job_series_expire_after_the_ttl_and_new_jobs_beyond_the_limit_are_refus
     ranks, anomalies, results = stats.copy()
     assert {k[0] for k in ranks} == {"a", "c"} and anomalies == {}
     assert results["over_limit"] == 1 and results["ok"] == 5
+
+
+def test_rank_and_gpu_label_sets_are_bounded_per_node() -> None:
+    """One job, 60,000 unique `rank` values (a review reproduced 1,080,224 /metrics lines, 108 MB, a
+    13.6 s scrape): only `max_ranks` rank label sets are kept, the rest are `over_limit`."""
+    stats = TrainStats(max_ranks=8)
+    for i in range(100):  # anomalies of ranks that send no step: bounded on their own (8 x 3 kinds)
+        stats.ingest(_b({"v": 1, "kind": "anomaly", "job_id": "j", "rank": 1000 + i, "anomaly": "nan"}))
+    for i in range(100):
+        stats.ingest(_b({"v": 1, "kind": "step", "job_id": "j", "team": "t", "rank": i, "gpu": 0}))
+    ranks, anomalies, results = stats.copy()
+    assert len(ranks) == 8 and len(anomalies) == 8 * 3
+    assert results["over_limit"] == 76 + 92 and results["ok"] == 24 + 8
+
+
+def test_an_overlong_label_value_is_malformed_and_never_memoised() -> None:
+    """A rejected sender's 7.9 KB `rank` values were memoised 100,000 at a time (840 MB of RSS)."""
+    from gpulens.collector import trainstats
+
+    stats = TrainStats()
+    before = len(trainstats._KEYS)
+    stats.ingest(_b({"v": 1, "kind": "run", "job_id": "j", "rank": "x" * 300, "event": "start"}))
+    assert stats.copy()[2]["malformed"] == 1 and len(trainstats._KEYS) == before
+    for i in range(trainstats.MEMO_KEYS + 5):
+        trainstats._key("j", "t", i, 0)
+    assert len(trainstats._KEYS) <= trainstats.MEMO_KEYS

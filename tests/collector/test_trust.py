@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import socket
 import stat
 import subprocess
@@ -64,9 +65,7 @@ def shared_dir() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="gpulens-trust-", dir="/tmp"))
     d.chmod(0o755)
     yield d
-    for p in d.iterdir():
-        p.unlink()
-    d.rmdir()
+    shutil.rmtree(d)
 
 
 def wait_for(stats: TrainStats, total: int) -> dict[str, float]:
@@ -194,11 +193,38 @@ def test_sim_agent_rejects_another_users_spoof_and_says_how_it_checks(shared_dir
 # -- item 2: the socket directory -----------------------------------------------------------------
 
 
-def test_missing_socket_directories_are_created_0700(tmp_path: Path) -> None:
+def test_missing_socket_directories_are_created_0755(tmp_path: Path) -> None:
+    """0755: searchable by the trainers of other users (a root agent's /run/gpulens), writable by the
+    agent alone. Created 0700, a non-root trainer got EACCES and its records were dropped."""
     target = tmp_path / "gpulens-1000" / "gpulens"
     secure_dir(target, uid=os.geteuid())
-    assert stat.S_IMODE(target.stat().st_mode) == 0o700
-    assert stat.S_IMODE(target.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755
+    assert stat.S_IMODE(target.parent.stat().st_mode) == 0o755
+
+
+def test_another_user_can_send_through_a_created_socket_directory(shared_dir: Path) -> None:
+    """The socket in a directory the agent (root) created: `nobody` can connect and send."""
+    got: list[bytes] = []
+    server = DatagramServer(shared_dir / "made" / "agent.sock", lambda batch, creds: got.extend(batch))
+    try:
+        code = (
+            "import os, socket, sys; os.setgid(int(sys.argv[2])); os.setuid(int(sys.argv[2]));"
+            "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(b'{}', sys.argv[1])"
+        )
+        subprocess.run([sys.executable, "-c", code, str(server.path), str(nobody())], check=True)
+    finally:
+        server.stop()
+
+
+def test_a_world_writable_root_ancestor_without_sticky_bit_is_refused(shared_dir: Path) -> None:
+    """Root-owned, 0777, no sticky bit: another user could rename the socket's directory away and
+    bind a socket of their own in its place; only a root-owned ancestor nobody else writes (or a
+    sticky one like /tmp) ends the walk."""
+    open_dir = shared_dir / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    with pytest.raises(GpulensError, match="writable by other users"):
+        secure_dir(open_dir / "gpulens", uid=os.geteuid())
 
 
 def test_a_directory_another_user_created_is_refused(shared_dir: Path) -> None:
